@@ -1,0 +1,167 @@
+//! Errors a filter or handler can answer with. Each kind maps to one HTTP
+//! status and one stable `code`; the gateway turns them into
+//! `{"error":{"code","message"}}` in exactly one place.
+
+use std::time::Duration;
+
+/// What went wrong, from the client's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: the request is malformed.
+    BadRequest,
+    /// 401: no key, an unknown key, or a malformed Authorization header.
+    Unauthorized,
+    /// 403: the key is suspended.
+    KeySuspended,
+    /// 403: the key's `expires_at` has passed.
+    KeyExpired,
+    /// 403: the route needs the other type of key.
+    WrongKeyType,
+    /// 404: no route matches.
+    NotFound,
+    /// 429: the per-key rate limit is used up.
+    RateLimited,
+    /// 429: the per-IP flood guard tripped.
+    TooManyRequestsFromIp,
+    /// 431: request headers too large.
+    HeadersTooLarge,
+    /// 501: a route whose handler is not built yet.
+    NotImplemented,
+    /// 502: the upstream answered badly or the connection failed.
+    BadGateway,
+    /// 503: no healthy upstream endpoint, or shared state unavailable.
+    ServiceUnavailable,
+    /// 504: the upstream did not answer in time.
+    GatewayTimeout,
+    /// 500: a bug or an unexpected internal failure.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::KeySuspended | ErrorKind::KeyExpired | ErrorKind::WrongKeyType => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::RateLimited | ErrorKind::TooManyRequestsFromIp => 429,
+            ErrorKind::HeadersTooLarge => 431,
+            ErrorKind::Internal => 500,
+            ErrorKind::NotImplemented => 501,
+            ErrorKind::BadGateway => 502,
+            ErrorKind::ServiceUnavailable => 503,
+            ErrorKind::GatewayTimeout => 504,
+        }
+    }
+
+    /// The `error.code` string clients see.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "BadRequest",
+            ErrorKind::Unauthorized => "Unauthorized",
+            ErrorKind::KeySuspended => "KeySuspended",
+            ErrorKind::KeyExpired => "KeyExpired",
+            ErrorKind::WrongKeyType => "WrongKeyType",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::RateLimited => "RateLimitExceeded",
+            ErrorKind::TooManyRequestsFromIp => "TooManyRequests",
+            ErrorKind::HeadersTooLarge => "RequestHeaderFieldsTooLarge",
+            ErrorKind::NotImplemented => "NotImplemented",
+            ErrorKind::BadGateway => "BadGateway",
+            ErrorKind::ServiceUnavailable => "ServiceUnavailable",
+            ErrorKind::GatewayTimeout => "GatewayTimeout",
+            ErrorKind::Internal => "InternalError",
+        }
+    }
+
+    /// A short label for metrics (`kikaku_rejections_total{reason=...}`).
+    pub fn reason(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::KeySuspended => "suspended",
+            ErrorKind::KeyExpired => "expired",
+            ErrorKind::WrongKeyType => "wrong_key_type",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::TooManyRequestsFromIp => "ip_flood",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::NotImplemented => "not_implemented",
+            ErrorKind::BadGateway => "bad_gateway",
+            ErrorKind::ServiceUnavailable => "unavailable",
+            ErrorKind::GatewayTimeout => "timeout",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// A client-facing error: a kind, a message, and (for 429/503) when to retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl GatewayError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        GatewayError {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    /// The JSON body: `{"error":{"code":"...","message":"..."}}`.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "error": { "code": self.kind.code(), "message": self.message }
+        }))
+        .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.kind.code(),
+            self.status(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_the_error_envelope() {
+        let e = GatewayError::new(ErrorKind::KeyExpired, "The API key expired on 2026-01-01.");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["code"], "KeyExpired");
+        assert_eq!(v["error"]["message"], "The API key expired on 2026-01-01.");
+        assert_eq!(e.status(), 403);
+    }
+
+    #[test]
+    fn statuses_follow_the_design() {
+        assert_eq!(ErrorKind::Unauthorized.status(), 401);
+        assert_eq!(ErrorKind::WrongKeyType.status(), 403);
+        assert_eq!(ErrorKind::RateLimited.status(), 429);
+        assert_eq!(ErrorKind::GatewayTimeout.status(), 504);
+    }
+}

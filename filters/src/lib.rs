@@ -1,0 +1,28 @@
+//! The filter chain of kikaku-edge.
+//!
+//! A filter is a typed unit with its own config struct, a constructor that
+//! validates it, and hooks for the phases it needs ([`Filter`]). The
+//! [`registry`] maps a YAML name (`key_auth`, `rate_limit`, ...) to its config
+//! type and constructor. Filters talk through the typed [`RequestCtx`].
+//!
+//! One file a filter, with its unit tests beside it.
+
+pub mod context;
+pub mod error;
+pub mod filter;
+pub mod keys;
+pub mod registry;
+pub mod state;
+
+pub mod ip_guard;
+pub mod key_auth;
+pub mod key_type;
+pub mod rate_limit;
+pub mod request_id;
+
+pub use context::RequestCtx;
+pub use error::{ErrorKind, GatewayError};
+pub use filter::{BuildEnv, Filter, FilterChain};
+pub use keys::{ApiKey, KeyDirectory, KeyStatus, KeyType};
+pub use registry::FilterConfig;
+pub use state::{RateDecision, StateError, StateStore};

@@ -1,0 +1,216 @@
+//! `rate_limit`: exact per-key requests per minute, counted in the state
+//! store (shared by every instance on the Redis backend). Over the limit →
+//! 429 with `Retry-After`; every answer carries `X-RateLimit-*`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_http::{RequestHeader, ResponseHeader};
+use serde::Deserialize;
+
+use crate::context::RequestCtx;
+use crate::error::{ErrorKind, GatewayError};
+use crate::filter::Filter;
+use crate::state::StateStore;
+
+/// DESIGN §2: a key without its own limit gets 10 requests per minute.
+pub const DEFAULT_PER_MINUTE: u32 = 10;
+const WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Limit for keys that have none of their own (default 10).
+    pub per_minute: Option<u32>,
+    /// Keys' limits are shared across every route with the same scope
+    /// (default `key`: one budget per key for the whole gateway).
+    pub scope: Option<String>,
+}
+
+impl RateLimitConfig {
+    pub(crate) fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut errs = vec![];
+        if self.per_minute == Some(0) {
+            errs.push(("per_minute", "must be > 0".to_string()));
+        }
+        if self
+            .scope
+            .as_deref()
+            .is_some_and(|s| s.is_empty() || s.contains(['{', '}', ' ']))
+        {
+            errs.push((
+                "scope",
+                "must be a non-empty word without spaces or braces".into(),
+            ));
+        }
+        errs
+    }
+}
+
+pub struct RateLimit {
+    state: Arc<dyn StateStore>,
+    default_limit: u32,
+    scope: String,
+}
+
+impl RateLimit {
+    pub fn new(cfg: &RateLimitConfig, state: Arc<dyn StateStore>) -> Self {
+        RateLimit {
+            state,
+            default_limit: cfg.per_minute.unwrap_or(DEFAULT_PER_MINUTE),
+            scope: cfg.scope.clone().unwrap_or_else(|| "key".into()),
+        }
+    }
+}
+
+/// Whole seconds, rounded up, at least 1 — what `Retry-After` wants.
+fn ceil_secs(d: Duration) -> u64 {
+    (d.as_millis().div_ceil(1000) as u64).max(1)
+}
+
+#[async_trait]
+impl Filter for RateLimit {
+    fn name(&self) -> &'static str {
+        "rate_limit"
+    }
+
+    async fn on_request(
+        &self,
+        _req: &RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let key = ctx.key.clone().ok_or_else(|| {
+            GatewayError::new(ErrorKind::Internal, "rate_limit ran before key_auth")
+        })?;
+        let limit = key.rate_limit_per_minute.unwrap_or(self.default_limit);
+        // The bucket names the key by its hash, never the key itself; the
+        // braces are a Redis Cluster hash tag keeping a key's data on one slot.
+        let bucket = format!("rl:{}:{{{}}}", self.scope, hex8(&key.hash));
+        let decision = self
+            .state
+            .rate_limit(&bucket, limit, WINDOW)
+            .await
+            .map_err(|e| {
+                GatewayError::new(
+                    ErrorKind::ServiceUnavailable,
+                    format!("Rate limiting is unavailable: {e}"),
+                )
+            })?;
+        ctx.rate_limit = Some(decision);
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(GatewayError::new(
+                ErrorKind::RateLimited,
+                format!("Rate limit exceeded: {limit} requests per minute for this API key."),
+            )
+            .with_retry_after(decision.reset_after))
+        }
+    }
+
+    fn on_response(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
+        if let Some(d) = ctx.rate_limit {
+            let _ = resp.insert_header("x-ratelimit-limit", d.limit.to_string());
+            let _ = resp.insert_header("x-ratelimit-remaining", d.remaining.to_string());
+            let _ = resp.insert_header("x-ratelimit-reset", ceil_secs(d.reset_after).to_string());
+            if !d.allowed {
+                let _ = resp.insert_header("retry-after", ceil_secs(d.reset_after).to_string());
+            }
+        }
+    }
+}
+
+fn hex8(hash: &[u8; 32]) -> String {
+    hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{test_key, KeyStatus};
+    use crate::state::{RateDecision, SlidingLog, StateError};
+    use parking_lot::Mutex;
+    use std::collections::HashMap;
+
+    /// The sliding log over a map with a frozen clock: the real algorithm,
+    /// minus the journal of the embedded backend.
+    #[derive(Default)]
+    struct FrozenClockState(Mutex<HashMap<String, SlidingLog>>);
+
+    #[async_trait]
+    impl StateStore for FrozenClockState {
+        async fn rate_limit(
+            &self,
+            b: &str,
+            limit: u32,
+            w: Duration,
+        ) -> Result<RateDecision, StateError> {
+            let mut m = self.0.lock();
+            Ok(m.entry(b.to_string())
+                .or_default()
+                .admit(1_000, limit, w.as_millis() as u64))
+        }
+        async fn ready(&self) -> bool {
+            true
+        }
+        fn backend_name(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    fn ctx_for(key: &str, own_limit: Option<u32>) -> RequestCtx {
+        let mut k = test_key(key, KeyStatus::Active, None);
+        k.rate_limit_per_minute = own_limit;
+        let mut ctx = RequestCtx::default();
+        ctx.key = Some(Arc::new(k));
+        ctx
+    }
+
+    #[tokio::test]
+    async fn default_limit_is_ten_and_the_eleventh_gets_429() {
+        let f = RateLimit::new(
+            &RateLimitConfig::default(),
+            Arc::new(FrozenClockState::default()),
+        );
+        let req = RequestHeader::build("GET", b"/", None).unwrap();
+        for _ in 0..10 {
+            f.on_request(&req, &mut ctx_for("kikaku_a", None))
+                .await
+                .unwrap();
+        }
+        let mut ctx = ctx_for("kikaku_a", None);
+        let e = f.on_request(&req, &mut ctx).await.unwrap_err();
+        assert_eq!(e.status(), 429);
+        let mut resp = ResponseHeader::build(429, None).unwrap();
+        f.on_response(&mut resp, &ctx);
+        assert_eq!(resp.headers.get("x-ratelimit-limit").unwrap(), "10");
+        assert_eq!(resp.headers.get("x-ratelimit-remaining").unwrap(), "0");
+        assert_eq!(resp.headers.get("retry-after").unwrap(), "60");
+    }
+
+    #[tokio::test]
+    async fn key_limit_wins_and_keys_are_separate() {
+        let f = RateLimit::new(
+            &RateLimitConfig {
+                per_minute: Some(100),
+                scope: None,
+            },
+            Arc::new(FrozenClockState::default()),
+        );
+        let req = RequestHeader::build("GET", b"/", None).unwrap();
+        for _ in 0..2 {
+            f.on_request(&req, &mut ctx_for("kikaku_b", Some(2)))
+                .await
+                .unwrap();
+        }
+        assert!(f
+            .on_request(&req, &mut ctx_for("kikaku_b", Some(2)))
+            .await
+            .is_err());
+        assert!(f
+            .on_request(&req, &mut ctx_for("kikaku_c", Some(2)))
+            .await
+            .is_ok());
+    }
+}
