@@ -1,1 +1,84 @@
-fn main() {}
+//! The `kikaku-edge` command: `serve`, `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kikaku-edge",
+    version,
+    about = "Edge gateway for SeedDream image generation and S3 storage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The YAML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Run in the background (Pingora daemon mode; logs go to <data_dir>/error.log).
+        #[arg(short, long)]
+        daemon: bool,
+        /// Take the listening sockets over from a running instance (graceful upgrade).
+        #[arg(short, long)]
+        upgrade: bool,
+    },
+    /// Validate a config file: print every error with its YAML path.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    match cli.command {
+        Command::Check { config } => match kikaku_edge::config::load_file(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} routes, {} upstreams, {} keys)",
+                    config.display(),
+                    c.routes.len(),
+                    c.upstreams.len(),
+                    c.keys.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{}: {} error(s)", config.display(), errors.0.len());
+                for e in &errors.0 {
+                    eprintln!("  {e}");
+                }
+                ExitCode::from(1)
+            }
+        },
+        Command::Serve {
+            config,
+            daemon,
+            upgrade,
+        } => {
+            let args = kikaku_edge::server::ServeArgs {
+                config: &config,
+                daemon,
+                upgrade,
+            };
+            match kikaku_edge::server::serve(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kikaku-edge: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

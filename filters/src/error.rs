@@ -19,6 +19,8 @@ pub enum ErrorKind {
     WrongKeyType,
     /// 404: no route matches.
     NotFound,
+    /// 405: a route has this path, not this method.
+    MethodNotAllowed,
     /// 429: the per-key rate limit is used up.
     RateLimited,
     /// 429: the per-IP flood guard tripped.
@@ -44,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 401,
             ErrorKind::KeySuspended | ErrorKind::KeyExpired | ErrorKind::WrongKeyType => 403,
             ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RateLimited | ErrorKind::TooManyRequestsFromIp => 429,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::Internal => 500,
@@ -63,6 +66,7 @@ impl ErrorKind {
             ErrorKind::KeyExpired => "KeyExpired",
             ErrorKind::WrongKeyType => "WrongKeyType",
             ErrorKind::NotFound => "NotFound",
+            ErrorKind::MethodNotAllowed => "MethodNotAllowed",
             ErrorKind::RateLimited => "RateLimitExceeded",
             ErrorKind::TooManyRequestsFromIp => "TooManyRequests",
             ErrorKind::HeadersTooLarge => "RequestHeaderFieldsTooLarge",
@@ -83,6 +87,7 @@ impl ErrorKind {
             ErrorKind::KeyExpired => "expired",
             ErrorKind::WrongKeyType => "wrong_key_type",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooManyRequestsFromIp => "ip_flood",
             ErrorKind::HeadersTooLarge => "headers_too_large",

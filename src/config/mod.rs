@@ -1,0 +1,58 @@
+//! The YAML front-end: typed structs exactly as operators write them
+//! (`deny_unknown_fields` everywhere), `${VAR}` expansion, and validation that
+//! names the path of every error. The runtime model built from it lives in
+//! [`crate::snapshot`].
+
+mod env;
+mod load;
+mod types;
+mod validate;
+
+pub use load::{load_file, load_str};
+pub use types::*;
+pub use validate::{parse_sha256, parse_time, quota_amount, split_host_port};
+
+/// One problem in a config file, with the YAML path it belongs to
+/// (`routes[2].filters[1].rate_limit.per_minute: must be > 0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// All the errors of one load, printed one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}

@@ -1,0 +1,302 @@
+//! The config file's shape. Field docs here are the reference for operators.
+
+use std::collections::BTreeMap;
+
+use kikaku_filters::{FilterConfig, KeyStatus, KeyType};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listeners: Listeners,
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// Where durable state, the pid file and the upgrade socket live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+}
+
+fn default_data_dir() -> String {
+    "./data".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listeners {
+    /// Customer traffic.
+    pub public: ListenerConfig,
+    /// Operators: `/healthz`, `/readyz`, `/metrics`.
+    pub admin: Option<ListenerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `IP:PORT` to bind.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Worker threads of the public listener.
+    pub threads: usize,
+    /// Seconds to keep serving after SIGTERM/SIGQUIT before closing listeners.
+    pub grace_period_seconds: u64,
+    /// Seconds to let in-flight requests finish after the grace period.
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// Larger request headers (all of them together) get 431.
+    pub max_request_header_bytes: usize,
+    /// Poll interval of the config file watcher (0 turns watching off; SIGHUP still reloads).
+    pub watch_interval_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            threads: 2,
+            grace_period_seconds: 0,
+            graceful_shutdown_timeout_seconds: 10,
+            max_request_header_bytes: 32 * 1024,
+            watch_interval_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// Embedded backend: the journal file (default `<data_dir>/state.journal`).
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StateBackend {
+    /// Single node, durable on local disk.
+    #[default]
+    Embedded,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `stdout`, `off`, or a file path for the JSON access log.
+    pub access_log: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            access_log: "stdout".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub endpoints: Vec<EndpointConfig>,
+    /// `round_robin` (weighted by `weight`) or `random` (weighted too).
+    #[serde(default)]
+    pub balance: Balance,
+    /// Present: connect with TLS, certificates verified.
+    pub tls: Option<TlsConfig>,
+    /// `Host` header sent upstream (default: the endpoint's host as written).
+    pub host: Option<String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub keepalive: Keepalive,
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// `HOST:PORT`; names are resolved when the config is loaded.
+    pub address: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    Random,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server name for SNI and certificate checks (default: the endpoint host).
+    pub sni: Option<String>,
+    /// Verify the certificate chain and host name (default true). Turning it
+    /// off is for test rigs only and is logged as a warning.
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect_ms: u64,
+    /// Longest wait for the next bytes from upstream.
+    pub read_ms: u64,
+    pub write_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: 5_000,
+            read_ms: 120_000,
+            write_ms: 120_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keepalive {
+    pub enabled: bool,
+    /// Idle upstream connections are closed after this long.
+    pub idle_seconds: u64,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            enabled: true,
+            idle_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    #[serde(default)]
+    pub kind: HealthCheckKind,
+    /// HTTP checks: the path to GET; any 2xx is healthy.
+    #[serde(default = "root_path")]
+    pub path: String,
+    #[serde(default = "five")]
+    pub interval_seconds: u64,
+    #[serde(default = "thousand")]
+    pub timeout_ms: u64,
+    /// Consecutive failures before an endpoint is taken out.
+    #[serde(default = "one")]
+    pub unhealthy_after: u32,
+    /// Consecutive successes before it is put back.
+    #[serde(default = "one")]
+    pub healthy_after: u32,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+fn five() -> u64 {
+    5
+}
+fn thousand() -> u64 {
+    1000
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKind {
+    #[default]
+    Tcp,
+    Http,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: MatchConfig,
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
+    /// Proxy to this upstream...
+    pub upstream: Option<String>,
+    /// ...or answer locally.
+    pub handler: Option<HandlerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Empty: any method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Matches whole path segments: `/v1/images` matches `/v1/images/x`, not `/v1/imagesx`.
+    pub path_prefix: String,
+    /// Exact `Host` (port ignored); absent matches any host.
+    pub host: Option<String>,
+}
+
+/// Local handlers, chosen by `type`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HandlerConfig {
+    /// 501 with a message: a route that is planned but not served yet.
+    NotImplemented { message: String },
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The key itself (`kikaku_...` / `kikaku_s3_...`); kept only as its hash.
+    pub key: Option<String>,
+    /// Or its SHA-256 in hex, so the file need not hold the secret; needs `type`.
+    pub key_sha256: Option<String>,
+    #[serde(rename = "type")]
+    pub key_type: Option<KeyType>,
+    pub owner: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default = "active")]
+    pub status: KeyStatus,
+    /// RFC 3339 time or `YYYY-MM-DD`.
+    pub created_at: Option<String>,
+    pub expires_at: Option<String>,
+    /// Images for image keys; bytes for storage keys (`1GiB`, `500MB`, or a number).
+    pub quota: Option<QuotaValue>,
+    /// Requests per minute (default 10).
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+fn active() -> KeyStatus {
+    KeyStatus::Active
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum QuotaValue {
+    Count(u64),
+    Size(String),
+}

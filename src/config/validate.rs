@@ -1,0 +1,319 @@
+//! Checks serde cannot make: ranges, references between sections, formats.
+//! Every problem is collected, each with its path.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use kikaku_filters::registry::validate_chain;
+use kikaku_filters::KeyType;
+
+use super::{Config, ConfigError, HandlerConfig, KeyConfig, QuotaValue};
+
+pub fn validate(c: &Config) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    let mut err = |path: String, msg: &str| errs.push(ConfigError::new(path, msg));
+
+    if c.listeners.public.address.parse::<SocketAddr>().is_err() {
+        err(
+            "listeners.public.address".into(),
+            "must be IP:PORT, e.g. 127.0.0.1:8080",
+        );
+    }
+    if let Some(admin) = &c.listeners.admin {
+        if admin.address.parse::<SocketAddr>().is_err() {
+            err(
+                "listeners.admin.address".into(),
+                "must be IP:PORT, e.g. 127.0.0.1:9090",
+            );
+        } else if admin.address == c.listeners.public.address {
+            err(
+                "listeners.admin.address".into(),
+                "must differ from listeners.public.address",
+            );
+        }
+    }
+    if c.server.threads == 0 {
+        err("server.threads".into(), "must be > 0");
+    }
+    if c.server.max_request_header_bytes < 1024 {
+        err(
+            "server.max_request_header_bytes".into(),
+            "must be at least 1024",
+        );
+    }
+    if c.data_dir.is_empty() {
+        err("data_dir".into(), "must not be empty");
+    }
+
+    for (name, u) in &c.upstreams {
+        let p = format!("upstreams.{name}");
+        if u.endpoints.is_empty() {
+            err(format!("{p}.endpoints"), "needs at least one endpoint");
+        }
+        for (i, ep) in u.endpoints.iter().enumerate() {
+            if split_host_port(&ep.address).is_none() {
+                err(format!("{p}.endpoints[{i}].address"), "must be HOST:PORT");
+            }
+            if ep.weight == 0 {
+                err(format!("{p}.endpoints[{i}].weight"), "must be > 0");
+            }
+        }
+        if let Some(tls) = &u.tls {
+            if tls.sni.as_deref() == Some("") {
+                err(
+                    format!("{p}.tls.sni"),
+                    "must not be empty (an empty SNI turns certificate checks off)",
+                );
+            }
+            let ip_endpoint = u.endpoints.iter().any(|ep| {
+                split_host_port(&ep.address)
+                    .is_some_and(|(h, _)| h.parse::<std::net::IpAddr>().is_ok())
+            });
+            if tls.sni.is_none() && ip_endpoint {
+                err(
+                    format!("{p}.tls.sni"),
+                    "is required when an endpoint is an IP address",
+                );
+            }
+        }
+        if u.timeouts.connect_ms == 0 || u.timeouts.read_ms == 0 || u.timeouts.write_ms == 0 {
+            err(format!("{p}.timeouts"), "every timeout must be > 0");
+        }
+        if let Some(hc) = &u.health_check {
+            if hc.interval_seconds == 0 {
+                err(format!("{p}.health_check.interval_seconds"), "must be > 0");
+            }
+            if !hc.path.starts_with('/') {
+                err(format!("{p}.health_check.path"), "must start with /");
+            }
+            if hc.unhealthy_after == 0 || hc.healthy_after == 0 {
+                err(format!("{p}.health_check"), "thresholds must be > 0");
+            }
+        }
+    }
+
+    let mut route_names = HashSet::new();
+    for (i, r) in c.routes.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        if r.name.is_empty() {
+            err(format!("{p}.name"), "must not be empty");
+        } else if !route_names.insert(r.name.as_str()) {
+            err(format!("{p}.name"), "is used by an earlier route");
+        }
+        if !r.matcher.path_prefix.starts_with('/') {
+            err(format!("{p}.match.path_prefix"), "must start with /");
+        }
+        for (j, m) in r.matcher.methods.iter().enumerate() {
+            if http::Method::from_bytes(m.as_bytes()).is_err()
+                || m.chars().any(|c| c.is_ascii_lowercase())
+            {
+                err(
+                    format!("{p}.match.methods[{j}]"),
+                    "must be an upper-case HTTP method",
+                );
+            }
+        }
+        match (&r.upstream, &r.handler) {
+            (Some(_), Some(_)) | (None, None) => {
+                err(p.clone(), "needs exactly one of `upstream` or `handler`")
+            }
+            (Some(u), None) if !c.upstreams.contains_key(u) => {
+                err(format!("{p}.upstream"), "names no upstream in `upstreams`")
+            }
+            (None, Some(HandlerConfig::NotImplemented { message })) if message.is_empty() => {
+                err(format!("{p}.handler.message"), "must not be empty")
+            }
+            _ => {}
+        }
+        for (j, fe) in validate_chain(&r.filters) {
+            err(format!("{p}.filters[{j}].{}", fe.path), &fe.message);
+        }
+    }
+
+    let mut seen_keys = HashSet::new();
+    for (i, k) in c.keys.iter().enumerate() {
+        check_key(&format!("keys[{i}]"), k, &mut seen_keys, &mut err);
+    }
+    errs
+}
+
+fn check_key(
+    p: &str,
+    k: &KeyConfig,
+    seen: &mut HashSet<[u8; 32]>,
+    err: &mut impl FnMut(String, &str),
+) {
+    let hash = match (&k.key, &k.key_sha256) {
+        (Some(key), None) => {
+            match KeyType::from_key(key) {
+                None => err(format!("{p}.key"), "must start with kikaku_ or kikaku_s3_"),
+                Some(t) if k.key_type.is_some_and(|d| d != t) => {
+                    err(format!("{p}.type"), "contradicts the key's prefix")
+                }
+                Some(t) if key.len() <= t.prefix().len() => {
+                    err(format!("{p}.key"), "has nothing after its prefix")
+                }
+                Some(_) => {}
+            }
+            if !key.bytes().all(|b| b.is_ascii_graphic()) {
+                err(format!("{p}.key"), "must be printable ASCII without spaces");
+            }
+            Some(kikaku_filters::keys::hash_key(key))
+        }
+        (None, Some(hex)) => {
+            if k.key_type.is_none() {
+                err(
+                    format!("{p}.type"),
+                    "is required with key_sha256 (image or storage)",
+                );
+            }
+            let h = parse_sha256(hex);
+            if h.is_none() {
+                err(format!("{p}.key_sha256"), "must be 64 hex digits");
+            }
+            h
+        }
+        _ => {
+            err(p.to_string(), "needs exactly one of `key` or `key_sha256`");
+            None
+        }
+    };
+    if let Some(h) = hash {
+        if !seen.insert(h) {
+            err(p.to_string(), "the same key is listed twice");
+        }
+    }
+    if k.owner.is_empty() {
+        err(format!("{p}.owner"), "must not be empty");
+    }
+    for (field, v) in [("created_at", &k.created_at), ("expires_at", &k.expires_at)] {
+        if let Some(v) = v {
+            if parse_time(v).is_none() {
+                err(
+                    format!("{p}.{field}"),
+                    "must be an RFC 3339 time or YYYY-MM-DD",
+                );
+            }
+        }
+    }
+    if k.rate_limit_per_minute == Some(0) {
+        err(format!("{p}.rate_limit_per_minute"), "must be > 0");
+    }
+    let key_type = k
+        .key_type
+        .or_else(|| k.key.as_deref().and_then(KeyType::from_key));
+    if let (Some(q), Some(t)) = (&k.quota, key_type) {
+        if let Err(m) = quota_amount(q, t) {
+            err(format!("{p}.quota"), &m);
+        }
+    }
+}
+
+/// Split `host:port` (IPv6 as `[::1]:80`).
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    Some((host, port))
+}
+
+pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Unix seconds from an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
+pub fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
+}
+
+/// A quota as a number: images for image keys, bytes for storage keys.
+pub fn quota_amount(q: &QuotaValue, t: KeyType) -> Result<u64, String> {
+    let n = match (q, t) {
+        (QuotaValue::Count(n), _) => *n,
+        (QuotaValue::Size(s), KeyType::Storage) => parse_size(s)?,
+        (QuotaValue::Size(_), KeyType::Image) => {
+            return Err("image keys count images: use a whole number".into())
+        }
+    };
+    if n == 0 {
+        return Err("must be > 0".into());
+    }
+    Ok(n)
+}
+
+/// `1GiB`, `500MB`, `1024` → bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 1GiB or 500MB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        u => {
+            return Err(format!(
+                "unknown size unit {u:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
+        assert_eq!(parse_size("42").unwrap(), 42);
+        assert!(parse_size("1 parsec").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1970-01-02").unwrap(), 86_400);
+        assert_eq!(parse_time("1970-01-01T00:01:00Z").unwrap(), 60);
+        assert!(parse_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(
+            split_host_port("ark.example.com:443"),
+            Some(("ark.example.com", 443))
+        );
+        assert_eq!(split_host_port("[::1]:80"), Some(("::1", 80)));
+        assert_eq!(split_host_port("nohost"), None);
+        assert_eq!(split_host_port(":80"), None);
+    }
+}

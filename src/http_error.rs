@@ -1,0 +1,53 @@
+//! The one place a [`GatewayError`] becomes an HTTP answer:
+//! `{"error":{"code","message"}}` with the right status, `Retry-After` when
+//! known, and the route's response filters (request id, rate-limit headers).
+
+use bytes::Bytes;
+use kikaku_filters::{FilterChain, GatewayError, RequestCtx};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+/// Build the response header for an error.
+pub fn error_header(
+    err: &GatewayError,
+    body_len: usize,
+    chain: Option<&FilterChain>,
+    ctx: &RequestCtx,
+) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(err.status(), Some(6))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body_len.to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    if let Some(after) = err.retry_after {
+        let secs = (after.as_millis().div_ceil(1000) as u64).max(1);
+        resp.insert_header("retry-after", secs.to_string())?;
+    }
+    if let Some(chain) = chain {
+        chain.on_response(&mut resp, ctx);
+    } else if let Some(id) = &ctx.request_id {
+        resp.insert_header("x-request-id", id.as_str())?;
+    }
+    Ok(resp)
+}
+
+/// Answer the client with `err`. Extra headers (e.g. `Allow`) go on top.
+pub async fn respond(
+    session: &mut Session,
+    err: &GatewayError,
+    chain: Option<&FilterChain>,
+    ctx: &RequestCtx,
+    extra: &[(&'static str, String)],
+) -> pingora::Result<()> {
+    let body = err.body();
+    let mut resp = error_header(err, body.len(), chain, ctx)?;
+    for (name, value) in extra {
+        resp.insert_header(*name, value.as_str())?;
+    }
+    // The request body was not read; do not try to reuse the connection.
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! kikaku-edge: a Pingora edge gateway for SeedDream image generation and S3
+//! storage. See README.md for a tour and DESIGN.md for the contract.
+
+pub mod access_log;
+pub mod config;
+pub mod handlers;
+pub mod http_error;
+pub mod metrics;
+pub mod reload;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod upstreams;

@@ -1,0 +1,185 @@
+//! Hot reload: the holder of the serving snapshot, and the watcher that
+//! reloads on SIGHUP and when the file's content changes.
+//!
+//! A reload parses and compiles a whole new snapshot off the request path and
+//! swaps it in atomically; requests in flight keep the snapshot they started
+//! with. A bad file is rejected, logged and counted, and the old snapshot
+//! keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use kikaku_filters::StateStore;
+use parking_lot::Mutex;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::config::{load_str, ConfigError, ConfigErrors};
+use crate::metrics::{CONFIG_GENERATION, RELOADS};
+use crate::snapshot::Snapshot;
+
+pub struct ConfigHolder {
+    path: PathBuf,
+    current: ArcSwap<Snapshot>,
+    state: Arc<dyn StateStore>,
+    /// Serialises reloads; holds the text of the last file tried.
+    last_text: Mutex<String>,
+}
+
+impl ConfigHolder {
+    /// Load and compile the file for the first start.
+    pub fn open(
+        path: &Path,
+        state_for: impl FnOnce(&crate::config::Config) -> Result<Arc<dyn StateStore>, String>,
+    ) -> Result<ConfigHolder, ConfigErrors> {
+        let text = read(path)?;
+        let config = load_str(&text, &env_lookup)?;
+        let state =
+            state_for(&config).map_err(|e| ConfigErrors(vec![ConfigError::new("state", e)]))?;
+        let snapshot = Snapshot::compile(config, state.clone(), None, 1)?;
+        CONFIG_GENERATION.set(1);
+        Ok(ConfigHolder {
+            path: path.to_path_buf(),
+            current: ArcSwap::from_pointee(snapshot),
+            state,
+            last_text: Mutex::new(text),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn state(&self) -> &Arc<dyn StateStore> {
+        &self.state
+    }
+
+    /// Re-read the file and swap in a new snapshot when it is valid.
+    /// `only_if_changed`: skip when the text equals the last one tried.
+    /// Blocking (file read, name resolution): call from a blocking context.
+    pub fn reload(&self, only_if_changed: bool) -> Option<Result<u64, ConfigErrors>> {
+        let mut last = self.last_text.lock();
+        let text = match read(&self.path) {
+            Ok(t) => t,
+            Err(e) => return Some(self.rejected(e)),
+        };
+        if only_if_changed && text == *last {
+            return None;
+        }
+        *last = text.clone();
+        let result = load_str(&text, &env_lookup).and_then(|config| {
+            let old = self.current();
+            warn_fixed_settings(&old.config, &config);
+            Snapshot::compile(config, self.state.clone(), Some(&old), old.generation + 1)
+        });
+        Some(match result {
+            Ok(snapshot) => {
+                let generation = snapshot.generation;
+                self.current.store(Arc::new(snapshot));
+                RELOADS.with_label_values(&["ok"]).inc();
+                CONFIG_GENERATION.set(generation as i64);
+                log::info!(
+                    "config reloaded from {}: generation {generation}",
+                    self.path.display()
+                );
+                Ok(generation)
+            }
+            Err(e) => self.rejected(e),
+        })
+    }
+
+    fn rejected(&self, e: ConfigErrors) -> Result<u64, ConfigErrors> {
+        RELOADS.with_label_values(&["error"]).inc();
+        log::error!(
+            "config reload rejected, still serving generation {}:\n{e}",
+            self.current().generation
+        );
+        Err(e)
+    }
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError::new(
+            "",
+            format!("cannot read {}: {e}", path.display()),
+        )])
+    })
+}
+
+/// Listeners, threads, data dir and state backend are bound at start.
+fn warn_fixed_settings(old: &crate::config::Config, new: &crate::config::Config) {
+    if old.listeners.public != new.listeners.public || old.listeners.admin != new.listeners.admin {
+        log::warn!(
+            "listener addresses changed: they take effect at the next start or upgrade (-u)"
+        );
+    }
+    if old.state != new.state || old.data_dir != new.data_dir {
+        log::warn!("state/data_dir changed: they take effect at the next start");
+    }
+    if old.server.threads != new.server.threads {
+        log::warn!("server.threads changed: takes effect at the next start");
+    }
+}
+
+/// Reloads on SIGHUP and on file change; runs the upstream health checks.
+pub struct Watcher {
+    pub holder: Arc<ConfigHolder>,
+}
+
+#[async_trait]
+impl BackgroundService for Watcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::error!("cannot listen for SIGHUP: {e}");
+                None
+            }
+        };
+        let watch_ms = self.holder.current().config.server.watch_interval_ms;
+        let mut tick = tokio::time::interval(Duration::from_millis(watch_ms.max(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut health = tokio::time::interval(Duration::from_secs(1));
+        let mut since_check: std::collections::HashMap<String, Duration> = Default::default();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    log::info!("SIGHUP: reloading config");
+                    self.reload(false).await;
+                }
+                _ = tick.tick(), if watch_ms > 0 => self.reload(true).await,
+                _ = health.tick() => {
+                    let snap = self.holder.current();
+                    for (name, up) in &snap.upstreams {
+                        let Some(every) = up.health_interval else { continue };
+                        let waited = since_check.entry(name.clone()).or_insert(every);
+                        if *waited >= every {
+                            *waited = Duration::ZERO;
+                            up.check_health().await;
+                        }
+                        *waited += Duration::from_secs(1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Watcher {
+    async fn reload(&self, only_if_changed: bool) {
+        let holder = self.holder.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || holder.reload(only_if_changed)).await {
+            log::error!("config reload task failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Route matching: method + path prefix (whole segments) + optional host.
+//!
+//! The most specific route wins: one with a host beats one without, then the
+//! longer path prefix, then the earlier route in the file.
+
+use std::sync::Arc;
+
+use http::Method;
+use kikaku_filters::FilterChain;
+
+use crate::handlers::Handler;
+use crate::upstreams::Upstream;
+
+pub enum Target {
+    Upstream(Arc<Upstream>),
+    Handler(Handler),
+}
+
+pub struct Route {
+    pub name: String,
+    /// Empty: any method.
+    pub methods: Vec<Method>,
+    pub path_prefix: String,
+    pub host: Option<String>,
+    pub chain: FilterChain,
+    pub target: Target,
+}
+
+pub enum RouteMatch<'a> {
+    Found(&'a Arc<Route>),
+    /// A route has this path but not this method.
+    MethodNotAllowed(Vec<Method>),
+    NotFound,
+}
+
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+/// `/v1/images` matches `/v1/images` and `/v1/images/...`, not `/v1/imagesx`.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// The host without a port, lower-cased.
+pub fn host_only(host: &str) -> String {
+    let h = if host.starts_with('[') {
+        host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    h.to_ascii_lowercase()
+}
+
+impl Router {
+    /// Routes in file order; they are sorted by specificity here.
+    pub fn new(routes: Vec<Route>) -> Router {
+        let mut indexed: Vec<(usize, Route)> = routes.into_iter().enumerate().collect();
+        indexed.sort_by(|(ia, a), (ib, b)| {
+            b.host
+                .is_some()
+                .cmp(&a.host.is_some())
+                .then(b.path_prefix.len().cmp(&a.path_prefix.len()))
+                .then(ia.cmp(ib))
+        });
+        Router {
+            routes: indexed.into_iter().map(|(_, r)| Arc::new(r)).collect(),
+        }
+    }
+
+    pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> RouteMatch<'_> {
+        let host = host.map(host_only);
+        let mut allowed: Vec<Method> = Vec::new();
+        for r in &self.routes {
+            if r.host
+                .as_deref()
+                .is_some_and(|h| Some(h) != host.as_deref())
+            {
+                continue;
+            }
+            if !prefix_matches(&r.path_prefix, path) {
+                continue;
+            }
+            if r.methods.is_empty() || r.methods.contains(method) {
+                return RouteMatch::Found(r);
+            }
+            allowed.extend(r.methods.iter().cloned());
+        }
+        if allowed.is_empty() {
+            RouteMatch::NotFound
+        } else {
+            allowed.dedup();
+            RouteMatch::MethodNotAllowed(allowed)
+        }
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, methods: &[&str], prefix: &str, host: Option<&str>) -> Route {
+        Route {
+            name: name.into(),
+            methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
+            path_prefix: prefix.into(),
+            host: host.map(Into::into),
+            chain: FilterChain::default(),
+            target: Target::Handler(Handler::NotImplemented("x".into())),
+        }
+    }
+
+    fn found(r: &Router, m: &str, host: Option<&str>, path: &str) -> Option<String> {
+        match r.find(&m.parse().unwrap(), host, path) {
+            RouteMatch::Found(r) => Some(r.name.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn most_specific_route_wins() {
+        let r = Router::new(vec![
+            route("root", &[], "/", None),
+            route("images", &["POST"], "/v1/images", None),
+            route(
+                "images-host",
+                &["POST"],
+                "/v1/images",
+                Some("api.example.com"),
+            ),
+        ]);
+        assert_eq!(
+            found(&r, "POST", None, "/v1/images/generations").unwrap(),
+            "images"
+        );
+        assert_eq!(
+            found(&r, "POST", Some("API.example.com:8080"), "/v1/images").unwrap(),
+            "images-host"
+        );
+        assert_eq!(found(&r, "POST", None, "/v1/imagesx").unwrap(), "root");
+        assert_eq!(found(&r, "GET", None, "/v1/images").unwrap(), "root");
+    }
+
+    #[test]
+    fn wrong_method_is_distinguished_from_no_route() {
+        let r = Router::new(vec![route("images", &["POST"], "/v1/images", None)]);
+        assert!(
+            matches!(r.find(&Method::GET, None, "/v1/images"), RouteMatch::MethodNotAllowed(m) if m == vec![Method::POST])
+        );
+        assert!(matches!(
+            r.find(&Method::GET, None, "/nope"),
+            RouteMatch::NotFound
+        ));
+    }
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_only("Example.com:80"), "example.com");
+        assert_eq!(host_only("[::1]:80"), "::1");
+        assert_eq!(host_only("example.com"), "example.com");
+    }
+}

@@ -1,0 +1,101 @@
+//! Assembling the Pingora server: the public proxy service, the admin
+//! listener, and the background watcher.
+
+mod proxy;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+pub use proxy::{Ctx, Gateway};
+
+use crate::access_log::AccessLog;
+use crate::handlers::admin::AdminApp;
+use crate::reload::{ConfigHolder, Watcher};
+
+pub struct ServeArgs<'a> {
+    pub config: &'a Path,
+    pub daemon: bool,
+    pub upgrade: bool,
+}
+
+/// Load the config, open state, and run until told to stop.
+pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
+    crate::metrics::init();
+    let holder = ConfigHolder::open(args.config, |c| {
+        crate::state::open(c).map_err(|e| e.to_string())
+    })
+    .map_err(|e| format!("{}:\n{e}", args.config.display()))?;
+    let holder = Arc::new(holder);
+    let snap = holder.current();
+    let cfg = &snap.config;
+
+    let data_dir = Path::new(&cfg.data_dir);
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
+    let in_data = |name: &str| data_dir.join(name).to_string_lossy().into_owned();
+
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        daemon: args.daemon,
+        pid_file: in_data("kikaku-edge.pid"),
+        upgrade_sock: in_data("kikaku-edge-upgrade.sock"),
+        error_log: args.daemon.then(|| in_data("error.log")),
+        grace_period_seconds: Some(cfg.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.graceful_shutdown_timeout_seconds),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: args.upgrade,
+        daemon: args.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let access_log = AccessLog::open(&cfg.logging.access_log)
+        .map_err(|e| format!("cannot open access log {}: {e}", cfg.logging.access_log))?;
+    let gateway = Gateway {
+        holder: holder.clone(),
+        access_log,
+    };
+    let mut public = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        gateway,
+        "kikaku-edge public",
+    );
+    public.add_tcp(&cfg.listeners.public.address);
+    server.add_service(public);
+
+    if let Some(admin) = &cfg.listeners.admin {
+        let app = pingora::apps::http_app::HttpServer::new_app(AdminApp {
+            holder: holder.clone(),
+        });
+        let mut svc = Service::new("kikaku-edge admin".to_string(), app);
+        svc.add_tcp(&admin.address);
+        server.add_service(svc);
+    }
+    server.add_service(background_service(
+        "config watcher",
+        Watcher {
+            holder: holder.clone(),
+        },
+    ));
+
+    log::info!(
+        "kikaku-edge serving {} (admin {}), config generation {}",
+        cfg.listeners.public.address,
+        cfg.listeners
+            .admin
+            .as_ref()
+            .map(|a| a.address.as_str())
+            .unwrap_or("off"),
+        snap.generation
+    );
+    drop(snap);
+    server.run_forever();
+}

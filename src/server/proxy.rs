@@ -1,0 +1,359 @@
+//! The public listener's request path, one Pingora phase per method:
+//! match a route, run its filter chain, then proxy (streamed) or answer
+//! locally. Every request runs on the snapshot it started with.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use kikaku_filters::{ErrorKind, GatewayError, RequestCtx};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+
+use crate::access_log::{AccessLog, AccessRecord};
+use crate::http_error;
+use crate::metrics;
+use crate::reload::ConfigHolder;
+use crate::routing::{Route, RouteMatch, Target};
+use crate::snapshot::Snapshot;
+
+pub struct Gateway {
+    pub holder: Arc<ConfigHolder>,
+    pub access_log: AccessLog,
+}
+
+/// Per-request context of the gateway: the filters' typed context plus what
+/// the proxy itself tracks.
+pub struct Ctx {
+    pub req: RequestCtx,
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub route: Option<Arc<Route>>,
+    /// The error answered locally, for the log.
+    pub error: Option<GatewayError>,
+    /// `Host` header for the endpoint `upstream_peer` chose.
+    pub upstream_host: Option<String>,
+    pub upstream_sent: Option<Instant>,
+    pub upstream_latency: Option<Duration>,
+}
+
+/// A path with `.` or `..` segments (also percent-encoded) is refused before
+/// routing, so no prefix check can be walked around.
+fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let s = seg.to_ascii_lowercase().replace("%2e", ".");
+        s == "." || s == ".."
+    })
+}
+
+fn header_bytes(req: &RequestHeader) -> usize {
+    req.headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+impl Gateway {
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        err: GatewayError,
+        extra: &[(&'static str, String)],
+    ) -> pingora::Result<bool> {
+        let chain = ctx.route.as_ref().map(|r| &r.chain);
+        let filter = ctx.req.rejected_by.unwrap_or("router");
+        metrics::REJECTIONS
+            .with_label_values(&[filter, err.kind.reason()])
+            .inc();
+        http_error::respond(session, &err, chain, &ctx.req, extra).await?;
+        ctx.error = Some(err);
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            req: RequestCtx::default(),
+            snapshot: None,
+            route: None,
+            error: None,
+            upstream_host: None,
+            upstream_sent: None,
+            upstream_latency: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        let snapshot = self.holder.current();
+        ctx.req.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let req = session.req_header();
+
+        let max = snapshot.config.server.max_request_header_bytes;
+        if header_bytes(req) > max {
+            let err = GatewayError::new(
+                ErrorKind::HeadersTooLarge,
+                format!("Request headers exceed {max} bytes."),
+            );
+            ctx.snapshot = Some(snapshot);
+            return self.answer(session, ctx, err, &[]).await;
+        }
+        let path = req.uri.path();
+        if has_dot_segments(path) {
+            let err = GatewayError::new(
+                ErrorKind::BadRequest,
+                "The path may not contain '.' or '..' segments.",
+            );
+            ctx.snapshot = Some(snapshot);
+            return self.answer(session, ctx, err, &[]).await;
+        }
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(req.uri.host());
+        let found = match snapshot.router.find(&req.method, host, path) {
+            RouteMatch::Found(r) => Ok(r.clone()),
+            RouteMatch::MethodNotAllowed(allowed) => Err((
+                GatewayError::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!("{} is not allowed here.", req.method),
+                ),
+                vec![(
+                    "allow",
+                    allowed
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )],
+            )),
+            RouteMatch::NotFound => Err((
+                GatewayError::new(
+                    ErrorKind::NotFound,
+                    format!("No route for {} {path}.", req.method),
+                ),
+                vec![],
+            )),
+        };
+        ctx.snapshot = Some(snapshot);
+        let route = match found {
+            Ok(r) => r,
+            Err((err, extra)) => return self.answer(session, ctx, err, &extra).await,
+        };
+        ctx.route = Some(route.clone());
+
+        if let Err(err) = route
+            .chain
+            .on_request(session.req_header(), &mut ctx.req)
+            .await
+        {
+            return self.answer(session, ctx, err, &[]).await;
+        }
+        match &route.target {
+            Target::Upstream(_) => Ok(false),
+            Target::Handler(h) => match h.handle(session).await {
+                Ok(()) => Ok(true),
+                Err(err) => self.answer(session, ctx, err, &[]).await,
+            },
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
+        let Target::Upstream(up) = &route.target else {
+            return Error::e_explain(ErrorType::InternalError, "route has no upstream");
+        };
+        match up.select() {
+            Some((peer, host)) => {
+                ctx.upstream_host = Some(host.to_string());
+                Ok(Box::new(peer))
+            }
+            None => {
+                ctx.error = Some(GatewayError::new(
+                    ErrorKind::ServiceUnavailable,
+                    format!("No healthy endpoint for upstream '{}'.", up.name),
+                ));
+                Error::e_explain(ErrorType::HTTPStatus(503), "no healthy upstream endpoint")
+            }
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        if let Some(Target::Upstream(up)) = ctx.route.as_ref().map(|r| &r.target) {
+            if !up.keepalive() {
+                upstream.insert_header(http::header::CONNECTION, "close")?;
+            }
+        }
+        if let Some(host) = &ctx.upstream_host {
+            upstream.insert_header(http::header::HOST, host.as_str())?;
+        }
+        if let Some(ip) = ctx.req.client_ip {
+            let xff = match session
+                .req_header()
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip.to_string(),
+            };
+            upstream.insert_header("x-forwarded-for", xff)?;
+        }
+        if let Some(route) = &ctx.route {
+            route.chain.on_upstream_request(upstream, &ctx.req);
+        }
+        ctx.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        if let Some(route) = &ctx.route {
+            route.chain.on_response(resp, &ctx.req);
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let err = ctx.error.clone().unwrap_or_else(|| classify(e));
+        let code = if session.response_written().is_some() || is_downstream_gone(e) {
+            0 // headers already went out, or the client left: nothing to answer
+        } else {
+            let chain = ctx.route.as_ref().map(|r| &r.chain);
+            if let Err(write_err) = http_error::respond(session, &err, chain, &ctx.req, &[]).await {
+                log::debug!("could not send error response: {write_err}");
+            }
+            err.status()
+        };
+        ctx.error = Some(err);
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.error.as_ref().map(|e| e.status()))
+            .unwrap_or(0);
+        let route = ctx.route.as_ref().map(|r| r.name.as_str());
+        let route_label = route.unwrap_or("-");
+        metrics::REQUESTS
+            .with_label_values(&[route_label, &status.to_string()])
+            .inc();
+        let total = ctx.req.started.elapsed();
+        metrics::REQUEST_DURATION
+            .with_label_values(&[route_label])
+            .observe(total.as_secs_f64());
+        let upstream = ctx.route.as_ref().and_then(|r| match &r.target {
+            Target::Upstream(u) => Some(u.name.as_str()),
+            Target::Handler(_) => None,
+        });
+        if let (Some(lat), Some(up)) = (ctx.upstream_latency, upstream) {
+            metrics::UPSTREAM_LATENCY
+                .with_label_values(&[route_label, up])
+                .observe(lat.as_secs_f64());
+        }
+        let req = session.req_header();
+        self.access_log.write(&AccessRecord {
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            request_id: ctx.req.request_id.as_deref(),
+            client_ip: ctx.req.client_ip.map(|ip| ip.to_string()),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            route,
+            upstream,
+            status,
+            key: ctx.req.key.as_ref().map(|k| k.key_ref.as_str()),
+            total_ms: ms(total),
+            upstream_ms: ctx.upstream_latency.map(ms),
+            rejected_by: ctx.req.rejected_by,
+            error: ctx.error.as_ref().map(|e| e.message.as_str()),
+        });
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn is_downstream_gone(e: &Error) -> bool {
+    e.esource() == &ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        )
+}
+
+/// Map a Pingora error to what the client is told.
+fn classify(e: &Error) -> GatewayError {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(503) => GatewayError::new(
+            ErrorKind::ServiceUnavailable,
+            "The upstream is unavailable.",
+        ),
+        ConnectTimedout | ReadTimedout | WriteTimedout => GatewayError::new(
+            ErrorKind::GatewayTimeout,
+            "The upstream did not answer in time.",
+        ),
+        _ if e.esource() == &ErrorSource::Upstream => {
+            GatewayError::new(ErrorKind::BadGateway, "The upstream connection failed.")
+        }
+        _ if e.esource() == &ErrorSource::Downstream => {
+            GatewayError::new(ErrorKind::BadRequest, "The request could not be read.")
+        }
+        _ => GatewayError::new(ErrorKind::Internal, "Internal error."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_spotted_encoded_or_not() {
+        assert!(has_dot_segments("/v1/../admin"));
+        assert!(has_dot_segments("/v1/%2E%2e/admin"));
+        assert!(has_dot_segments("/./x"));
+        assert!(!has_dot_segments("/v1/file.name/..x"));
+        assert!(!has_dot_segments("/"));
+    }
+}

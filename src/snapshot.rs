@@ -1,0 +1,139 @@
+//! The immutable runtime snapshot compiled from a config: routes with built
+//! filter chains, upstream pools, the key directory. Reloads build a new one
+//! and swap it in atomically; requests keep the snapshot they started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::Method;
+use kikaku_filters::keys::{hash_key, key_ref};
+use kikaku_filters::registry::build_chain;
+use kikaku_filters::{ApiKey, BuildEnv, KeyDirectory, KeyType, StateStore};
+
+use crate::config::{parse_sha256, parse_time, quota_amount, Config, ConfigErrors, KeyConfig};
+use crate::handlers::Handler;
+use crate::routing::{Route, Router, Target};
+use crate::upstreams::Upstream;
+
+pub struct Snapshot {
+    /// Counts successful loads, starting at 1.
+    pub generation: u64,
+    pub config: Config,
+    pub router: Router,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub keys: Arc<KeyDirectory>,
+}
+
+/// Defaults from DESIGN §2 and the issue: 1000 images, 1 GiB.
+const DEFAULT_IMAGE_QUOTA: u64 = 1000;
+const DEFAULT_STORAGE_QUOTA: u64 = 1 << 30;
+
+impl Snapshot {
+    /// Compile a validated config. `previous` lends its upstream pools to
+    /// upstreams whose config did not change, so health state carries over.
+    pub fn compile(
+        config: Config,
+        state: Arc<dyn StateStore>,
+        previous: Option<&Snapshot>,
+        generation: u64,
+    ) -> Result<Snapshot, ConfigErrors> {
+        let mut errors = Vec::new();
+
+        let mut upstreams = HashMap::new();
+        for (name, ucfg) in &config.upstreams {
+            let reused = previous
+                .and_then(|p| p.upstreams.get(name))
+                .filter(|u| u.config == *ucfg)
+                .cloned();
+            match reused
+                .map(Ok)
+                .unwrap_or_else(|| Upstream::build(name, ucfg).map(Arc::new))
+            {
+                Ok(u) => {
+                    upstreams.insert(name.clone(), u);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+
+        let keys = Arc::new(KeyDirectory::new(
+            config.keys.iter().filter_map(|k| compile_key(k).ok()),
+        ));
+        let env = BuildEnv {
+            keys: keys.clone(),
+            state,
+        };
+
+        let mut routes = Vec::new();
+        for r in &config.routes {
+            let target = match (&r.upstream, &r.handler) {
+                (Some(u), _) => match upstreams.get(u) {
+                    Some(u) => Target::Upstream(u.clone()),
+                    None => continue, // reported above (resolution) or by validation
+                },
+                (None, Some(h)) => Target::Handler(Handler::from_config(h)),
+                (None, None) => continue,
+            };
+            routes.push(Route {
+                name: r.name.clone(),
+                methods: r
+                    .matcher
+                    .methods
+                    .iter()
+                    .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                    .collect(),
+                path_prefix: r.matcher.path_prefix.clone(),
+                host: r.matcher.host.as_deref().map(crate::routing::host_only),
+                chain: build_chain(&r.filters, &env),
+                target,
+            });
+        }
+
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Snapshot {
+            generation,
+            config,
+            router: Router::new(routes),
+            upstreams,
+            keys,
+        })
+    }
+}
+
+/// A key entry as the directory holds it (validation has already vouched for it).
+fn compile_key(k: &KeyConfig) -> Result<ApiKey, ()> {
+    let (hash, key_type) = match (&k.key, &k.key_sha256) {
+        (Some(key), _) => (hash_key(key), KeyType::from_key(key).ok_or(())?),
+        (None, Some(hex)) => (parse_sha256(hex).ok_or(())?, k.key_type.ok_or(())?),
+        (None, None) => return Err(()),
+    };
+    let quota = match &k.quota {
+        Some(q) => quota_amount(q, key_type).map_err(|_| ())?,
+        None if key_type == KeyType::Image => DEFAULT_IMAGE_QUOTA,
+        None => DEFAULT_STORAGE_QUOTA,
+    };
+    Ok(ApiKey {
+        hash,
+        key_ref: key_ref(key_type, &hash),
+        key_type,
+        owner: k.owner.clone(),
+        email: k.email.clone(),
+        status: k.status,
+        created_at: k.created_at.as_deref().and_then(parse_time).unwrap_or(0),
+        expires_at: k.expires_at.as_deref().and_then(parse_time),
+        quota,
+        rate_limit_per_minute: k.rate_limit_per_minute,
+    })
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("generation", &self.generation)
+            .field("routes", &self.router.routes().len())
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}

@@ -1,0 +1,27 @@
+//! State backends behind the [`StateStore`] contract (DESIGN §8).
+//! `embedded`: single node, durable on local disk.
+
+mod embedded;
+mod journal;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use embedded::EmbeddedState;
+pub use kikaku_filters::state::{RateDecision, StateError, StateStore};
+
+use crate::config::{Config, StateBackend};
+
+/// Open the backend a config names. The backend is fixed for the life of the
+/// process; a reload that changes it is refused.
+pub fn open(config: &Config) -> Result<Arc<dyn StateStore>, StateError> {
+    match config.state.backend {
+        StateBackend::Embedded => {
+            let path = match &config.state.path {
+                Some(p) => Path::new(p).to_path_buf(),
+                None => Path::new(&config.data_dir).join("state.journal"),
+            };
+            Ok(Arc::new(EmbeddedState::open(&path)?))
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Upstream pools: several endpoints, weighted round-robin or random choice
+//! (pingora-load-balancing), optional health checks, TLS with SNI and
+//! certificate verification, timeouts and keepalive.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use pingora::lb::discovery::Static;
+use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::{Random, RoundRobin};
+use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::split_host_port;
+use crate::config::{Balance, ConfigError, HealthCheckKind, UpstreamConfig};
+
+enum Balancer {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Random(LoadBalancer<Random>),
+}
+
+/// What a request needs to reach one endpoint.
+struct EndpointMeta {
+    /// `Host` header to send.
+    host_header: String,
+    /// Server name for SNI and certificate checks.
+    sni: String,
+}
+
+pub struct Upstream {
+    pub name: String,
+    /// The config it was built from; an unchanged upstream survives reloads
+    /// with its health state.
+    pub config: UpstreamConfig,
+    balancer: Balancer,
+    endpoints: HashMap<SocketAddr, EndpointMeta>,
+    tls: bool,
+    verify: bool,
+    pub health_interval: Option<Duration>,
+}
+
+impl Upstream {
+    /// Resolve endpoints and build the pool. Name resolution happens here,
+    /// off the request path.
+    pub fn build(name: &str, cfg: &UpstreamConfig) -> Result<Upstream, ConfigError> {
+        let path = format!("upstreams.{name}");
+        let mut backends = BTreeSet::new();
+        let mut endpoints = HashMap::new();
+        for (i, ep) in cfg.endpoints.iter().enumerate() {
+            let (host, port) = split_host_port(&ep.address).ok_or_else(|| {
+                ConfigError::new(
+                    format!("{path}.endpoints[{i}].address"),
+                    "must be HOST:PORT",
+                )
+            })?;
+            let addr = (host, port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{path}.endpoints[{i}].address"),
+                        format!("cannot resolve {host:?}"),
+                    )
+                })?;
+            let tls = cfg.tls.is_some();
+            let default_port = if tls { 443 } else { 80 };
+            let host_header = cfg.host.clone().unwrap_or_else(|| {
+                if port == default_port {
+                    host.to_string()
+                } else {
+                    ep.address.clone()
+                }
+            });
+            let sni = cfg
+                .tls
+                .as_ref()
+                .and_then(|t| t.sni.clone())
+                .unwrap_or_else(|| host.to_string());
+            endpoints.insert(addr, EndpointMeta { host_header, sni });
+            backends.insert(Backend {
+                addr: PSocketAddr::Inet(addr),
+                weight: ep.weight as usize,
+                ext: Default::default(),
+            });
+        }
+        let mut discovered = Backends::new(Static::new(backends));
+        if let Some(hc) = &cfg.health_check {
+            let timeout = Duration::from_millis(hc.timeout_ms);
+            match hc.kind {
+                HealthCheckKind::Tcp => {
+                    let mut check = TcpHealthCheck::new();
+                    check.peer_template.options.connection_timeout = Some(timeout);
+                    check.consecutive_failure = hc.unhealthy_after as usize;
+                    check.consecutive_success = hc.healthy_after as usize;
+                    discovered.set_health_check(check);
+                }
+                HealthCheckKind::Http => {
+                    let first = endpoints
+                        .values()
+                        .next()
+                        .map(|m| m.host_header.clone())
+                        .unwrap_or_default();
+                    let mut check = HttpHealthCheck::new(&first, cfg.tls.is_some());
+                    check.req.set_uri(hc.path.parse().map_err(|_| {
+                        ConfigError::new(format!("{path}.health_check.path"), "is not a valid path")
+                    })?);
+                    check.peer_template.options.connection_timeout = Some(timeout);
+                    check.peer_template.options.read_timeout = Some(timeout);
+                    check.consecutive_failure = hc.unhealthy_after as usize;
+                    check.consecutive_success = hc.healthy_after as usize;
+                    check.validator = Some(Box::new(|resp| {
+                        if resp.status.is_success() {
+                            Ok(())
+                        } else {
+                            pingora::Error::e_explain(
+                                pingora::ErrorType::InternalError,
+                                "health check: status not 2xx",
+                            )
+                        }
+                    }));
+                    discovered.set_health_check(Box::new(check));
+                }
+            }
+        }
+        let balancer = match cfg.balance {
+            Balance::RoundRobin => Balancer::RoundRobin(ready_lb(discovered)),
+            Balance::Random => Balancer::Random(ready_lb(discovered)),
+        };
+        let verify = cfg.tls.as_ref().is_none_or(|t| t.verify);
+        if cfg.tls.is_some() && !verify {
+            log::warn!("upstream {name}: TLS certificate verification is OFF (tls.verify: false)");
+        }
+        Ok(Upstream {
+            name: name.to_string(),
+            config: cfg.clone(),
+            balancer,
+            endpoints,
+            tls: cfg.tls.is_some(),
+            verify,
+            health_interval: cfg
+                .health_check
+                .as_ref()
+                .map(|h| Duration::from_secs(h.interval_seconds)),
+        })
+    }
+
+    /// Pick a healthy endpoint, or `None` when none is.
+    pub fn select(&self) -> Option<(HttpPeer, &str)> {
+        let backend = match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.select(b"", 256),
+            Balancer::Random(lb) => lb.select(b"", 256),
+        }?;
+        let addr = backend.addr.as_inet()?;
+        let meta = self.endpoints.get(addr)?;
+        let mut peer = HttpPeer::new(*addr, self.tls, meta.sni.clone());
+        let t = &self.config.timeouts;
+        peer.options.connection_timeout = Some(Duration::from_millis(t.connect_ms));
+        peer.options.read_timeout = Some(Duration::from_millis(t.read_ms));
+        peer.options.write_timeout = Some(Duration::from_millis(t.write_ms));
+        peer.options.idle_timeout = Some(Duration::from_secs(self.config.keepalive.idle_seconds));
+        if self.tls && !self.verify {
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
+        }
+        Some((peer, meta.host_header.as_str()))
+    }
+
+    pub fn keepalive(&self) -> bool {
+        self.config.keepalive.enabled
+    }
+
+    /// Run one round of health checks (no-op without a configured check).
+    pub async fn check_health(&self) {
+        match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.backends().run_health_check(true).await,
+            Balancer::Random(lb) => lb.backends().run_health_check(true).await,
+        }
+    }
+}
+
+fn ready_lb<S>(backends: Backends) -> LoadBalancer<S>
+where
+    S: pingora::lb::selection::BackendSelection + 'static,
+    S::Iter: pingora::lb::selection::BackendIter,
+{
+    let lb = LoadBalancer::from_backends(backends);
+    // Static discovery answers at once.
+    if let Some(Err(e)) = lb.update().now_or_never() {
+        log::error!("upstream discovery failed: {e}");
+    }
+    lb
+}
