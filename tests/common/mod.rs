@@ -1,0 +1,255 @@
+//! Test harness: start the real `kikaku-edge` binary on free ports with a
+//! generated config, and a real HTTP upstream (hyper) in the test process.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const IMAGE_KEY: &str = "kikaku_test_image_key";
+pub const STORAGE_KEY: &str = "kikaku_s3_test_storage_key";
+pub const SUSPENDED_KEY: &str = "kikaku_test_suspended";
+pub const EXPIRED_KEY: &str = "kikaku_test_expired";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The keys every test config carries.
+pub fn test_keys() -> String {
+    format!(
+        r#"keys:
+  - {{key: {IMAGE_KEY}, owner: Image Tester, email: i@example.com, quota: 100}}
+  - {{key: {STORAGE_KEY}, owner: Storage Tester, quota: 1GiB}}
+  - {{key: {SUSPENDED_KEY}, owner: Paused, status: suspended}}
+  - {{key: {EXPIRED_KEY}, owner: Old, expires_at: "2020-01-01"}}
+  - {{key: kikaku_test_fast, owner: Fast, rate_limit_per_minute: 100000}}
+"#
+    )
+}
+
+pub struct Gateway {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub public: u16,
+    pub admin: u16,
+    pub config_path: PathBuf,
+}
+
+impl Gateway {
+    /// Write the config (with `{PUBLIC}`, `{ADMIN}` and `{DATA}` filled in)
+    /// and start the gateway on it.
+    pub fn start(body: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, body, free_port(), free_port())
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, body: &str, public: u16, admin: u16) -> Gateway {
+        let config_path = dir.path().join("kikaku.yaml");
+        std::fs::write(&config_path, fill(body, public, admin, dir.path())).unwrap();
+        let child = spawn(&config_path, dir.path());
+        let mut gw = Gateway {
+            child,
+            dir,
+            public,
+            admin,
+            config_path,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    /// A config with the standard listener/data section followed by `rest`.
+    pub fn with(rest: &str) -> Gateway {
+        Gateway::start(&format!("{}{rest}", header()))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.public)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited early ({status}):\n{}", self.stderr());
+            }
+            if http_get_status(self.admin, "/healthz") == Some(200)
+                && std::net::TcpStream::connect(("127.0.0.1", self.public)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway did not become ready:\n{}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Replace the config file (placeholders filled as at start).
+    pub fn write_config(&self, body: &str) {
+        let text = fill(body, self.public, self.admin, self.dir.path());
+        // Write then rename, as editors and config managers do.
+        let tmp = self.dir.path().join("kikaku.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// `kill -9`, then start again on the same dir, ports and config.
+    pub fn kill9_and_restart(mut self) -> Gateway {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let child = spawn(&self.config_path, self.dir.path());
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let mut gw = Gateway {
+            child,
+            dir,
+            public: self.public,
+            admin: self.admin,
+            config_path: self.config_path.clone(),
+        };
+        wait_port_free_or_ready(&mut gw);
+        gw
+    }
+
+    /// Peak resident memory (VmHWM) of the gateway process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    pub fn metrics(&self) -> String {
+        let mut s = String::new();
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
+        use std::io::Write;
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        stream.read_to_string(&mut s).unwrap();
+        s
+    }
+
+    /// The value of one metric line (`name{labels}`), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+fn wait_port_free_or_ready(gw: &mut Gateway) {
+    gw.wait_ready();
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(config: &Path, dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kikaku-edge"))
+        .args(["serve", "-c"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("stdout.log"))
+                .unwrap(),
+        )
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("stderr.log"))
+                .unwrap(),
+        )
+        .spawn()
+        .expect("start kikaku-edge")
+}
+
+fn fill(body: &str, public: u16, admin: u16, dir: &Path) -> String {
+    body.replace("{PUBLIC}", &public.to_string())
+        .replace("{ADMIN}", &admin.to_string())
+        .replace("{DATA}", &dir.join("data").to_string_lossy())
+}
+
+/// Listeners and data dir with placeholders; access log to stdout.
+pub fn header() -> String {
+    "listeners:\n  public: {address: '127.0.0.1:{PUBLIC}'}\n  admin: {address: '127.0.0.1:{ADMIN}'}\ndata_dir: '{DATA}'\nserver: {threads: 2, watch_interval_ms: 200}\n".to_string()
+}
+
+/// A route with the standard auth chain in front of `target`
+/// (`upstream: x` or `handler: {...}`).
+pub fn authed_route(name: &str, prefix: &str, key_type: &str, target: &str) -> String {
+    format!(
+        "  - name: {name}\n    match: {{path_prefix: {prefix}}}\n    filters:\n      - request_id: {{}}\n      - key_auth: {{}}\n      - key_type: {{require: {key_type}}}\n      - rate_limit: {{}}\n    {target}\n"
+    )
+}
+
+/// Minimal blocking GET for readiness polling (no client runtime needed).
+pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).ok()?;
+    std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
