@@ -1,0 +1,122 @@
+//! `kikaku-edge check -c FILE`: 0 and a summary on good files; non-zero and
+//! every error with its YAML path on bad ones.
+
+use std::process::Command;
+
+fn check(yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    check_path(&path)
+}
+
+fn check_path(path: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kikaku-edge"))
+        .args(["check", "-c"])
+        .arg(path)
+        .env_remove("KIKAKU_HTTP_ADDR")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let (code, out, err) = check_path(&path);
+            assert_eq!(code, 0, "{}: {out}{err}", path.display());
+            assert!(out.contains(": ok ("), "{out}");
+        }
+    }
+}
+
+#[test]
+fn every_semantic_error_is_listed_with_its_path() {
+    let (code, _, err) = check(
+        r#"listeners:
+  public: {address: "not-an-address"}
+upstreams:
+  ark:
+    endpoints: []
+routes:
+  - name: a
+    match: {path_prefix: v1}
+    upstream: nowhere
+  - name: a
+    match: {path_prefix: /x, methods: [get]}
+    handler: {type: not_implemented, message: m}
+    filters:
+      - rate_limit: {per_minute: 0}
+keys:
+  - {key: sk-foreign, owner: x}
+  - {key_sha256: abc, owner: ""}
+"#,
+    );
+    assert_eq!(code, 1);
+    for expected in [
+        "listeners.public.address: must be IP:PORT",
+        "upstreams.ark.endpoints: needs at least one endpoint",
+        "routes[0].match.path_prefix: must start with /",
+        "routes[0].upstream: names no upstream",
+        "routes[1].name: is used by an earlier route",
+        "routes[1].match.methods[0]: must be an upper-case HTTP method",
+        "routes[1].filters[0].rate_limit.per_minute: must be > 0",
+        "routes[1].filters[0].rate_limit: must come after key_auth",
+        "keys[0].key: must start with kikaku_ or kikaku_s3_",
+        "keys[1].type: is required with key_sha256",
+        "keys[1].key_sha256: must be 64 hex digits",
+        "keys[1].owner: must not be empty",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("12 error(s)"), "{err}");
+}
+
+#[test]
+fn structural_errors_name_their_path() {
+    let (code, _, err) = check("listeners:\n  public: {address: '127.0.0.1:1'}\nroutes:\n  - name: r\n    match: {path_prefix: /}\n    handler: {type: teleport}\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("routes[0].handler"), "{err}");
+    assert!(err.contains("teleport"), "{err}");
+
+    let (code, _, err) = check("listeners:\n  public: {address: '127.0.0.1:1'}\nroutes:\n  - name: r\n    match: {path_prefix: /}\n    handler: {type: not_implemented, message: m}\n    filters:\n      - key_auth: {}\n      - rate_limit: {per_minute: ten}\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("routes[0].filters[1].rate_limit.per_minute"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_yaml_missing_files_and_env_are_errors_not_panics() {
+    let (code, _, err) = check("listeners: {public: [unclosed\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("YAML syntax"), "{err}");
+
+    let (code, _, err) = check_path(std::path::Path::new("/nonexistent/kikaku.yaml"));
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read"), "{err}");
+
+    let (code, _, err) = check("listeners:\n  public: {address: '${KIKAKU_SURELY_UNSET_VAR}'}\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "listeners.public.address: environment variable KIKAKU_SURELY_UNSET_VAR is not set"
+        ),
+        "{err}"
+    );
+
+    let (code, _, _) =
+        check("listeners:\n  public: {address: '${KIKAKU_SURELY_UNSET_VAR:-127.0.0.1:8080}'}\n");
+    assert_eq!(code, 0);
+
+    let (code, _, err) = check("\u{0}\u{1}binary");
+    assert_eq!(code, 1, "{err}");
+}
