@@ -124,8 +124,8 @@ fn warn_fixed_settings(old: &crate::config::Config, new: &crate::config::Config)
     if old.state != new.state || old.data_dir != new.data_dir {
         log::warn!("state/data_dir changed: they take effect at the next start");
     }
-    if old.server.threads != new.server.threads {
-        log::warn!("server.threads changed: takes effect at the next start");
+    if old.server.threads != new.server.threads || old.server.ca_file != new.server.ca_file {
+        log::warn!("server.threads/ca_file changed: they take effect at the next start");
     }
 }
 

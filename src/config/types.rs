@@ -59,6 +59,9 @@ pub struct ServerSettings {
     pub max_request_header_bytes: usize,
     /// Poll interval of the config file watcher (0 turns watching off; SIGHUP still reloads).
     pub watch_interval_ms: u64,
+    /// PEM bundle of extra CAs trusted for TLS upstreams (besides the system's).
+    /// Read at start.
+    pub ca_file: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -69,6 +72,7 @@ impl Default for ServerSettings {
             graceful_shutdown_timeout_seconds: 10,
             max_request_header_bytes: 32 * 1024,
             watch_interval_ms: 500,
+            ca_file: None,
         }
     }
 }

@@ -41,6 +41,11 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             "must be at least 1024",
         );
     }
+    if let Some(ca) = &c.server.ca_file {
+        if !std::path::Path::new(ca).is_file() {
+            err("server.ca_file".into(), "is not a readable file");
+        }
+    }
     if c.data_dir.is_empty() {
         err("data_dir".into(), "must not be empty");
     }

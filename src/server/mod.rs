@@ -47,6 +47,7 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
         error_log: args.daemon.then(|| in_data("error.log")),
         grace_period_seconds: Some(cfg.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(cfg.server.graceful_shutdown_timeout_seconds),
+        ca_file: cfg.server.ca_file.clone(),
         ..ServerConf::default()
     };
     let opt = Opt {

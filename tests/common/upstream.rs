@@ -128,3 +128,47 @@ async fn handle(id: &'static str, req: Request<Incoming>) -> Result<Response<Bod
         .body(full("upstream: no such path"))
         .unwrap())
 }
+
+/// A TLS upstream with a fresh self-signed certificate for `name`; serves the
+/// same verbs. Returns the server and the certificate's PEM.
+pub async fn start_tls(id: &'static str, name: &str) -> (Upstream, String) {
+    use std::sync::Arc as StdArc;
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(StdArc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(StdArc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    let handle = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, counter) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = service_fn(move |req| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    handle(id, req)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (Upstream { port, hits, handle }, pem)
+}
