@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::journal::Journal;
 use super::{RateDecision, StateError, StateStore};
 
-/// Compact the journal after this many appended records.
+/// Compact the journal after this many appended records at the least...
 const COMPACT_EVERY: u64 = 100_000;
+/// ...and never before the journal holds this many times the live records,
+/// so a busy key whose every hit is still live cannot make compaction quadratic.
+const COMPACT_RATIO: u64 = 2;
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -31,6 +34,8 @@ struct Bucket {
 struct Inner {
     buckets: HashMap<String, Bucket>,
     journal: Journal,
+    /// Appended records that trigger the next compaction.
+    compact_at: u64,
 }
 
 pub struct EmbeddedState {
@@ -56,7 +61,11 @@ impl EmbeddedState {
             bucket.window_ms = w;
             bucket.log.record(t);
         }
-        let mut inner = Inner { buckets, journal };
+        let mut inner = Inner {
+            buckets,
+            journal,
+            compact_at: COMPACT_EVERY,
+        };
         inner.compact(now_ms())?;
         Ok(EmbeddedState {
             inner: Mutex::new(inner),
@@ -84,6 +93,7 @@ impl Inner {
                     })
             })
             .collect();
+        self.compact_at = COMPACT_EVERY.max(live.len() as u64 * COMPACT_RATIO);
         self.journal.rewrite(&live)
     }
 }
@@ -119,7 +129,7 @@ impl StateStore for EmbeddedState {
                 log::error!("state journal append failed: {e}");
                 return Err(e);
             }
-            if inner.journal.appended >= COMPACT_EVERY {
+            if inner.journal.appended >= inner.compact_at {
                 inner.compact(now)?;
             }
         }
@@ -154,6 +164,27 @@ mod tests {
         let s = EmbeddedState::open(&path).unwrap();
         assert!(!s.rate_limit("rl:key:{a}", 3, w).await.unwrap().allowed);
         assert!(s.rate_limit("rl:key:{b}", 3, w).await.unwrap().allowed);
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_live_hits_and_scales_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.journal");
+        let w = Duration::from_secs(60);
+        let s = EmbeddedState::open(&path).unwrap();
+        let n = COMPACT_EVERY + 10;
+        for _ in 0..n {
+            assert!(s.rate_limit("busy", u32::MAX, w).await.unwrap().allowed);
+        }
+        {
+            let inner = s.inner.lock();
+            // One compaction ran (at COMPACT_EVERY) and rewrote every live hit.
+            assert_eq!(inner.journal.appended, 10);
+            assert_eq!(inner.compact_at, 2 * COMPACT_EVERY);
+        }
+        drop(s);
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count() as u64;
+        assert_eq!(lines, n);
     }
 
     #[tokio::test]
