@@ -22,8 +22,16 @@ fn chains(state: Arc<dyn StateStore>) -> (FilterChain, FilterChain) {
         format!("  - name: {name}\n    match: {{path_prefix: {prefix}}}\n    handler: {{type: not_implemented, message: m}}\n    filters: [{filters}]\n")
     };
     let mut yaml = String::from("listeners:\n  public: {address: '127.0.0.1:1'}\nroutes:\n");
-    yaml += &route("full", "/v1/images", "request_id: {}, key_auth: {}, key_type: {require: image}, rate_limit: {}");
-    yaml += &route("auth_only", "/auth", "request_id: {}, key_auth: {}, key_type: {require: image}");
+    yaml += &route(
+        "full",
+        "/v1/images",
+        "request_id: {}, key_auth: {}, key_type: {require: image}, rate_limit: {}",
+    );
+    yaml += &route(
+        "auth_only",
+        "/auth",
+        "request_id: {}, key_auth: {}, key_type: {require: image}",
+    );
     yaml += "keys:\n";
     for i in 0..1000 {
         // Limits that never bind, so every iteration takes the admit path.
@@ -47,8 +55,10 @@ fn chains(state: Arc<dyn StateStore>) -> (FilterChain, FilterChain) {
 fn request() -> RequestHeader {
     let mut req = RequestHeader::build("POST", b"/v1/images/generations", None).unwrap();
     req.insert_header("host", "gateway.example.com").unwrap();
-    req.insert_header("authorization", format!("Bearer {KEY}")).unwrap();
-    req.insert_header("content-type", "application/json").unwrap();
+    req.insert_header("authorization", format!("Bearer {KEY}"))
+        .unwrap();
+    req.insert_header("content-type", "application/json")
+        .unwrap();
     req.insert_header("user-agent", "bench/1.0").unwrap();
     req
 }
@@ -65,9 +75,13 @@ async fn run(chain: &FilterChain, req: &RequestHeader) {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let state: Arc<dyn StateStore> = Arc::new(EmbeddedState::open(&dir.path().join("bench.journal")).unwrap());
+    let state: Arc<dyn StateStore> =
+        Arc::new(EmbeddedState::open(&dir.path().join("bench.journal")).unwrap());
     let (full, auth_only) = chains(state.clone());
     let req = request();
 
@@ -76,10 +90,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("request_id+key_auth+key_type+rate_limit", |b| {
         b.to_async(&rt).iter(|| run(&full, &req))
     });
-    g.bench_function("request_id+key_auth+key_type", |b| b.to_async(&rt).iter(|| run(&auth_only, &req)));
+    g.bench_function("request_id+key_auth+key_type", |b| {
+        b.to_async(&rt).iter(|| run(&auth_only, &req))
+    });
     g.bench_function("rate_limit_state_only", |b| {
-        b.to_async(&rt)
-            .iter(|| async { state.rate_limit("rl:key:{bench}", u32::MAX, Duration::from_secs(60)).await.unwrap() })
+        b.to_async(&rt).iter(|| async {
+            state
+                .rate_limit("rl:key:{bench}", u32::MAX, Duration::from_secs(60))
+                .await
+                .unwrap()
+        })
     });
     g.finish();
 }

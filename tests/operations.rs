@@ -11,7 +11,12 @@ use common::*;
 fn config_with(extra_routes: &str) -> String {
     format!(
         "routes:\n{}{extra_routes}{}",
-        authed_route("images", "/v1", "image", "handler: {type: not_implemented, message: later}"),
+        authed_route(
+            "images",
+            "/v1",
+            "image",
+            "handler: {type: not_implemented, message: later}"
+        ),
         test_keys()
     )
 }
@@ -34,27 +39,72 @@ async fn admin_endpoints_and_metrics() {
     let r = http.get(gw.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let b: serde_json::Value = r.json().await.unwrap();
-    assert_eq!((b["ready"].as_bool(), b["config_generation"].as_u64(), b["state"].as_str()), (Some(true), Some(1), Some("embedded")));
-    assert_eq!(http.get(gw.admin_url("/nope")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        (
+            b["ready"].as_bool(),
+            b["config_generation"].as_u64(),
+            b["state"].as_str()
+        ),
+        (Some(true), Some(1), Some("embedded"))
+    );
+    assert_eq!(
+        http.get(gw.admin_url("/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     // The admin listener is not the public one.
-    assert_eq!(http.get(gw.url("/metrics")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        http.get(gw.url("/metrics")).send().await.unwrap().status(),
+        404
+    );
 
     for _ in 0..3 {
         http.get(gw.url("/v1/x")).send().await.unwrap();
     }
-    http.get(gw.url("/v1/x")).header("authorization", bearer(IMAGE_KEY)).send().await.unwrap();
+    http.get(gw.url("/v1/x"))
+        .header("authorization", bearer(IMAGE_KEY))
+        .send()
+        .await
+        .unwrap();
     http.get(gw.url("/elsewhere")).send().await.unwrap();
 
-    assert_eq!(gw.metric("kikaku_requests_total{route=\"images\",status=\"401\"}"), 3.0);
-    assert_eq!(gw.metric("kikaku_requests_total{route=\"images\",status=\"501\"}"), 1.0);
+    assert_eq!(
+        gw.metric("kikaku_requests_total{route=\"images\",status=\"401\"}"),
+        3.0
+    );
+    assert_eq!(
+        gw.metric("kikaku_requests_total{route=\"images\",status=\"501\"}"),
+        1.0
+    );
     // `/elsewhere`, and `/metrics` asked of the public listener above.
-    assert_eq!(gw.metric("kikaku_requests_total{route=\"-\",status=\"404\"}"), 2.0);
-    assert_eq!(gw.metric("kikaku_rejections_total{filter=\"key_auth\",reason=\"unauthorized\"}"), 3.0);
-    assert_eq!(gw.metric("kikaku_rejections_total{filter=\"router\",reason=\"not_found\"}"), 2.0);
-    assert_eq!(gw.metric("kikaku_request_duration_seconds_count{route=\"images\"}"), 4.0);
+    assert_eq!(
+        gw.metric("kikaku_requests_total{route=\"-\",status=\"404\"}"),
+        2.0
+    );
+    assert_eq!(
+        gw.metric("kikaku_rejections_total{filter=\"key_auth\",reason=\"unauthorized\"}"),
+        3.0
+    );
+    assert_eq!(
+        gw.metric("kikaku_rejections_total{filter=\"router\",reason=\"not_found\"}"),
+        2.0
+    );
+    assert_eq!(
+        gw.metric("kikaku_request_duration_seconds_count{route=\"images\"}"),
+        4.0
+    );
     http.get(gw.url("/echo")).send().await.unwrap();
-    assert_eq!(gw.metric("kikaku_upstream_latency_seconds_count{route=\"proxied\",upstream=\"echo\"}"), 1.0);
-    assert_eq!(gw.metric("kikaku_requests_total{route=\"proxied\",status=\"200\"}"), 1.0);
+    assert_eq!(
+        gw.metric("kikaku_upstream_latency_seconds_count{route=\"proxied\",upstream=\"echo\"}"),
+        1.0
+    );
+    assert_eq!(
+        gw.metric("kikaku_requests_total{route=\"proxied\",status=\"200\"}"),
+        1.0
+    );
     let text = gw.metrics();
     assert!(text.contains("kikaku_config_reloads_total{result=\"error\"} 0"));
 }
@@ -73,7 +123,9 @@ fn wait_serving(port: u16, path: &str, want: u16) -> bool {
 
 fn pid_alive(pid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }
 
 #[test]
@@ -89,11 +141,23 @@ fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
     let bin = env!("CARGO_BIN_EXE_kikaku-edge");
 
     // -d: the command returns and the daemon serves.
-    let out = Command::new(bin).args(["serve", "-d", "-c"]).arg(&cfg).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin)
+        .args(["serve", "-d", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(wait_serving(public, "/v1/x", 401), "daemon not serving");
     let pid_file = dir.path().join("data/kikaku-edge.pid");
-    let old_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let old_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
 
     // -u: the new instance waits for the sockets (before daemonizing);
     // SIGQUIT makes the old one hand them over and drain.
@@ -105,24 +169,44 @@ fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    Command::new("kill").args(["-QUIT", &old_pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-QUIT", &old_pid.to_string()])
+        .status()
+        .unwrap();
 
     // Requests keep being answered through the hand-over.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut answered = 0;
     while pid_alive(old_pid) {
         assert!(Instant::now() < deadline, "old process never exited");
-        assert_eq!(http_get_status(public, "/v1/x"), Some(401), "a request failed during the upgrade");
+        assert_eq!(
+            http_get_status(public, "/v1/x"),
+            Some(401),
+            "a request failed during the upgrade"
+        );
         answered += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(upgrader.wait().unwrap().success(), "the upgrading command failed");
-    assert!(wait_serving(public, "/v1/x", 401), "new process not serving");
-    let new_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert!(
+        upgrader.wait().unwrap().success(),
+        "the upgrading command failed"
+    );
+    assert!(
+        wait_serving(public, "/v1/x", 401),
+        "new process not serving"
+    );
+    let new_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_ne!(new_pid, old_pid);
     assert!(pid_alive(new_pid));
     eprintln!("{answered} requests answered during the hand-over");
-    Command::new("kill").args(["-TERM", &new_pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &new_pid.to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while pid_alive(new_pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

@@ -65,8 +65,10 @@ mod tests {
 
     async fn check(require: KeyType, key: &str) -> Result<(), GatewayError> {
         let f = KeyTypeCheck::new(&KeyTypeConfig { require });
-        let mut ctx = RequestCtx::default();
-        ctx.key = Some(Arc::new(test_key(key, KeyStatus::Active, None)));
+        let mut ctx = RequestCtx {
+            key: Some(Arc::new(test_key(key, KeyStatus::Active, None))),
+            ..RequestCtx::default()
+        };
         let req = RequestHeader::build("GET", b"/", None).unwrap();
         f.on_request(&req, &mut ctx).await
     }

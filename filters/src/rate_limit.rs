@@ -162,9 +162,10 @@ mod tests {
     fn ctx_for(key: &str, own_limit: Option<u32>) -> RequestCtx {
         let mut k = test_key(key, KeyStatus::Active, None);
         k.rate_limit_per_minute = own_limit;
-        let mut ctx = RequestCtx::default();
-        ctx.key = Some(Arc::new(k));
-        ctx
+        RequestCtx {
+            key: Some(Arc::new(k)),
+            ..RequestCtx::default()
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system packages the build needs when they are missing.
+# Pingora's zlib-ng needs cmake. Debian/Ubuntu only (apt-get); elsewhere it
+# says what to install and stops.
+set -euo pipefail
+
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "prereqs: please install: ${missing[*]}" >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "prereqs: run as root or install sudo to get: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "prereqs: installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
