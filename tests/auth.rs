@@ -230,3 +230,24 @@ async fn access_log_has_one_json_line_per_request_and_no_keys() {
         assert!(!gw.stderr().contains(secret), "a key reached the error log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ip_guard_cuts_floods_before_auth() {
+    let gw = Gateway::with(&format!(
+        "routes:\n  - name: guarded\n    match: {{path_prefix: /v1}}\n    filters: [{{ip_guard: {{per_second: 20}}}}, {{key_auth: {{}}}}]\n    handler: {{type: not_implemented, message: m}}\n{}",
+        test_keys()
+    ));
+    let results = futures_util::future::join_all((0..100).map(|_| call(&gw, "/v1/x", None))).await;
+    let limited = results.iter().filter(|(s, _, _)| *s == 429).count();
+    let unauthorized = results.iter().filter(|(s, _, _)| *s == 401).count();
+    assert_eq!(limited + unauthorized, 100);
+    // The burst takes well under a second, but may straddle one boundary of
+    // the guard's 1 s interval: at most two intervals' worth gets through.
+    assert!(
+        unauthorized <= 40 && limited >= 60,
+        "401s {unauthorized}, 429s {limited}"
+    );
+    let (_, h, b) = results.iter().find(|(s, _, _)| *s == 429).unwrap();
+    assert_eq!(b["error"]["code"], "TooManyRequests");
+    assert_eq!(h["retry-after"], "1");
+}

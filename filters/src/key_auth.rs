@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use serde::Deserialize;
 
 use crate::context::RequestCtx;
@@ -123,6 +123,13 @@ impl Filter for KeyAuth {
             req.remove_header(&http::header::AUTHORIZATION);
         }
     }
+
+    /// RFC 6750: a 401 names the scheme the client should use.
+    fn on_response(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
+        if resp.status == 401 && ctx.rejected_by == Some("key_auth") {
+            let _ = resp.insert_header("www-authenticate", "Bearer realm=\"kikaku\"");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +200,20 @@ mod tests {
                 String::from_utf8_lossy(v)
             );
         }
+    }
+
+    #[test]
+    fn refusals_name_the_bearer_scheme() {
+        let ctx = RequestCtx {
+            rejected_by: Some("key_auth"),
+            ..RequestCtx::default()
+        };
+        let mut resp = ResponseHeader::build(401, None).unwrap();
+        filter().on_response(&mut resp, &ctx);
+        assert_eq!(resp.headers["www-authenticate"], "Bearer realm=\"kikaku\"");
+        let mut ok = ResponseHeader::build(200, None).unwrap();
+        filter().on_response(&mut ok, &RequestCtx::default());
+        assert!(ok.headers.get("www-authenticate").is_none());
     }
 
     #[test]

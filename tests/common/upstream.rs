@@ -41,6 +41,11 @@ fn full(b: impl Into<Bytes>) -> Body {
 impl Upstream {
     /// Start on a free port; `id` is reported by `/echo` to tell endpoints apart.
     pub async fn start(id: &'static str) -> Upstream {
+        Self::listen(id, None).await
+    }
+
+    /// Accept connections (TLS ones when an acceptor is given) and serve the verbs.
+    async fn listen(id: &'static str, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(AtomicU64::new(0));
@@ -50,15 +55,16 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let counter = counter.clone();
+                let (tls, counter) = (tls.clone(), counter.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        handle(id, req)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        None => serve_connection(id, stream, counter).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_connection(id, stream, counter).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -146,29 +152,18 @@ pub async fn start_tls(id: &'static str, name: &str) -> (Upstream, String) {
     .with_single_cert(vec![cert.cert.der().clone()], key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(StdArc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicU64::new(0));
-    let counter = hits.clone();
-    let handle = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (acceptor, counter) = (acceptor.clone(), counter.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let svc = service_fn(move |req| {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    handle(id, req)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
+    (Upstream::listen(id, Some(acceptor)).await, pem)
+}
+
+async fn serve_connection<IO>(id: &'static str, io: IO, counter: Arc<AtomicU64>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        handle(id, req)
     });
-    (Upstream { port, hits, handle }, pem)
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
