@@ -72,37 +72,58 @@ async fn admin_endpoints_and_metrics() {
     http.get(gw.url("/elsewhere")).send().await.unwrap();
 
     assert_eq!(
-        gw.metric("kikaku_requests_total{route=\"images\",status=\"401\"}"),
+        gw.wait_metric(
+            "kikaku_requests_total{route=\"images\",status=\"401\"}",
+            3.0
+        ),
         3.0
     );
     assert_eq!(
-        gw.metric("kikaku_requests_total{route=\"images\",status=\"501\"}"),
+        gw.wait_metric(
+            "kikaku_requests_total{route=\"images\",status=\"501\"}",
+            1.0
+        ),
         1.0
     );
     // `/elsewhere`, and `/metrics` asked of the public listener above.
     assert_eq!(
-        gw.metric("kikaku_requests_total{route=\"-\",status=\"404\"}"),
+        gw.wait_metric("kikaku_requests_total{route=\"-\",status=\"404\"}", 2.0),
         2.0
     );
     assert_eq!(
-        gw.metric("kikaku_rejections_total{filter=\"key_auth\",reason=\"unauthorized\"}"),
+        gw.wait_metric(
+            "kikaku_rejections_total{filter=\"key_auth\",reason=\"unauthorized\"}",
+            3.0
+        ),
         3.0
     );
     assert_eq!(
-        gw.metric("kikaku_rejections_total{filter=\"router\",reason=\"not_found\"}"),
+        gw.wait_metric(
+            "kikaku_rejections_total{filter=\"router\",reason=\"not_found\"}",
+            2.0
+        ),
         2.0
     );
     assert_eq!(
-        gw.metric("kikaku_request_duration_seconds_count{route=\"images\"}"),
+        gw.wait_metric(
+            "kikaku_request_duration_seconds_count{route=\"images\"}",
+            4.0
+        ),
         4.0
     );
     http.get(gw.url("/echo")).send().await.unwrap();
     assert_eq!(
-        gw.metric("kikaku_upstream_latency_seconds_count{route=\"proxied\",upstream=\"echo\"}"),
+        gw.wait_metric(
+            "kikaku_upstream_latency_seconds_count{route=\"proxied\",upstream=\"echo\"}",
+            1.0
+        ),
         1.0
     );
     assert_eq!(
-        gw.metric("kikaku_requests_total{route=\"proxied\",status=\"200\"}"),
+        gw.wait_metric(
+            "kikaku_requests_total{route=\"proxied\",status=\"200\"}",
+            1.0
+        ),
         1.0
     );
     let text = gw.metrics();

@@ -67,9 +67,8 @@ async fn eleventh_request_in_a_minute_is_refused_with_headers() {
         hit(&gw, "kikaku_test_fast").await.headers()["x-ratelimit-limit"],
         "100000"
     );
-    assert!(
-        gw.metric("kikaku_rejections_total{filter=\"rate_limit\",reason=\"rate_limited\"}") >= 1.0
-    );
+    let series = "kikaku_rejections_total{filter=\"rate_limit\",reason=\"rate_limited\"}";
+    assert_eq!(gw.wait_metric(series, 1.0), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -67,8 +67,11 @@ async fn sighup_reloads() {
     );
     gw.signal("HUP");
     assert!(wait_for(&gw, "config B").await, "{}", gw.stderr());
-    assert_eq!(gw.metric("kikaku_config_reloads_total{result=\"ok\"}"), 1.0);
-    assert_eq!(gw.metric("kikaku_config_generation"), 2.0);
+    assert_eq!(
+        gw.wait_metric("kikaku_config_reloads_total{result=\"ok\"}", 1.0),
+        1.0
+    );
+    assert_eq!(gw.wait_metric("kikaku_config_generation", 2.0), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -177,6 +177,22 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Poll a metric until it equals `want` (metrics are recorded in the
+    /// logging phase, just after the client has its answer); returns the
+    /// last value seen, so `assert_eq!` shows it on timeout.
+    pub fn wait_metric(&self, series: &str, want: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = self.metric(series);
+            if v == want || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 fn wait_port_free_or_ready(gw: &mut Gateway) {
     gw.wait_ready();
 }
