@@ -39,12 +39,34 @@ pub struct Ctx {
 }
 
 /// A path with `.` or `..` segments (also percent-encoded) is refused before
-/// routing, so no prefix check can be walked around.
+/// routing, so no prefix check can be walked around. No allocation: this runs
+/// on every request.
 fn has_dot_segments(path: &str) -> bool {
-    path.split('/').any(|seg| {
-        let s = seg.to_ascii_lowercase().replace("%2e", ".");
-        s == "." || s == ".."
-    })
+    path.split('/').any(is_dot_segment)
+}
+
+/// `.`, `..`, or either with dots written as `%2e`/`%2E`.
+fn is_dot_segment(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    let (mut i, mut dots) = (0, 0);
+    while i < b.len() {
+        if b[i] == b'.' {
+            i += 1;
+        } else if b.len() - i >= 3
+            && b[i] == b'%'
+            && b[i + 1] == b'2'
+            && b[i + 2].eq_ignore_ascii_case(&b'e')
+        {
+            i += 3;
+        } else {
+            return false;
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 fn header_bytes(req: &RequestHeader) -> usize {
@@ -355,5 +377,9 @@ mod tests {
         assert!(has_dot_segments("/./x"));
         assert!(!has_dot_segments("/v1/file.name/..x"));
         assert!(!has_dot_segments("/"));
+        assert!(has_dot_segments("/a/.%2E/b"));
+        assert!(!has_dot_segments("/a/.../b"));
+        assert!(!has_dot_segments("/a/%2e%2e%2e/b"));
+        assert!(!has_dot_segments("/a/%2f/b"));
     }
 }
