@@ -73,7 +73,7 @@ async fn auth_outcomes() {
     assert_eq!(s, 403);
     assert_eq!(
         b["error"]["message"],
-        "You are logged in with an AI Image API key. Please login with an S3 Storage key (kikaku_s3_xxx) to access this feature."
+        "You are logged in with an AI Image key. Please login with an S3 Storage API key (kikaku_s3_xxx) to access this feature."
     );
     assert_eq!(
         up.hits.load(std::sync::atomic::Ordering::Relaxed),

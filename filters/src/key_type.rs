@@ -11,7 +11,8 @@ use crate::filter::Filter;
 use crate::keys::KeyType;
 
 pub const NEEDS_IMAGE_KEY: &str = "You are logged in with an S3 Storage key. Please login with an AI Image API key (kikaku_xxx) to access this feature.";
-pub const NEEDS_STORAGE_KEY: &str = "You are logged in with an AI Image API key. Please login with an S3 Storage key (kikaku_s3_xxx) to access this feature.";
+/// Both sentences are verbatim from the customer portal (seed 000).
+pub const NEEDS_STORAGE_KEY: &str = "You are logged in with an AI Image key. Please login with an S3 Storage API key (kikaku_s3_xxx) to access this feature.";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
