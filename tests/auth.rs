@@ -210,7 +210,11 @@ async fn access_log_has_one_json_line_per_request_and_no_keys() {
     call(&gw, "/v1/echo", Some(&bearer(IMAGE_KEY))).await;
     call(&gw, "/v1/echo", Some("Bearer kikaku_wrong_secret_value")).await;
     call(&gw, "/nowhere", None).await;
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Lines are written by a background thread after the answer is sent.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gw.stdout().lines().count() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let out = gw.stdout();
     let lines: Vec<Value> = out
         .lines()
