@@ -2,9 +2,11 @@
 //! storage. See README.md for a tour and DESIGN.md for the contract.
 
 pub mod access_log;
+pub mod ark_sim;
 pub mod config;
 pub mod handlers;
 pub mod http_error;
+pub mod image_api;
 pub mod metrics;
 pub mod reload;
 pub mod routing;

@@ -35,6 +35,8 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Run the Ark (SeedDream) simulator alone, for tests and benchmarks.
+    SimArk(kikaku_edge::ark_sim::SimConfig),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,13 @@ fn main() -> ExitCode {
                 for e in &errors.0 {
                     eprintln!("  {e}");
                 }
+                ExitCode::from(1)
+            }
+        },
+        Command::SimArk(sim) => match kikaku_edge::ark_sim::run_standalone(sim) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sim-ark: {e}");
                 ExitCode::from(1)
             }
         },

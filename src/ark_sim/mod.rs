@@ -1,0 +1,297 @@
+//! The Ark simulator (DESIGN §9): speaks BytePlus ModelArk's
+//! `POST /api/v3/images/generations` so the gateway runs and is tested with
+//! no network. Real JPEGs at the requested size, `url` answers it serves
+//! itself, `b64_json`, Ark's usage and error envelopes, per-image errors.
+//!
+//! Knobs for tests and benchmarks: added latency, a content-filter trigger
+//! word, `auto` returning fewer images than asked, and faults (5xx, reset,
+//! hang) every Nth request.
+//!
+//! Runs standalone (`kikaku-edge sim-ark --listen ADDR`) or in-process from
+//! the gateway config's `simulators.ark` section.
+
+mod api;
+pub mod jpeg;
+
+use std::collections::HashMap;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+/// Simulator settings; every field has a default, so `{listen: ...}` is enough.
+#[derive(Debug, Clone, Deserialize, PartialEq, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// `IP:PORT` to listen on.
+    #[arg(long)]
+    pub listen: String,
+    /// Base of the image URLs it returns (default `http://<listen>`).
+    #[serde(default)]
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Required bearer token (default: any non-empty token).
+    #[serde(default)]
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Added to every generation request.
+    #[serde(default)]
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// A prompt containing this word gets a content-filter error for its first image.
+    #[serde(default = "default_trigger")]
+    #[arg(long, default_value = "FORBIDDEN")]
+    pub content_filter_word: String,
+    /// Under `auto`, return at most this many images (default: all asked for).
+    #[serde(default)]
+    #[arg(long)]
+    pub auto_max_images: Option<u32>,
+    /// Fault to inject: none, http500, http503, reset, hang.
+    #[serde(default)]
+    #[arg(long, value_enum, default_value_t = Fault::None)]
+    pub fault: Fault,
+    /// Inject the fault on every Nth generation request (1 = all).
+    #[serde(default = "one")]
+    #[arg(long, default_value_t = 1)]
+    pub fault_every: u64,
+    /// Generated images are served at their URL for this long.
+    #[serde(default = "day")]
+    #[arg(long, default_value_t = 86_400)]
+    pub image_ttl_seconds: u64,
+}
+
+fn default_trigger() -> String {
+    "FORBIDDEN".into()
+}
+fn one() -> u64 {
+    1
+}
+fn day() -> u64 {
+    86_400
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    #[default]
+    None,
+    /// 500 with Ark's internal-error envelope.
+    Http500,
+    /// 503 with Ark's overload envelope.
+    Http503,
+    /// Close the connection without an answer.
+    Reset,
+    /// Never answer.
+    Hang,
+}
+
+pub(crate) struct StoredImage {
+    pub w: u32,
+    pub h: u32,
+    pub created: Instant,
+}
+
+pub struct Simulator {
+    pub config: SimConfig,
+    pub(crate) jpegs: jpeg::JpegCache,
+    pub(crate) images: Mutex<HashMap<String, StoredImage>>,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    /// The body of the last generation request (tests read it at `/_sim/last-request`).
+    pub(crate) last_request: Mutex<Option<Bytes>>,
+}
+
+/// Largest request body accepted (14 inline images of 10 MB, base64).
+const MAX_BODY: usize = 256 << 20;
+
+impl Simulator {
+    pub fn new(config: SimConfig) -> Arc<Simulator> {
+        Arc::new(Simulator {
+            config,
+            jpegs: Default::default(),
+            images: Default::default(),
+            next_id: AtomicU64::new(1),
+            requests: AtomicU64::new(0),
+            last_request: Mutex::new(None),
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        self.config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.config.listen))
+    }
+
+    /// Accept and serve until the task is dropped.
+    pub async fn serve(self: Arc<Self>) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(&self.config.listen).await?;
+        log::info!("sim-ark listening on {}", self.config.listen);
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("sim-ark accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let sim = self.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| sim.clone().route(req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    }
+
+    /// `Err` makes hyper drop the connection: the `reset` fault.
+    async fn route(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, ResetConnection> {
+        let path = req.uri().path().to_string();
+        if req.method() == hyper::Method::POST && path == "/api/v3/images/generations" {
+            return self.generate(req).await;
+        }
+        if req.method() == hyper::Method::GET {
+            if let Some(id) = path
+                .strip_prefix("/images/")
+                .and_then(|p| p.strip_suffix(".jpeg"))
+            {
+                return Ok(self.image(id).await);
+            }
+            if path == "/_sim/last-request" {
+                let body = self.last_request.lock().clone().unwrap_or_default();
+                return Ok(Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(body))
+                    .unwrap_or_default());
+            }
+            if path == "/healthz" {
+                return Ok(api::json(200, &serde_json::json!({"status": "ok"})));
+            }
+        }
+        if req.method() == hyper::Method::POST && path == "/_sim/forget-images" {
+            self.forget_images();
+            return Ok(api::json(200, &serde_json::json!({"forgotten": true})));
+        }
+        Ok(api::ark_error(
+            404,
+            "NotFound",
+            "The requested resource was not found.",
+        ))
+    }
+
+    async fn generate(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, ResetConnection> {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.config.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
+        }
+        if self.config.fault != Fault::None && n % self.config.fault_every.max(1) == 0 {
+            match self.config.fault {
+                Fault::Http500 => {
+                    return Ok(api::ark_error(
+                        500,
+                        "InternalServiceError",
+                        "The service encountered an unexpected internal error.",
+                    ))
+                }
+                Fault::Http503 => {
+                    return Ok(api::ark_error(
+                        503,
+                        "ServiceUnavailable",
+                        "The service is temporarily overloaded. Please retry later.",
+                    ))
+                }
+                Fault::Reset => return Err(ResetConnection),
+                Fault::Hang => std::future::pending::<()>().await,
+                Fault::None => {}
+            }
+        }
+        let token = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .to_string();
+        if token.is_empty() || self.config.api_key.as_deref().is_some_and(|k| k != token) {
+            return Ok(api::ark_error(
+                401,
+                "AuthenticationError",
+                "The API key in the request is missing or invalid.",
+            ));
+        }
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return Ok(api::ark_error(
+                    400,
+                    "InvalidParameter",
+                    "The request body is too large.",
+                ))
+            }
+        };
+        Ok(api::generate(self, &body).await)
+    }
+
+    async fn image(&self, id: &str) -> Response<Full<Bytes>> {
+        let ttl = Duration::from_secs(self.config.image_ttl_seconds);
+        let size = {
+            let mut images = self.images.lock();
+            images.retain(|_, im| im.created.elapsed() < ttl);
+            images.get(id).map(|im| (im.w, im.h))
+        };
+        match size {
+            Some((w, h)) => {
+                let bytes = self.jpegs.get(w, h).await;
+                Response::builder()
+                    .header("content-type", "image/jpeg")
+                    .header("content-length", bytes.len())
+                    .body(Full::new(bytes))
+                    .unwrap_or_default()
+            }
+            None => api::ark_error(404, "NotFound", "The image does not exist or has expired."),
+        }
+    }
+
+    /// Forget every stored image, as Ark does after 24 h.
+    pub fn forget_images(&self) {
+        self.images.lock().clear();
+    }
+}
+
+#[derive(Debug)]
+pub struct ResetConnection;
+
+impl std::fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("simulated connection reset")
+    }
+}
+
+impl std::error::Error for ResetConnection {}
+
+/// Run a standalone simulator until killed.
+pub fn run_standalone(config: SimConfig) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(Simulator::new(config).serve())
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,4 @@
+//! The SeedDream image API (DESIGN §3): models and sizes, shared by the
+//! gateway's handler and the Ark simulator.
+
+pub mod models;
