@@ -24,6 +24,16 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+    /// Built-in stand-ins for upstreams, started with the gateway (offline use, tests).
+    #[serde(default)]
+    pub simulators: Simulators,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Simulators {
+    /// The Ark (SeedDream) simulator; point an upstream at its `listen` address.
+    pub ark: Option<crate::ark_sim::SimConfig>,
 }
 
 fn default_data_dir() -> String {

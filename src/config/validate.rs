@@ -32,6 +32,14 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             );
         }
     }
+    if let Some(sim) = &c.simulators.ark {
+        if sim.listen.parse::<SocketAddr>().is_err() {
+            err("simulators.ark.listen".into(), "must be IP:PORT");
+        }
+        if sim.fault_every == 0 {
+            err("simulators.ark.fault_every".into(), "must be > 0");
+        }
+    }
     if c.server.threads == 0 {
         err("server.threads".into(), "must be > 0");
     }

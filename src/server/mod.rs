@@ -17,6 +17,22 @@ use crate::access_log::AccessLog;
 use crate::handlers::admin::AdminApp;
 use crate::reload::{ConfigHolder, Watcher};
 
+/// The in-process Ark simulator, bound at start (not reloadable).
+struct SimService(crate::ark_sim::SimConfig);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for SimService {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let sim = crate::ark_sim::Simulator::new(self.0.clone());
+        tokio::select! {
+            r = sim.serve() => if let Err(e) = r {
+                log::error!("ark simulator on {} failed: {e}", self.0.listen);
+            },
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 pub struct ServeArgs<'a> {
     pub config: &'a Path,
     pub daemon: bool,
@@ -86,6 +102,9 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
             holder: holder.clone(),
         },
     ));
+    if let Some(sim) = &cfg.simulators.ark {
+        server.add_service(background_service("ark simulator", SimService(sim.clone())));
+    }
 
     log::info!(
         "kikaku-edge serving {} (admin {}), config generation {}",
