@@ -11,7 +11,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use kikaku_edge::config::load_str;
 use kikaku_edge::snapshot::Snapshot;
-use kikaku_edge::state::{EmbeddedState, StateStore};
+use kikaku_edge::state::{EmbeddedState, RateLimits, StateStore};
 use kikaku_filters::{FilterChain, RequestCtx};
 use pingora_http::{RequestHeader, ResponseHeader};
 
@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("rate_limit_state_only", |b| {
         b.to_async(&rt).iter(|| async {
             state
-                .rate_limit("rl:key:{bench}", u32::MAX, Duration::from_secs(60))
+                .rate_limit("rl:key:{bench}", 1, u32::MAX, Duration::from_secs(60))
                 .await
                 .unwrap()
         })

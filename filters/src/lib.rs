@@ -25,4 +25,7 @@ pub use error::{ErrorKind, GatewayError};
 pub use filter::{BuildEnv, Filter, FilterChain};
 pub use keys::{ApiKey, KeyDirectory, KeyStatus, KeyType};
 pub use registry::FilterConfig;
-pub use state::{RateDecision, StateError, StateStore};
+pub use state::{
+    LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs,
+    RequestStats, Reservation, StateError, StateStore,
+};

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::context::RequestCtx;
 use crate::error::{ErrorKind, GatewayError};
 use crate::filter::Filter;
-use crate::state::StateStore;
+use crate::state::RateLimits;
 
 /// DESIGN §2: a key without its own limit gets 10 requests per minute.
 pub const DEFAULT_PER_MINUTE: u32 = 10;
@@ -49,13 +49,13 @@ impl RateLimitConfig {
 }
 
 pub struct RateLimit {
-    state: Arc<dyn StateStore>,
+    state: Arc<dyn RateLimits>,
     default_limit: u32,
     scope: String,
 }
 
 impl RateLimit {
-    pub fn new(cfg: &RateLimitConfig, state: Arc<dyn StateStore>) -> Self {
+    pub fn new(cfg: &RateLimitConfig, state: Arc<dyn RateLimits>) -> Self {
         RateLimit {
             state,
             default_limit: cfg.per_minute.unwrap_or(DEFAULT_PER_MINUTE),
@@ -89,7 +89,7 @@ impl Filter for RateLimit {
         let bucket = format!("rl:{}:{{{}}}", self.scope, hex8(&key.hash));
         let decision = self
             .state
-            .rate_limit(&bucket, limit, WINDOW)
+            .rate_limit(&bucket, 1, limit, WINDOW)
             .await
             .map_err(|e| {
                 GatewayError::new(
@@ -139,23 +139,18 @@ mod tests {
     struct FrozenClockState(Mutex<HashMap<String, SlidingLog>>);
 
     #[async_trait]
-    impl StateStore for FrozenClockState {
+    impl RateLimits for FrozenClockState {
         async fn rate_limit(
             &self,
             b: &str,
+            cost: u32,
             limit: u32,
             w: Duration,
         ) -> Result<RateDecision, StateError> {
             let mut m = self.0.lock();
             Ok(m.entry(b.to_string())
                 .or_default()
-                .admit(1_000, limit, w.as_millis() as u64))
-        }
-        async fn ready(&self) -> bool {
-            true
-        }
-        fn backend_name(&self) -> &'static str {
-            "test"
+                .admit(1_000, cost, limit, w.as_millis() as u64))
         }
     }
 

@@ -37,18 +37,121 @@ impl std::fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
+/// A quota reservation: units held for one request until it settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: u64,
+    pub amount: u64,
+}
+
+/// Quota counters of one subject.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QuotaUsage {
+    /// Settled (billed) units.
+    pub used: u64,
+    /// Units reserved by requests in flight.
+    pub reserved: u64,
+}
+
+/// One request as the account endpoints show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RequestLog {
+    /// Assigned by the store, increasing per subject.
+    #[serde(default)]
+    pub id: u64,
+    /// Model alias the client asked for.
+    pub model: String,
+    /// Unix milliseconds.
+    pub timestamp_ms: i64,
+    /// `success` or `failed`.
+    pub status: String,
+    pub http_status: u16,
+    pub response_time_ms: u64,
+    /// Images billed.
+    pub images: u64,
+    pub tokens: u64,
+    pub error_message: Option<String>,
+}
+
+/// Per-subject request statistics (kept as counters, not recomputed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct RequestStats {
+    pub total_requests: u64,
+    pub successful_requests: u64,
+    pub failed_requests: u64,
+    pub total_response_time_ms: u64,
+}
+
+/// A page of logs: the entries and how many matched in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogPage {
+    pub logs: Vec<RequestLog>,
+    pub total: u64,
+}
+
+/// Which logs to return: `[from_ms, to_ms)`, newest first, 1-based pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub page: u64,
+    pub limit: u64,
+}
+
+/// Exact sliding-window limits.
 #[async_trait]
-pub trait StateStore: Send + Sync + 'static {
-    /// Sliding-window limiter: admit and count this request when fewer than
-    /// `limit` requests were admitted for `bucket` in the last `window`.
-    /// Exact: the `limit + 1`-th request inside any window is refused.
+pub trait RateLimits: Send + Sync {
+    /// Admit and count `cost` units when the units admitted for `bucket` in
+    /// the last `window` plus `cost` stay within `limit`. Exact: with cost 1
+    /// and limit 10, the 11th request inside any window is refused.
     async fn rate_limit(
         &self,
         bucket: &str,
+        cost: u32,
         limit: u32,
         window: Duration,
     ) -> Result<RateDecision, StateError>;
+}
 
+/// Quota ledgers: reserve before the work, settle to what was delivered.
+#[async_trait]
+pub trait Quotas: Send + Sync {
+    /// Reserve `amount` units of `subject`'s quota when `used + reserved +
+    /// amount <= limit`. `Ok(None)`: not enough left. Atomic: concurrent
+    /// reservations never overshoot.
+    async fn quota_reserve(
+        &self,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Option<Reservation>, StateError>;
+
+    /// Bill `used` (at most the reserved amount) and release the rest.
+    /// Durable before it returns.
+    async fn quota_settle(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        used: u64,
+    ) -> Result<(), StateError>;
+
+    async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError>;
+}
+
+/// Request records behind the account endpoints.
+#[async_trait]
+pub trait RequestLogs: Send + Sync {
+    /// Record one request; returns its id.
+    async fn log_request(&self, subject: &str, log: RequestLog) -> Result<u64, StateError>;
+
+    async fn logs(&self, subject: &str, query: LogQuery) -> Result<LogPage, StateError>;
+
+    async fn request_stats(&self, subject: &str) -> Result<RequestStats, StateError>;
+}
+
+/// A whole state backend.
+#[async_trait]
+pub trait StateStore: RateLimits + Quotas + RequestLogs + 'static {
     /// Whether the backend can serve requests now (for `/readyz`).
     async fn ready(&self) -> bool;
 
@@ -64,35 +167,52 @@ pub struct SlidingLog {
 }
 
 impl SlidingLog {
-    /// Admit a request at `now_ms` if fewer than `limit` hits fall inside
-    /// `(now_ms - window_ms, now_ms]`; record it when admitted.
-    pub fn admit(&mut self, now_ms: u64, limit: u32, window_ms: u64) -> RateDecision {
+    /// Admit `cost` units at `now_ms` if the hits inside
+    /// `(now_ms - window_ms, now_ms]` plus `cost` stay within `limit`;
+    /// record them when admitted (one timestamp per unit).
+    pub fn admit(&mut self, now_ms: u64, cost: u32, limit: u32, window_ms: u64) -> RateDecision {
+        let decision = self.peek(now_ms, cost, limit, window_ms);
+        if decision.allowed {
+            self.push(now_ms, cost);
+        }
+        decision
+    }
+
+    /// The decision `admit` would take, without recording anything (expired
+    /// hits are dropped, which changes no decision). The figures describe the
+    /// state after an admission. Callers that must persist first call
+    /// `peek`, persist, then `push`.
+    pub fn peek(&mut self, now_ms: u64, cost: u32, limit: u32, window_ms: u64) -> RateDecision {
         let floor = now_ms.saturating_sub(window_ms);
         while self.hits.front().is_some_and(|&t| t <= floor) {
             self.hits.pop_front();
         }
         // A lowered limit leaves extra old hits; they expire on their own.
-        let allowed = (self.hits.len() as u64) < u64::from(limit);
-        if allowed {
-            self.hits.push_back(now_ms);
-        }
-        let used = self.hits.len() as u64;
-        let reset_ms = self
-            .hits
-            .front()
-            .map(|&t| (t + window_ms).saturating_sub(now_ms))
-            .unwrap_or(0);
+        let held = self.hits.len() as u64;
+        let allowed = held + u64::from(cost) <= u64::from(limit);
+        let used = if allowed {
+            held + u64::from(cost)
+        } else {
+            held
+        };
+        let oldest = self.hits.front().copied().or(allowed.then_some(now_ms));
         RateDecision {
             allowed,
             limit,
             remaining: u64::from(limit).saturating_sub(used) as u32,
-            reset_after: Duration::from_millis(reset_ms),
+            reset_after: Duration::from_millis(
+                oldest
+                    .map(|t| (t + window_ms).saturating_sub(now_ms))
+                    .unwrap_or(0),
+            ),
         }
     }
 
-    /// Record a hit without checking (journal replay).
-    pub fn record(&mut self, at_ms: u64) {
-        self.hits.push_back(at_ms);
+    /// Record `cost` admitted units at `now_ms`.
+    pub fn push(&mut self, now_ms: u64, cost: u32) {
+        for _ in 0..cost {
+            self.hits.push_back(now_ms);
+        }
     }
 
     /// Whether every hit is older than the window (the bucket can be dropped).
@@ -115,11 +235,11 @@ mod tests {
     fn eleventh_request_in_a_minute_is_refused() {
         let mut log = SlidingLog::default();
         for i in 0..10 {
-            let d = log.admit(1_000 + i * 100, 10, 60_000);
+            let d = log.admit(1_000 + i * 100, 1, 10, 60_000);
             assert!(d.allowed);
             assert_eq!(d.remaining, 9 - i as u32);
         }
-        let d = log.admit(59_000, 10, 60_000);
+        let d = log.admit(59_000, 1, 10, 60_000);
         assert!(!d.allowed);
         assert_eq!(d.remaining, 0);
         // The first hit (t=1000) leaves the window at t=61000.
@@ -131,22 +251,37 @@ mod tests {
         let mut log = SlidingLog::default();
         for t in [0, 30_000] {
             for _ in 0..5 {
-                assert!(log.admit(t, 10, 60_000).allowed);
+                assert!(log.admit(t, 1, 10, 60_000).allowed);
             }
         }
         // At 60.001 s the first five have left; the five from 30 s remain.
         for _ in 0..5 {
-            assert!(log.admit(60_001, 10, 60_000).allowed);
+            assert!(log.admit(60_001, 1, 10, 60_000).allowed);
         }
-        assert!(!log.admit(60_001, 10, 60_000).allowed);
-        assert!(!log.admit(89_999, 10, 60_000).allowed);
-        assert!(log.admit(90_001, 10, 60_000).allowed);
+        assert!(!log.admit(60_001, 1, 10, 60_000).allowed);
+        assert!(!log.admit(89_999, 1, 10, 60_000).allowed);
+        assert!(log.admit(90_001, 1, 10, 60_000).allowed);
+    }
+
+    #[test]
+    fn costs_count_as_units() {
+        let mut log = SlidingLog::default();
+        assert!(log.admit(1_000, 4, 10, 60_000).allowed);
+        assert!(log.admit(1_000, 6, 10, 60_000).allowed);
+        let d = log.admit(1_000, 1, 10, 60_000);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 0);
+        let mut fresh = SlidingLog::default();
+        assert!(
+            !fresh.admit(1_000, 11, 10, 60_000).allowed,
+            "a cost over the limit never fits"
+        );
     }
 
     #[test]
     fn idle_after_window() {
         let mut log = SlidingLog::default();
-        log.admit(10, 1, 100);
+        log.admit(10, 1, 1, 100);
         assert!(!log.is_idle(50, 100));
         assert!(log.is_idle(110, 100));
     }

@@ -11,7 +11,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::journal::Journal;
-use super::{RateDecision, StateError, StateStore};
+use super::{
+    LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs,
+    RequestStats, Reservation, StateError, StateStore,
+};
 
 /// Compact the journal after this many appended records at the least...
 const COMPACT_EVERY: u64 = 100_000;
@@ -22,8 +25,27 @@ const COMPACT_RATIO: u64 = 2;
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Record {
-    /// One admitted request: bucket, time (unix ms), window (ms).
-    Hit { b: String, t: u64, w: u64 },
+    /// `n` admitted units: bucket, time (unix ms), window (ms).
+    Hit {
+        b: String,
+        t: u64,
+        w: u64,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        n: u32,
+    },
+    /// Settled quota units added to a subject's usage. Reservations are not
+    /// journaled: one in flight when the process dies was never delivered,
+    /// so it is released by not being replayed.
+    Used { s: String, n: u64 },
+    /// One request record.
+    Log { s: String, l: RequestLog },
+}
+
+fn one() -> u32 {
+    1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 struct Bucket {
@@ -31,9 +53,28 @@ struct Bucket {
     window_ms: u64,
 }
 
+#[derive(Default)]
+struct Quota {
+    used: u64,
+    /// Reservation id → amount, for requests in flight.
+    held: HashMap<u64, u64>,
+}
+
+impl Quota {
+    fn reserved(&self) -> u64 {
+        self.held.values().sum()
+    }
+}
+
+#[derive(Default)]
 struct Inner {
     buckets: HashMap<String, Bucket>,
-    journal: Journal,
+    quotas: HashMap<String, Quota>,
+    /// Oldest first.
+    logs: HashMap<String, Vec<RequestLog>>,
+    stats: HashMap<String, RequestStats>,
+    next_reservation: u64,
+    journal: Option<Journal>,
     /// Appended records that trigger the next compaction.
     compact_at: u64,
 }
@@ -52,20 +93,14 @@ fn now_ms() -> u64 {
 impl EmbeddedState {
     pub fn open(path: &Path) -> Result<EmbeddedState, StateError> {
         let (journal, records) = Journal::open::<Record>(path)?;
-        let mut buckets: HashMap<String, Bucket> = HashMap::new();
-        for Record::Hit { b, t, w } in records {
-            let bucket = buckets.entry(b).or_insert_with(|| Bucket {
-                log: SlidingLog::default(),
-                window_ms: w,
-            });
-            bucket.window_ms = w;
-            bucket.log.record(t);
-        }
         let mut inner = Inner {
-            buckets,
-            journal,
             compact_at: COMPACT_EVERY,
+            ..Inner::default()
         };
+        for r in records {
+            inner.apply(r);
+        }
+        inner.journal = Some(journal);
         inner.compact(now_ms())?;
         Ok(EmbeddedState {
             inner: Mutex::new(inner),
@@ -74,35 +109,86 @@ impl EmbeddedState {
 }
 
 impl Inner {
-    /// Drop idle buckets and rewrite the journal with the live hits only.
+    /// Apply one record to memory (at replay and after each append).
+    fn apply(&mut self, r: Record) {
+        match r {
+            Record::Hit { b, t, w, n } => {
+                let bucket = self.buckets.entry(b).or_insert_with(|| Bucket {
+                    log: SlidingLog::default(),
+                    window_ms: w,
+                });
+                bucket.window_ms = w;
+                bucket.log.push(t, n);
+            }
+            Record::Used { s, n } => self.quotas.entry(s).or_default().used += n,
+            Record::Log { s, l } => {
+                let st = self.stats.entry(s.clone()).or_default();
+                st.total_requests += 1;
+                if l.status == "success" {
+                    st.successful_requests += 1;
+                } else {
+                    st.failed_requests += 1;
+                }
+                st.total_response_time_ms += l.response_time_ms;
+                self.logs.entry(s).or_default().push(l);
+            }
+        }
+    }
+
+    fn journal(&mut self) -> Result<&mut Journal, StateError> {
+        self.journal
+            .as_mut()
+            .ok_or_else(|| StateError::Unavailable("journal not open".into()))
+    }
+
+    /// Journal a record, then apply it. Not durable means not done.
+    fn commit(&mut self, rec: Record) -> Result<(), StateError> {
+        self.journal()?.append(&rec)?;
+        self.apply(rec);
+        if self.journal()?.appended >= self.compact_at {
+            self.compact(now_ms())?;
+        }
+        Ok(())
+    }
+
+    /// Drop idle buckets and rewrite the journal with the live state only.
     fn compact(&mut self, now: u64) -> Result<(), StateError> {
         self.buckets.retain(|_, b| !b.log.is_idle(now, b.window_ms));
-        let floor = |b: &Bucket| now.saturating_sub(b.window_ms);
-        let live: Vec<Record> = self
-            .buckets
-            .iter()
-            .flat_map(|(name, b)| {
-                let f = floor(b);
-                b.log
-                    .hits()
-                    .filter(move |&t| t > f)
-                    .map(move |t| Record::Hit {
-                        b: name.clone(),
-                        t,
-                        w: b.window_ms,
-                    })
-            })
-            .collect();
+        let mut live: Vec<Record> = Vec::new();
+        for (name, b) in &self.buckets {
+            let floor = now.saturating_sub(b.window_ms);
+            live.extend(b.log.hits().filter(|&t| t > floor).map(|t| Record::Hit {
+                b: name.clone(),
+                t,
+                w: b.window_ms,
+                n: 1,
+            }));
+        }
+        for (s, q) in &self.quotas {
+            if q.used > 0 {
+                live.push(Record::Used {
+                    s: s.clone(),
+                    n: q.used,
+                });
+            }
+        }
+        for (s, logs) in &self.logs {
+            live.extend(logs.iter().map(|l| Record::Log {
+                s: s.clone(),
+                l: l.clone(),
+            }));
+        }
         self.compact_at = COMPACT_EVERY.max(live.len() as u64 * COMPACT_RATIO);
-        self.journal.rewrite(&live)
+        self.journal()?.rewrite(&live)
     }
 }
 
 #[async_trait]
-impl StateStore for EmbeddedState {
+impl RateLimits for EmbeddedState {
     async fn rate_limit(
         &self,
         bucket: &str,
+        cost: u32,
         limit: u32,
         window: Duration,
     ) -> Result<RateDecision, StateError> {
@@ -117,25 +203,130 @@ impl StateStore for EmbeddedState {
             }),
         };
         b.window_ms = window_ms;
-        let decision = b.log.admit(now, limit, window_ms);
+        // Decide first; the hit is recorded (by `commit` → `apply`) only once
+        // the journal has it, so a failed write leaves no trace.
+        let decision = b.log.peek(now, cost, limit, window_ms);
         if decision.allowed {
-            let rec = Record::Hit {
+            inner.commit(Record::Hit {
                 b: bucket.to_string(),
                 t: now,
                 w: window_ms,
-            };
-            if let Err(e) = inner.journal.append(&rec) {
-                // Not durable means not admitted: undo by refusing.
-                log::error!("state journal append failed: {e}");
-                return Err(e);
-            }
-            if inner.journal.appended >= inner.compact_at {
-                inner.compact(now)?;
-            }
+                n: cost,
+            })?;
         }
         Ok(decision)
     }
+}
 
+#[async_trait]
+impl Quotas for EmbeddedState {
+    async fn quota_reserve(
+        &self,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Option<Reservation>, StateError> {
+        let mut inner = self.inner.lock();
+        inner.next_reservation += 1;
+        let id = inner.next_reservation;
+        let q = inner.quotas.entry(subject.to_string()).or_default();
+        if q.used + q.reserved() + amount > limit {
+            return Ok(None);
+        }
+        q.held.insert(id, amount);
+        Ok(Some(Reservation { id, amount }))
+    }
+
+    async fn quota_settle(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        used: u64,
+    ) -> Result<(), StateError> {
+        let mut inner = self.inner.lock();
+        let held = inner
+            .quotas
+            .get_mut(subject)
+            .and_then(|q| q.held.remove(&reservation.id))
+            .unwrap_or(0);
+        // Never bill more than was reserved, nor settle twice.
+        let billed = used.min(held);
+        if billed > 0 {
+            inner.commit(Record::Used {
+                s: subject.to_string(),
+                n: billed,
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .quotas
+            .get(subject)
+            .map(|q| QuotaUsage {
+                used: q.used,
+                reserved: q.reserved(),
+            })
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl RequestLogs for EmbeddedState {
+    async fn log_request(&self, subject: &str, mut log: RequestLog) -> Result<u64, StateError> {
+        let mut inner = self.inner.lock();
+        log.id = inner
+            .logs
+            .get(subject)
+            .and_then(|l| l.last())
+            .map(|l| l.id)
+            .unwrap_or(0)
+            + 1;
+        let id = log.id;
+        inner.commit(Record::Log {
+            s: subject.to_string(),
+            l: log,
+        })?;
+        Ok(id)
+    }
+
+    async fn logs(&self, subject: &str, q: LogQuery) -> Result<LogPage, StateError> {
+        let inner = self.inner.lock();
+        let Some(all) = inner.logs.get(subject) else {
+            return Ok(LogPage::default());
+        };
+        let matching: Vec<&RequestLog> = all
+            .iter()
+            .rev()
+            .filter(|l| l.timestamp_ms >= q.from_ms && l.timestamp_ms < q.to_ms)
+            .collect();
+        let skip = (q.page.saturating_sub(1) * q.limit) as usize;
+        Ok(LogPage {
+            total: matching.len() as u64,
+            logs: matching
+                .into_iter()
+                .skip(skip)
+                .take(q.limit as usize)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn request_stats(&self, subject: &str) -> Result<RequestStats, StateError> {
+        Ok(self
+            .inner
+            .lock()
+            .stats
+            .get(subject)
+            .copied()
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl StateStore for EmbeddedState {
     async fn ready(&self) -> bool {
         true
     }
@@ -157,13 +348,13 @@ mod tests {
         {
             let s = EmbeddedState::open(&path).unwrap();
             for _ in 0..3 {
-                assert!(s.rate_limit("rl:key:{a}", 3, w).await.unwrap().allowed);
+                assert!(s.rate_limit("rl:key:{a}", 1, 3, w).await.unwrap().allowed);
             }
             // Dropped without any shutdown step, as after kill -9.
         }
         let s = EmbeddedState::open(&path).unwrap();
-        assert!(!s.rate_limit("rl:key:{a}", 3, w).await.unwrap().allowed);
-        assert!(s.rate_limit("rl:key:{b}", 3, w).await.unwrap().allowed);
+        assert!(!s.rate_limit("rl:key:{a}", 1, 3, w).await.unwrap().allowed);
+        assert!(s.rate_limit("rl:key:{b}", 1, 3, w).await.unwrap().allowed);
     }
 
     #[tokio::test]
@@ -174,17 +365,125 @@ mod tests {
         let s = EmbeddedState::open(&path).unwrap();
         let n = COMPACT_EVERY + 10;
         for _ in 0..n {
-            assert!(s.rate_limit("busy", u32::MAX, w).await.unwrap().allowed);
+            assert!(s.rate_limit("busy", 1, u32::MAX, w).await.unwrap().allowed);
         }
         {
             let inner = s.inner.lock();
             // One compaction ran (at COMPACT_EVERY) and rewrote every live hit.
-            assert_eq!(inner.journal.appended, 10);
+            assert_eq!(inner.journal.as_ref().unwrap().appended, 10);
             assert_eq!(inner.compact_at, 2 * COMPACT_EVERY);
         }
         drop(s);
         let lines = std::fs::read_to_string(&path).unwrap().lines().count() as u64;
         assert_eq!(lines, n);
+    }
+
+    fn log(status: &str, ts: i64) -> RequestLog {
+        RequestLog {
+            id: 0,
+            model: "seedream-4.5".into(),
+            timestamp_ms: ts,
+            status: status.into(),
+            http_status: 200,
+            response_time_ms: 100,
+            images: 1,
+            tokens: 16_384,
+            error_message: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn quota_reserves_exactly_and_only_settled_usage_survives_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.journal");
+        {
+            let s = EmbeddedState::open(&path).unwrap();
+            let a = s.quota_reserve("k", 4, 5).await.unwrap().unwrap();
+            assert!(
+                s.quota_reserve("k", 2, 5).await.unwrap().is_none(),
+                "4 held + 2 > 5"
+            );
+            let b = s.quota_reserve("k", 1, 5).await.unwrap().unwrap();
+            s.quota_settle("k", a, 3).await.unwrap();
+            s.quota_settle("k", a, 3).await.unwrap(); // a second settle bills nothing
+            assert_eq!(
+                s.quota_usage("k").await.unwrap(),
+                QuotaUsage {
+                    used: 3,
+                    reserved: 1
+                }
+            );
+            let _ = b; // in flight when the process dies
+        }
+        let s = EmbeddedState::open(&path).unwrap();
+        assert_eq!(
+            s.quota_usage("k").await.unwrap(),
+            QuotaUsage {
+                used: 3,
+                reserved: 0
+            }
+        );
+        let c = s.quota_reserve("k", 2, 5).await.unwrap().unwrap();
+        s.quota_settle("k", c, 9).await.unwrap();
+        assert_eq!(
+            s.quota_usage("k").await.unwrap().used,
+            5,
+            "never more than reserved"
+        );
+    }
+
+    #[tokio::test]
+    async fn logs_page_newest_first_and_stats_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.journal");
+        {
+            let s = EmbeddedState::open(&path).unwrap();
+            for i in 0..5 {
+                let id = s
+                    .log_request(
+                        "k",
+                        log(if i == 2 { "failed" } else { "success" }, 1_000 + i),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(id, i as u64 + 1);
+            }
+        }
+        let s = EmbeddedState::open(&path).unwrap();
+        let q = LogQuery {
+            from_ms: 0,
+            to_ms: i64::MAX,
+            page: 1,
+            limit: 2,
+        };
+        let p = s.logs("k", q).await.unwrap();
+        assert_eq!(p.total, 5);
+        assert_eq!(p.logs.iter().map(|l| l.id).collect::<Vec<_>>(), [5, 4]);
+        let p = s.logs("k", LogQuery { page: 3, ..q }).await.unwrap();
+        assert_eq!(p.logs.iter().map(|l| l.id).collect::<Vec<_>>(), [1]);
+        let p = s
+            .logs(
+                "k",
+                LogQuery {
+                    from_ms: 1_001,
+                    to_ms: 1_003,
+                    ..q
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((p.total, p.logs[0].id), (2, 3));
+        let st = s.request_stats("k").await.unwrap();
+        assert_eq!(
+            (
+                st.total_requests,
+                st.successful_requests,
+                st.failed_requests
+            ),
+            (5, 4, 1)
+        );
+        assert_eq!(st.total_response_time_ms, 500);
+        assert_eq!(s.log_request("k", log("success", 2_000)).await.unwrap(), 6);
     }
 
     #[tokio::test]

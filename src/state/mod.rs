@@ -8,7 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use embedded::EmbeddedState;
-pub use kikaku_filters::state::{RateDecision, StateError, StateStore};
+pub use kikaku_filters::state::{
+    LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs,
+    RequestStats, Reservation, StateError, StateStore,
+};
 
 use crate::config::{Config, StateBackend};
 
