@@ -9,30 +9,24 @@ use image::codecs::jpeg::JpegEncoder;
 use image::{ImageBuffer, Rgb};
 use parking_lot::Mutex;
 
+/// One cell per size; concurrent requests for a new size wait for one encode.
+type Cells = HashMap<(u32, u32), Arc<tokio::sync::OnceCell<Bytes>>>;
+
 #[derive(Default)]
 pub struct JpegCache {
-    by_size: Mutex<HashMap<(u32, u32), Bytes>>,
-    /// One encode per size at a time: concurrent requests for a new size wait for it.
-    encoding: Mutex<HashMap<(u32, u32), Arc<tokio::sync::OnceCell<Bytes>>>>,
+    cells: Mutex<Cells>,
 }
 
 impl JpegCache {
     pub async fn get(&self, w: u32, h: u32) -> Bytes {
-        if let Some(b) = self.by_size.lock().get(&(w, h)) {
-            return b.clone();
-        }
-        let cell = self.encoding.lock().entry((w, h)).or_default().clone();
-        let bytes = cell
-            .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || encode(w, h))
-                    .await
-                    .unwrap_or_default()
-            })
-            .await
-            .clone();
-        self.by_size.lock().insert((w, h), bytes.clone());
-        self.encoding.lock().remove(&(w, h));
-        bytes
+        let cell = self.cells.lock().entry((w, h)).or_default().clone();
+        cell.get_or_init(|| async move {
+            tokio::task::spawn_blocking(move || encode(w, h))
+                .await
+                .unwrap_or_default()
+        })
+        .await
+        .clone()
     }
 }
 

@@ -201,7 +201,7 @@ impl Simulator {
         if self.config.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
         }
-        if self.config.fault != Fault::None && n % self.config.fault_every.max(1) == 0 {
+        if self.config.fault != Fault::None && n.is_multiple_of(self.config.fault_every.max(1)) {
             match self.config.fault {
                 Fault::Http500 => {
                     return Ok(api::ark_error(
