@@ -9,6 +9,14 @@ use std::time::Duration;
 pub enum ErrorKind {
     /// 400: the request is malformed.
     BadRequest,
+    /// 400: a field breaks a rule (the message names the field and the rule).
+    InvalidParameter,
+    /// 400: a required field is absent.
+    MissingParameter,
+    /// 403: the key's quota cannot cover the request.
+    QuotaExceeded,
+    /// 413: the request body is larger than the route accepts.
+    PayloadTooLarge,
     /// 401: no key, an unknown key, or a malformed Authorization header.
     Unauthorized,
     /// 403: the key is suspended.
@@ -42,7 +50,11 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
-            ErrorKind::BadRequest => 400,
+            ErrorKind::BadRequest | ErrorKind::InvalidParameter | ErrorKind::MissingParameter => {
+                400
+            }
+            ErrorKind::QuotaExceeded => 403,
+            ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Unauthorized => 401,
             ErrorKind::KeySuspended | ErrorKind::KeyExpired | ErrorKind::WrongKeyType => 403,
             ErrorKind::NotFound => 404,
@@ -61,6 +73,10 @@ impl ErrorKind {
     pub fn code(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "BadRequest",
+            ErrorKind::InvalidParameter => "InvalidParameter",
+            ErrorKind::MissingParameter => "MissingParameter",
+            ErrorKind::QuotaExceeded => "QuotaExceeded",
+            ErrorKind::PayloadTooLarge => "PayloadTooLarge",
             ErrorKind::Unauthorized => "Unauthorized",
             ErrorKind::KeySuspended => "KeySuspended",
             ErrorKind::KeyExpired => "KeyExpired",
@@ -82,6 +98,10 @@ impl ErrorKind {
     pub fn reason(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::InvalidParameter => "invalid_parameter",
+            ErrorKind::MissingParameter => "missing_parameter",
+            ErrorKind::QuotaExceeded => "quota_exceeded",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::KeySuspended => "suspended",
             ErrorKind::KeyExpired => "expired",

@@ -1,4 +1,6 @@
 //! The SeedDream image API (DESIGN §3): models and sizes, shared by the
 //! gateway's handler and the Ark simulator.
 
+pub mod inline;
 pub mod models;
+pub mod validate;
