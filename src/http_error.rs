@@ -1,4 +1,5 @@
-//! The one place a [`GatewayError`] becomes an HTTP answer:
+//! Answers the gateway writes itself. The one place a [`GatewayError`]
+//! becomes an HTTP answer:
 //! `{"error":{"code","message"}}` with the right status, `Retry-After` when
 //! known, and the route's response filters (request id, rate-limit headers).
 
@@ -38,6 +39,10 @@ pub async fn respond(
     ctx: &RequestCtx,
     extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
+    if session.response_written().is_some() {
+        // A handler already answered; a second answer would corrupt the stream.
+        return Ok(());
+    }
     let body = err.body();
     let mut resp = error_header(err, body.len(), chain, ctx)?;
     for (name, value) in extra {
@@ -49,5 +54,26 @@ pub async fn respond(
     session
         .write_response_body(Some(Bytes::from(body)), true)
         .await?;
+    Ok(())
+}
+
+/// Answer with a JSON body the gateway made (local handlers), through the
+/// route's response filters.
+pub async fn respond_json(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    chain: Option<&FilterChain>,
+    ctx: &RequestCtx,
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    if let Some(chain) = chain {
+        chain.on_response(&mut resp, ctx);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
     Ok(())
 }

@@ -10,8 +10,9 @@ use kikaku_filters::keys::{hash_key, key_ref};
 use kikaku_filters::registry::build_chain;
 use kikaku_filters::{ApiKey, BuildEnv, KeyDirectory, KeyType, StateStore};
 
+use crate::config::ConfigError;
 use crate::config::{parse_sha256, parse_time, quota_amount, Config, ConfigErrors, KeyConfig};
-use crate::handlers::Handler;
+use crate::handlers::{Handler, HandlerEnv};
 use crate::routing::{Route, Router, Target};
 use crate::upstreams::Upstream;
 
@@ -61,17 +62,28 @@ impl Snapshot {
         ));
         let env = BuildEnv {
             keys: keys.clone(),
+            state: state.clone(),
+        };
+        let handler_env = HandlerEnv {
+            upstreams: &upstreams,
             state,
+            ca_file: config.server.ca_file.as_deref(),
         };
 
         let mut routes = Vec::new();
-        for r in &config.routes {
+        for (i, r) in config.routes.iter().enumerate() {
             let target = match (&r.upstream, &r.handler) {
                 (Some(u), _) => match upstreams.get(u) {
                     Some(u) => Target::Upstream(u.clone()),
                     None => continue, // reported above (resolution) or by validation
                 },
-                (None, Some(h)) => Target::Handler(Handler::from_config(h)),
+                (None, Some(h)) => match Handler::from_config(h, &handler_env) {
+                    Ok(h) => Target::Handler(h),
+                    Err(e) => {
+                        errors.push(ConfigError::new(format!("routes[{i}].handler"), e));
+                        continue;
+                    }
+                },
                 (None, None) => continue,
             };
             routes.push(Route {

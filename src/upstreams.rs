@@ -23,11 +23,13 @@ enum Balancer {
 }
 
 /// What a request needs to reach one endpoint.
-struct EndpointMeta {
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
     /// `Host` header to send.
-    host_header: String,
+    pub host_header: String,
     /// Server name for SNI and certificate checks.
-    sni: String,
+    pub sni: String,
 }
 
 pub struct Upstream {
@@ -36,9 +38,9 @@ pub struct Upstream {
     /// with its health state.
     pub config: UpstreamConfig,
     balancer: Balancer,
-    endpoints: HashMap<SocketAddr, EndpointMeta>,
-    tls: bool,
-    verify: bool,
+    endpoints: HashMap<SocketAddr, Endpoint>,
+    pub tls: bool,
+    pub verify: bool,
     pub health_interval: Option<Duration>,
 }
 
@@ -80,7 +82,14 @@ impl Upstream {
                 .as_ref()
                 .and_then(|t| t.sni.clone())
                 .unwrap_or_else(|| host.to_string());
-            endpoints.insert(addr, EndpointMeta { host_header, sni });
+            endpoints.insert(
+                addr,
+                Endpoint {
+                    addr,
+                    host_header,
+                    sni,
+                },
+            );
             backends.insert(Backend {
                 addr: PSocketAddr::Inet(addr),
                 weight: ep.weight as usize,
@@ -148,15 +157,24 @@ impl Upstream {
         })
     }
 
-    /// Pick a healthy endpoint, or `None` when none is.
-    pub fn select(&self) -> Option<(HttpPeer, &str)> {
+    /// Pick a healthy endpoint by the pool's balancing, or `None` when none is.
+    pub fn select_endpoint(&self) -> Option<&Endpoint> {
         let backend = match &self.balancer {
             Balancer::RoundRobin(lb) => lb.select(b"", 256),
             Balancer::Random(lb) => lb.select(b"", 256),
         }?;
-        let addr = backend.addr.as_inet()?;
-        let meta = self.endpoints.get(addr)?;
-        let mut peer = HttpPeer::new(*addr, self.tls, meta.sni.clone());
+        self.endpoints.get(backend.addr.as_inet()?)
+    }
+
+    /// Every endpoint, healthy or not.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.values()
+    }
+
+    /// Pick a healthy endpoint and describe how Pingora reaches it.
+    pub fn select(&self) -> Option<(HttpPeer, &str)> {
+        let ep = self.select_endpoint()?;
+        let mut peer = HttpPeer::new(ep.addr, self.tls, ep.sni.clone());
         let t = &self.config.timeouts;
         peer.options.connection_timeout = Some(Duration::from_millis(t.connect_ms));
         peer.options.read_timeout = Some(Duration::from_millis(t.read_ms));
@@ -166,7 +184,7 @@ impl Upstream {
             peer.options.verify_cert = false;
             peer.options.verify_hostname = false;
         }
-        Some((peer, meta.host_header.as_str()))
+        Some((peer, ep.host_header.as_str()))
     }
 
     pub fn keepalive(&self) -> bool {

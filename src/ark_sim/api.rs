@@ -15,8 +15,7 @@ use crate::image_api::models::{
     default_models, output_tokens, parse_dimensions, preset_size, preset_table,
 };
 
-/// Ark's per-image code when the output trips the content filter.
-pub const SENSITIVE_OUTPUT: &str = "OutputImageSensitiveContentDetected";
+use crate::image_api::ARK_SENSITIVE_OUTPUT as SENSITIVE_OUTPUT;
 
 #[derive(Deserialize)]
 struct ArkRequest {

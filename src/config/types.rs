@@ -279,6 +279,19 @@ pub struct MatchConfig {
 pub enum HandlerConfig {
     /// 501 with a message: a route that is planned but not served yet.
     NotImplemented { message: String },
+    /// `POST /v1/images/generations` against an Ark upstream.
+    ImageGeneration(crate::handlers::images::ImageGenerationConfig),
+    /// `GET /v1/usage` for the authenticated image key.
+    ImageUsage,
+    /// `GET /v1/logs` for the authenticated image key.
+    ImageLogs,
+}
+
+impl HandlerConfig {
+    /// Handlers that serve a customer's own data need `key_auth` first.
+    pub fn needs_key(&self) -> bool {
+        !matches!(self, HandlerConfig::NotImplemented { .. })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

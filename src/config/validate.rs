@@ -136,7 +136,47 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             (None, Some(HandlerConfig::NotImplemented { message })) if message.is_empty() => {
                 err(format!("{p}.handler.message"), "must not be empty")
             }
+            (None, Some(HandlerConfig::ImageGeneration(ig))) => {
+                if !c.upstreams.contains_key(&ig.upstream) {
+                    err(
+                        format!("{p}.handler.upstream"),
+                        "names no upstream in `upstreams`",
+                    );
+                }
+                if ig.api_key.is_empty() {
+                    err(
+                        format!("{p}.handler.api_key"),
+                        "must not be empty (use ${ARK_API_KEY})",
+                    );
+                }
+                if ig.deadline_seconds == 0
+                    || ig.model_images_per_minute == 0
+                    || ig.max_body_bytes == 0
+                {
+                    err(
+                        format!("{p}.handler"),
+                        "deadline_seconds, max_body_bytes and model_images_per_minute must be > 0",
+                    );
+                }
+                if ig.models.as_ref().is_some_and(|m| m.is_empty()) {
+                    err(
+                        format!("{p}.handler.models"),
+                        "must list at least one model when given",
+                    );
+                }
+            }
             _ => {}
+        }
+        if r.handler.as_ref().is_some_and(|h| h.needs_key())
+            && !r
+                .filters
+                .iter()
+                .any(|f| matches!(f, kikaku_filters::FilterConfig::KeyAuth(_)))
+        {
+            err(
+                format!("{p}.filters"),
+                "this handler serves a key's own data: the chain needs key_auth",
+            );
         }
         for (j, fe) in validate_chain(&r.filters) {
             err(format!("{p}.filters[{j}].{}", fe.path), &fe.message);

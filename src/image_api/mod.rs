@@ -4,3 +4,6 @@
 pub mod inline;
 pub mod models;
 pub mod validate;
+
+/// Ark's per-image error code when an output trips its content filter.
+pub const ARK_SENSITIVE_OUTPUT: &str = "OutputImageSensitiveContentDetected";

@@ -37,7 +37,8 @@ pub const PRESET_4K: PresetTable = &[
     ("21:9", 6240, 2656),
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// What clients send (`seedream-4.5`).
     pub alias: String,

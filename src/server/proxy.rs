@@ -182,7 +182,7 @@ impl ProxyHttp for Gateway {
         }
         match &route.target {
             Target::Upstream(_) => Ok(false),
-            Target::Handler(h) => match h.handle(session).await {
+            Target::Handler(h) => match h.handle(session, &route.chain, &mut ctx.req).await {
                 Ok(()) => Ok(true),
                 Err(err) => self.answer(session, ctx, err, &[]).await,
             },

@@ -1,0 +1,403 @@
+//! `POST /v1/images/generations` (DESIGN §3), answered by the gateway:
+//! read and validate the body, reserve quota, respect the per-model ceiling,
+//! call Ark, fill a batch's missing images with parallel calls inside the same
+//! deadline, answer with recomputed usage, then bill what was delivered and
+//! record the request.
+
+pub mod ark_client;
+pub mod response;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
+use kikaku_filters::{
+    ApiKey, ErrorKind, FilterChain, GatewayError, RequestCtx, RequestLog, Reservation, StateStore,
+};
+use pingora::proxy::Session;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::image_api::models::{default_models, ModelSpec};
+use crate::image_api::validate::{validate, Validated};
+use ark_client::{ArkClient, ArkFailure};
+use response::{answer, describe, Item};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageGenerationConfig {
+    /// The upstream (Ark endpoints) in `upstreams`.
+    pub upstream: String,
+    /// Ark's API key, normally `${ARK_API_KEY}`. Never the client's key.
+    pub api_key: String,
+    /// Overall deadline including fallback calls; past it the answer is 504.
+    #[serde(default = "default_deadline")]
+    pub deadline_seconds: u64,
+    /// Larger request bodies get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Gateway-wide images per minute per model (Ark's limit), fallback included.
+    #[serde(default = "default_model_ceiling")]
+    pub model_images_per_minute: u32,
+    /// Model aliases; default: seedream-4.5 and seedream-4.0 (DESIGN §3).
+    #[serde(default)]
+    pub models: Option<Vec<ModelSpec>>,
+}
+
+fn default_deadline() -> u64 {
+    120
+}
+fn default_max_body() -> usize {
+    // 14 references of 10 MB, base64-encoded, and room for the rest.
+    200 << 20
+}
+fn default_model_ceiling() -> u32 {
+    500
+}
+
+pub struct ImageGeneration {
+    cfg: ImageGenerationConfig,
+    models: Vec<ModelSpec>,
+    ark: ArkClient,
+    state: Arc<dyn StateStore>,
+}
+
+/// The state-store name of a key (its hash, never the key).
+pub fn subject(key: &ApiKey) -> String {
+    key.hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Holds a quota reservation; whatever was not settled is released when it
+/// drops, even if the request future is abandoned mid-way.
+struct HeldQuota {
+    state: Arc<dyn StateStore>,
+    subject: String,
+    reservation: Option<Reservation>,
+}
+
+impl HeldQuota {
+    async fn settle(mut self, used: u64) -> Result<(), GatewayError> {
+        if let Some(r) = self.reservation.take() {
+            self.state
+                .quota_settle(&self.subject, r, used)
+                .await
+                .map_err(|e| {
+                    GatewayError::new(
+                        ErrorKind::ServiceUnavailable,
+                        format!("Quota accounting is unavailable: {e}"),
+                    )
+                })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HeldQuota {
+    fn drop(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            let (state, subject) = (self.state.clone(), std::mem::take(&mut self.subject));
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = state.quota_settle(&subject, r, 0).await;
+                });
+            }
+        }
+    }
+}
+
+/// What the request produced, for the log.
+struct Outcome {
+    status: u16,
+    images: u64,
+    tokens: u64,
+    error: Option<String>,
+}
+
+impl ImageGeneration {
+    pub fn new(
+        cfg: ImageGenerationConfig,
+        upstream: Arc<crate::upstreams::Upstream>,
+        state: Arc<dyn StateStore>,
+        ca_file: Option<&str>,
+    ) -> Result<ImageGeneration, String> {
+        let ark = ArkClient::new(upstream, cfg.api_key.clone(), ca_file)?;
+        Ok(ImageGeneration {
+            models: cfg.models.clone().unwrap_or_else(default_models),
+            cfg,
+            ark,
+            state,
+        })
+    }
+
+    pub async fn handle(
+        &self,
+        session: &mut Session,
+        chain: &FilterChain,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let key = ctx.key.clone().ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Internal,
+                "image_generation needs key_auth in the chain",
+            )
+        })?;
+        let subject = subject(&key);
+        let started = Instant::now();
+        let mut alias = String::from("-");
+        let result = self.generate(session, &key, &subject, &mut alias).await;
+        let (outcome, sent) = match result {
+            Ok((answer, held)) => {
+                let body = serde_json::to_vec(&answer.body).unwrap_or_default();
+                let sent = crate::http_error::respond_json(
+                    session,
+                    200,
+                    Bytes::from(body),
+                    Some(chain),
+                    ctx,
+                )
+                .await;
+                // Bill only what reached the client. The answer is out: a
+                // failure now can only be logged, not answered.
+                let billed = if sent.is_ok() { answer.images } else { 0 };
+                if let Err(e) = held.settle(billed).await {
+                    log::error!("quota settle failed after answering: {e}");
+                }
+                let outcome = Outcome {
+                    status: 200,
+                    images: billed,
+                    tokens: if sent.is_ok() { answer.tokens } else { 0 },
+                    error: sent
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("client went away: {e}")),
+                };
+                (outcome, sent)
+            }
+            Err(e) => {
+                let outcome = Outcome {
+                    status: e.status(),
+                    images: 0,
+                    tokens: 0,
+                    error: Some(e.message.clone()),
+                };
+                self.record(&subject, &alias, started, outcome).await;
+                return Err(e);
+            }
+        };
+        self.record(&subject, &alias, started, outcome).await;
+        if let Err(e) = sent {
+            log::debug!("image answer not delivered: {e}");
+        }
+        Ok(())
+    }
+
+    async fn record(&self, subject: &str, alias: &str, started: Instant, o: Outcome) {
+        let log = RequestLog {
+            id: 0,
+            model: alias.to_string(),
+            timestamp_ms: now_ms(),
+            status: if o.status == 200 && o.error.is_none() {
+                "success"
+            } else {
+                "failed"
+            }
+            .into(),
+            http_status: o.status,
+            response_time_ms: started.elapsed().as_millis() as u64,
+            images: o.images,
+            tokens: o.tokens,
+            error_message: o.error,
+        };
+        if let Err(e) = self.state.log_request(subject, log).await {
+            log::error!("request log write failed: {e}");
+        }
+    }
+
+    /// Everything up to the answer; the reservation comes back unsettled.
+    async fn generate(
+        &self,
+        session: &mut Session,
+        key: &ApiKey,
+        subject: &str,
+        alias: &mut String,
+    ) -> Result<(response::Answer, HeldQuota), GatewayError> {
+        let deadline = Instant::now() + Duration::from_secs(self.cfg.deadline_seconds);
+        let body = read_body(session, self.cfg.max_body_bytes).await?;
+        let v = validate(&body, &self.models)?;
+        *alias = v.model.alias.clone();
+
+        let n = u64::from(v.expected_images);
+        let reservation = self
+            .state
+            .quota_reserve(subject, n, key.quota)
+            .await
+            .map_err(|e| {
+                GatewayError::new(
+                    ErrorKind::ServiceUnavailable,
+                    format!("Quota accounting is unavailable: {e}"),
+                )
+            })?;
+        let Some(reservation) = reservation else {
+            let usage = self.state.quota_usage(subject).await.unwrap_or_default();
+            return Err(GatewayError::new(
+                ErrorKind::QuotaExceeded,
+                format!(
+                    "Image quota exhausted: {} of {} images used; this request needs up to {n}.",
+                    usage.used, key.quota
+                ),
+            ));
+        };
+        let held = HeldQuota {
+            state: self.state.clone(),
+            subject: subject.to_string(),
+            reservation: Some(reservation),
+        };
+
+        // Ark allows so many images per minute per model across the gateway;
+        // the reservation covers fallback calls too.
+        let ceiling = self
+            .state
+            .rate_limit(
+                &format!("model:{{{}}}", v.model.upstream_id),
+                v.expected_images,
+                self.cfg.model_images_per_minute,
+                Duration::from_secs(60),
+            )
+            .await
+            .map_err(|e| {
+                GatewayError::new(
+                    ErrorKind::ServiceUnavailable,
+                    format!("Rate limiting is unavailable: {e}"),
+                )
+            })?;
+        if !ceiling.allowed {
+            return Err(GatewayError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "{} is at its gateway-wide limit of {} images per minute; retry shortly.",
+                    v.model.alias, self.cfg.model_images_per_minute
+                ),
+            )
+            .with_retry_after(ceiling.reset_after));
+        }
+
+        let answer = self.call(&v, deadline).await?;
+        Ok((answer, held))
+    }
+
+    /// The first call, then parallel calls for a batch's missing images.
+    async fn call(
+        &self,
+        v: &Validated,
+        deadline: Instant,
+    ) -> Result<response::Answer, GatewayError> {
+        let first = tokio::time::timeout_at(deadline.into(), self.ark.generate(&v.ark_body))
+            .await
+            .unwrap_or(Err(ArkFailure::Timeout))
+            .map_err(upstream_error)?;
+        let created = first["created"]
+            .as_u64()
+            .unwrap_or_else(|| now_ms() as u64 / 1000);
+        let mut items: Vec<Item> = first["data"]
+            .as_array()
+            .map(|d| d.iter().map(Item::from_ark).collect())
+            .unwrap_or_default();
+        items.truncate(v.expected_images as usize);
+
+        let missing = v.expected_images as usize - items.len();
+        if v.batch && missing > 0 {
+            let mut single = v.ark_body.clone();
+            single["sequential_image_generation"] = Value::from("disabled");
+            if let Some(o) = single.as_object_mut() {
+                o.remove("sequential_image_generation_options");
+            }
+            let calls = (0..missing).map(|_| async {
+                match tokio::time::timeout_at(deadline.into(), self.ark.generate(&single)).await {
+                    Ok(Ok(resp)) => resp["data"]
+                        .as_array()
+                        .and_then(|d| d.first())
+                        .map(Item::from_ark)
+                        .unwrap_or_else(|| Item::failed(&ArkFailure::BadBody("no image".into()))),
+                    Ok(Err(f)) => Item::failed(&f),
+                    Err(_) => Item::failed(&ArkFailure::Timeout),
+                }
+            });
+            items.extend(join_all(calls).await);
+        }
+        Ok(answer(&v.model.upstream_id, created, items))
+    }
+}
+
+/// How a failed first call is told to the client. Nothing is billed.
+fn upstream_error(f: ArkFailure) -> GatewayError {
+    let msg = describe(&f);
+    match f {
+        ArkFailure::Timeout => GatewayError::new(ErrorKind::GatewayTimeout, msg),
+        ArkFailure::NoEndpoint => GatewayError::new(ErrorKind::ServiceUnavailable, msg),
+        ArkFailure::Status {
+            status: 400,
+            code,
+            message,
+        } => {
+            let kind = if code == "MissingParameter" {
+                ErrorKind::MissingParameter
+            } else {
+                ErrorKind::InvalidParameter
+            };
+            GatewayError::new(
+                kind,
+                format!("The image upstream refused the request ({code}): {message}"),
+            )
+        }
+        ArkFailure::Status {
+            status: 429 | 503, ..
+        } => GatewayError::new(ErrorKind::ServiceUnavailable, msg)
+            .with_retry_after(Duration::from_secs(5)),
+        _ => GatewayError::new(ErrorKind::BadGateway, msg),
+    }
+}
+
+/// Read the whole request body, refusing past `max` bytes.
+pub async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, GatewayError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        GatewayError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("The request body is larger than {max} bytes."),
+        )
+    };
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(max));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > max {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(GatewayError::new(
+                    ErrorKind::BadRequest,
+                    format!("The request body could not be read: {e}"),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The client's answer (DESIGN §3): `data` always an array in request order,
+//! per-image errors kept as items, `usage` recomputed from the images that
+//! succeeded: Σ ⌈w × h / 256⌉.
+
+use serde_json::{json, Value};
+
+use crate::image_api::models::{output_tokens, parse_dimensions};
+use crate::image_api::ARK_SENSITIVE_OUTPUT as SENSITIVE_OUTPUT;
+
+use super::ark_client::ArkFailure;
+
+/// One `data[]` entry and, when it is an image, its size.
+pub struct Item {
+    pub value: Value,
+    pub size: Option<(u32, u32)>,
+}
+
+impl Item {
+    /// From one entry of Ark's `data[]`.
+    pub fn from_ark(v: &Value) -> Item {
+        if let Some(err) = v.get("error") {
+            let code = err["code"].as_str().unwrap_or("UpstreamError");
+            let value = if code == SENSITIVE_OUTPUT || code == "ContentFilter" {
+                json!({"error": {"code": "ContentFilter", "message": "Image rejected by content filter"}})
+            } else {
+                json!({"error": {"code": code, "message": err["message"].as_str().unwrap_or("The image failed.")}})
+            };
+            return Item { value, size: None };
+        }
+        let size = v["size"].as_str().and_then(parse_dimensions);
+        let mut value = serde_json::Map::new();
+        for field in ["url", "b64_json", "size"] {
+            if let Some(x) = v.get(field) {
+                value.insert(field.into(), x.clone());
+            }
+        }
+        if size.is_none() || !(value.contains_key("url") || value.contains_key("b64_json")) {
+            return Item {
+                value: json!({"error": {"code": "UpstreamError", "message": "The upstream returned an image without a size or content."}}),
+                size: None,
+            };
+        }
+        Item {
+            value: Value::Object(value),
+            size,
+        }
+    }
+
+    /// A fallback call that failed.
+    pub fn failed(f: &ArkFailure) -> Item {
+        let (code, message) = match f {
+            ArkFailure::Timeout => (
+                "Timeout",
+                "The image was not generated before the deadline.".to_string(),
+            ),
+            ArkFailure::Status { code, message, .. } if !code.is_empty() => {
+                (code.as_str(), message.clone())
+            }
+            other => ("UpstreamError", describe(other)),
+        };
+        Item {
+            value: json!({"error": {"code": code, "message": message}}),
+            size: None,
+        }
+    }
+}
+
+pub fn describe(f: &ArkFailure) -> String {
+    match f {
+        ArkFailure::NoEndpoint => "No healthy image upstream endpoint.".into(),
+        ArkFailure::Transport(m) => format!("The image upstream connection failed: {m}"),
+        ArkFailure::Timeout => "The image upstream did not answer in time.".into(),
+        ArkFailure::Status {
+            status,
+            code,
+            message,
+        } => {
+            format!("The image upstream answered {status} {code}: {message}")
+        }
+        ArkFailure::BadBody(m) => format!("The image upstream sent an unreadable answer: {m}"),
+    }
+}
+
+pub struct Answer {
+    pub body: Value,
+    pub images: u64,
+    pub tokens: u64,
+}
+
+pub fn answer(model_id: &str, created: u64, items: Vec<Item>) -> Answer {
+    let mut images = 0;
+    let mut tokens = 0;
+    for (w, h) in items.iter().filter_map(|i| i.size) {
+        images += 1;
+        tokens += output_tokens(w, h);
+    }
+    let data: Vec<Value> = items.into_iter().map(|i| i.value).collect();
+    Answer {
+        body: json!({
+            "model": model_id,
+            "created": created,
+            "data": data,
+            "usage": {"generated_images": images, "output_tokens": tokens, "total_tokens": tokens},
+        }),
+        images,
+        tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_counts_only_successful_images() {
+        let items = vec![
+            Item::from_ark(&json!({"url": "https://x/1.jpeg", "size": "1760x2368"})),
+            Item::from_ark(&json!({"error": {"code": SENSITIVE_OUTPUT, "message": "m"}})),
+            Item::from_ark(&json!({"b64_json": "AAAA", "size": "2048x2048"})),
+            Item::failed(&ArkFailure::Timeout),
+        ];
+        let a = answer("seedream-4-5-251128", 7, items);
+        assert_eq!((a.images, a.tokens), (2, 16_280 + 16_384));
+        assert_eq!(a.body["usage"]["total_tokens"], 32_664);
+        assert_eq!(a.body["data"][1]["error"]["code"], "ContentFilter");
+        assert_eq!(
+            a.body["data"][1]["error"]["message"],
+            "Image rejected by content filter"
+        );
+        assert_eq!(a.body["data"][3]["error"]["code"], "Timeout");
+        assert!(a.body["data"][0].get("b64_json").is_none());
+    }
+
+    #[test]
+    fn images_without_size_are_not_billed() {
+        let a = answer(
+            "m",
+            0,
+            vec![Item::from_ark(&json!({"url": "https://x/1.jpeg"}))],
+        );
+        assert_eq!(a.images, 0);
+        assert_eq!(a.body["data"][0]["error"]["code"], "UpstreamError");
+    }
+}
