@@ -1,0 +1,617 @@
+//! `POST /v1/images/generations` through the real binary, with the Ark
+//! simulator (in-process, configured per test) as the upstream.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+const KEY: &str = "kikaku_img_tester";
+const ARK_KEY: &str = "ark-secret-test-key";
+
+struct ImageGateway {
+    gw: Gateway,
+    sim: u16,
+}
+
+/// A gateway whose image route calls an in-process simulator.
+/// `sim` and `handler` are extra YAML flow-map entries (`latency_ms: 5, ...`).
+fn start(sim: &str, handler: &str, quota: u64) -> ImageGateway {
+    let sim_port = free_port();
+    let sep = |s: &str| {
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!(", {s}")
+        }
+    };
+    let chain =
+        "[{request_id: {}}, {key_auth: {}}, {key_type: {require: image}}, {rate_limit: {}}]";
+    let route = |name: &str, m: &str, handler: &str| {
+        format!("  - name: {name}\n    match: {m}\n    filters: {chain}\n    handler: {handler}\n")
+    };
+    let mut yaml = format!(
+        "simulators:\n  ark: {{listen: '127.0.0.1:{sim_port}', api_key: {ARK_KEY}{}}}\n",
+        sep(sim)
+    );
+    yaml += &format!("upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{sim_port}'}}]\n");
+    yaml += "routes:\n";
+    yaml += &route(
+        "images",
+        "{methods: [POST], path_prefix: /v1/images/generations}",
+        &format!(
+            "{{type: image_generation, upstream: ark, api_key: {ARK_KEY}{}}}",
+            sep(handler)
+        ),
+    );
+    yaml += &route("usage", "{path_prefix: /v1/usage}", "{type: image_usage}");
+    yaml += &route("logs", "{path_prefix: /v1/logs}", "{type: image_logs}");
+    yaml += &format!(
+        "keys:\n  - {{key: {KEY}, owner: Img Tester, email: img@example.com, quota: {quota}, rate_limit_per_minute: 100000}}\n  - {{key: kikaku_s3_nope, owner: S3}}\n"
+    );
+    let gw = Gateway::with(&yaml);
+    // The simulator starts beside the listeners; wait for it too.
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", sim_port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    ImageGateway { gw, sim: sim_port }
+}
+
+impl ImageGateway {
+    async fn generate(&self, body: Value) -> (u16, Value) {
+        self.post(body.to_string()).await
+    }
+
+    async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = client()
+            .post(self.gw.url("/v1/images/generations"))
+            .header("authorization", bearer(KEY))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        client()
+            .get(self.gw.url(path))
+            .header("authorization", bearer(KEY))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn used(&self) -> u64 {
+        self.get("/v1/usage").await["used_count"].as_u64().unwrap()
+    }
+
+    /// The body the simulator last received from the gateway.
+    async fn last_upstream_request(&self) -> Value {
+        client()
+            .get(format!("http://127.0.0.1:{}/_sim/last-request", self.sim))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+fn images(v: &Value) -> usize {
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d.get("error").is_none())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_eight_curl_examples_work() {
+    let g = start("", "", 1000);
+    let examples = [
+        (
+            json!({"model": "seedream-4.5", "prompt": "Vibrant close-up editorial portrait, model with piercing gaze", "size": "2K", "response_format": "url", "watermark": false}),
+            1,
+        ),
+        (
+            json!({"model": "seedream-4.5", "prompt": "Keep the model pose unchanged. Change the clothing material.", "image": "https://example.com/my-photo.jpg", "size": "2K", "watermark": false}),
+            1,
+        ),
+        (
+            json!({"model": "seedream-4.5", "prompt": "Replace the clothing in image 1 with the outfit from image 2.", "image": ["https://example.com/model-photo.jpg", "https://example.com/outfit-photo.jpg"], "size": "2K", "sequential_image_generation": "disabled", "watermark": false}),
+            1,
+        ),
+        (
+            json!({"model": "seedream-4.5", "prompt": "Generate 4 illustrations of the same courtyard across seasons", "size": "2K", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}, "watermark": false}),
+            4,
+        ),
+        (
+            json!({"model": "seedream-4.5", "prompt": "Using this LOGO as reference, create a visual design system", "image": "https://example.com/my-logo.png", "size": "2K", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}, "watermark": false}),
+            4,
+        ),
+        (
+            json!({"model": "seedream-4.5", "prompt": "Generate 3 images of a girl and a cow plushie", "image": ["https://example.com/girl-character.png", "https://example.com/cow-plushie.png"], "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 3}, "size": "2K", "watermark": false}),
+            3,
+        ),
+        (
+            json!({"model": "seedream-4.0", "prompt": "Generate 4 coherent illustrations of a courtyard across four seasons", "size": "2K", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}, "optimize_prompt_options": {"mode": "fast"}, "watermark": false}),
+            4,
+        ),
+        (
+            json!({"model": "seedream-4.5", "prompt": "A cute cat in different poses: sitting, jumping, sleeping", "n": 3, "size": "2K", "watermark": false}),
+            3,
+        ),
+    ];
+    let mut total = 0;
+    for (i, (body, want)) in examples.into_iter().enumerate() {
+        let (s, v) = g.generate(body).await;
+        assert_eq!(s, 200, "example {}: {v}", i + 1);
+        assert_eq!(images(&v), want, "example {}: {v}", i + 1);
+        assert_eq!(v["usage"]["generated_images"], want as u64);
+        assert_eq!(
+            v["usage"]["output_tokens"],
+            16_384 * want as u64,
+            "2K 1:1 is 2048x2048"
+        );
+        assert_eq!(v["data"][0]["size"], "2048x2048");
+        total += want as u64;
+    }
+    assert_eq!(g.used().await, total);
+    // The image URL serves a real JPEG of that size.
+    let (_, v) = g
+        .generate(json!({"model": "seedream-4.5", "prompt": "poster portrait 3:4", "size": "2K"}))
+        .await;
+    assert_eq!(v["data"][0]["size"], "1728x2304");
+    let jpeg = client()
+        .get(v["data"][0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let dim = imagesize::blob_size(&jpeg).unwrap();
+    assert_eq!((dim.width, dim.height), (1728, 2304));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rewriting_aliases_n_defaults_and_the_upstream_key() {
+    let g = start("", "", 1000);
+    let (s, v) = g.generate(json!({"model": "seedream-4.5", "prompt": "cats", "n": 3, "user": "someone", "size": "2K"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["model"], "seedream-4-5-251128");
+    let sent = g.last_upstream_request().await;
+    assert_eq!(
+        sent["model"], "seedream-4-5-251128",
+        "alias mapped to the upstream id"
+    );
+    assert_eq!(
+        sent["sequential_image_generation"], "auto",
+        "legacy n became batch mode"
+    );
+    assert_eq!(sent["sequential_image_generation_options"]["max_images"], 3);
+    assert!(
+        sent.get("n").is_none() && sent.get("user").is_none(),
+        "only Ark's fields: {sent}"
+    );
+    assert_eq!(sent["watermark"], true, "defaults filled in");
+    assert_eq!(sent["response_format"], "url");
+    // The simulator insists on ARK_KEY: a 200 proves the gateway sent its own
+    // key and not the client's.
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_response_formats() {
+    let g = start("", "", 1000);
+    let (s, v) = g.generate(json!({"model": "seedream-4.0", "prompt": "x", "size": "1280x720", "response_format": "b64_json"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["data"][0].get("url").is_none());
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(v["data"][0]["b64_json"].as_str().unwrap())
+        .unwrap();
+    let dim = imagesize::blob_size(&jpeg).unwrap();
+    assert_eq!((dim.width, dim.height), (1280, 720));
+    assert_eq!(v["usage"]["output_tokens"], 3_600);
+    let (s, v) = g
+        .generate(json!({"model": "seedream-4.0", "prompt": "x", "size": "1280x720"}))
+        .await;
+    assert_eq!(s, 200);
+    assert!(v["data"][0]["url"].as_str().unwrap().starts_with("http://"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_fallback_fills_missing_images_in_parallel() {
+    let g = start("auto_max_images: 1, latency_ms: 300", "", 1000);
+    let started = std::time::Instant::now();
+    let (s, v) = g
+        .generate(json!({"model": "seedream-4.5", "prompt": "4 scenes", "size": "2K", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}}))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        images(&v),
+        4,
+        "simulator gave 1 of 4; fallback made the other 3: {v}"
+    );
+    assert_eq!(v["usage"]["generated_images"], 4);
+    assert_eq!(g.used().await, 4);
+    // One batch call, then 3 single calls: the last one the simulator saw.
+    assert_eq!(
+        g.last_upstream_request().await["sequential_image_generation"],
+        "disabled"
+    );
+    // 300 ms per call: parallel fallback takes ~2 calls' time, serial ~4.
+    assert!(
+        took < Duration::from_millis(1100),
+        "fallback not parallel: {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_filter_failures_are_per_item_and_not_billed() {
+    let g = start("", "", 1000);
+    let (s, v) = g
+        .generate(json!({"model": "seedream-4.5", "prompt": "4 scenes FORBIDDEN", "size": "2K", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["data"].as_array().unwrap().len(), 4);
+    assert_eq!(v["data"][0]["error"]["code"], "ContentFilter");
+    assert_eq!(
+        v["data"][0]["error"]["message"],
+        "Image rejected by content filter"
+    );
+    assert_eq!(v["usage"]["generated_images"], 3);
+    assert_eq!(v["usage"]["output_tokens"], 3 * 16_384);
+    assert_eq!(g.used().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_faults_are_clear_errors_and_bill_nothing() {
+    for (sim, handler, want) in [
+        ("fault: http500", "", 502),
+        ("fault: http503", "", 503),
+        ("fault: reset", "", 502),
+        ("fault: hang", "deadline_seconds: 1", 504),
+    ] {
+        let g = start(sim, handler, 1000);
+        let (s, v) = g
+            .generate(json!({"model": "seedream-4.5", "prompt": "x"}))
+            .await;
+        assert_eq!(s, want, "{sim}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("upstream"),
+            "{sim}: {v}"
+        );
+        assert_eq!(g.used().await, 0, "{sim}: nothing billed");
+        let logs = g.get("/v1/logs").await;
+        assert_eq!(logs["logs"][0]["status"], "failed", "{sim}: {logs}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quota_is_exact_under_concurrency() {
+    let g = start("", "", 50);
+    let body = json!({"model": "seedream-4.0", "prompt": "x", "size": "1K"}).to_string();
+    let results = join_all((0..200).map(|_| g.post(body.clone()))).await;
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let refused = results
+        .iter()
+        .filter(|(s, v)| *s == 403 && v["error"]["code"] == "QuotaExceeded")
+        .count();
+    assert_eq!((ok, refused), (50, 150));
+    let usage = g.get("/v1/usage").await;
+    assert_eq!(
+        (usage["used_count"].as_u64(), usage["remaining"].as_u64()),
+        (Some(50), Some(0))
+    );
+    assert_eq!(usage["stats"]["total_requests"], 200);
+    assert_eq!(usage["stats"]["successful_requests"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_ceiling_counts_images_gateway_wide() {
+    let g = start("", "model_images_per_minute: 5", 1000);
+    let batch = json!({"model": "seedream-4.5", "prompt": "x", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}});
+    assert_eq!(g.generate(batch.clone()).await.0, 200);
+    let (s, v) = g.generate(batch).await;
+    assert_eq!(s, 429, "4 + 4 images > 5 per minute: {v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("5 images per minute"));
+    assert_eq!(
+        g.generate(json!({"model": "seedream-4.5", "prompt": "x"}))
+            .await
+            .0,
+        200,
+        "4 + 1 fits"
+    );
+    assert_eq!(g.used().await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validation_rules_over_http() {
+    let g = start("", "", 1000);
+    let m = |extra: Value| {
+        let mut v = json!({"model": "seedream-4.5", "prompt": "x"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    // (passing case, failing case, expected code, message fragment)
+    let cases = [
+        (
+            m(json!({})),
+            json!({"prompt": "x"}),
+            "MissingParameter",
+            "model is required",
+        ),
+        (
+            m(json!({})),
+            json!({"model": "gpt-image", "prompt": "x"}),
+            "InvalidParameter",
+            "Unknown model",
+        ),
+        (
+            m(json!({})),
+            json!({"model": "seedream-4.5"}),
+            "MissingParameter",
+            "prompt is required",
+        ),
+        (
+            m(json!({"prompt": "p".repeat(10_000)})),
+            m(json!({"prompt": "p".repeat(10_001)})),
+            "InvalidParameter",
+            "at most 10000",
+        ),
+        (
+            m(json!({"size": "4K"})),
+            m(json!({"size": "5K"})),
+            "InvalidParameter",
+            "Invalid size \"5K\"",
+        ),
+        (
+            json!({"model": "seedream-4.0", "prompt": "x", "size": "1K"}),
+            m(json!({"size": "1K"})),
+            "InvalidParameter",
+            "for seedream-4.5",
+        ),
+        (
+            m(json!({"size": "2560x1440"})),
+            m(json!({"size": "1280x720"})),
+            "InvalidParameter",
+            "pixels",
+        ),
+        (
+            json!({"model": "seedream-4.0", "prompt": "x", "size": "4096x1024"}),
+            json!({"model": "seedream-4.0", "prompt": "x", "size": "16000x900"}),
+            "InvalidParameter",
+            "aspect ratio",
+        ),
+        (
+            m(json!({"image": "https://example.com/a.png"})),
+            m(json!({"image": "file:///etc/passwd"})),
+            "InvalidParameter",
+            "http(s) URL",
+        ),
+        (
+            m(json!({"image": vec!["https://e.com/a.png"; 14]})),
+            m(json!({"image": vec!["https://e.com/a.png"; 15]})),
+            "InvalidParameter",
+            "1 to 14",
+        ),
+        (
+            m(json!({"response_format": "b64_json"})),
+            m(json!({"response_format": "png"})),
+            "InvalidParameter",
+            "url or b64_json",
+        ),
+        (
+            m(json!({"watermark": false})),
+            m(json!({"watermark": "no"})),
+            "InvalidParameter",
+            "watermark must be a boolean",
+        ),
+        (
+            m(
+                json!({"sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 2}}),
+            ),
+            m(json!({"sequential_image_generation": "sometimes"})),
+            "InvalidParameter",
+            "disabled or auto",
+        ),
+        (
+            m(
+                json!({"sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 15}}),
+            ),
+            m(
+                json!({"sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 16}}),
+            ),
+            "InvalidParameter",
+            "from 1 to 15",
+        ),
+        (
+            m(
+                json!({"image": ["https://e.com/a.png", "https://e.com/b.png"], "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 13}}),
+            ),
+            m(
+                json!({"image": ["https://e.com/a.png", "https://e.com/b.png", "https://e.com/c.png"], "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 13}}),
+            ),
+            "InvalidParameter",
+            "exceed 15",
+        ),
+        (
+            json!({"model": "seedream-4.0", "prompt": "x", "optimize_prompt_options": {"mode": "fast"}}),
+            m(json!({"optimize_prompt_options": {"mode": "fast"}})),
+            "InvalidParameter",
+            "not seedream-4.5",
+        ),
+        (
+            m(json!({"n": 2})),
+            m(json!({"n": 16})),
+            "InvalidParameter",
+            "n must be an integer from 1 to 15",
+        ),
+    ];
+    for (i, (good, bad, code, fragment)) in cases.into_iter().enumerate() {
+        let (s, v) = g.generate(good).await;
+        assert_eq!(s, 200, "case {i} passing: {v}");
+        let (s, v) = g.generate(bad).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "case {i}: {v}"
+        );
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(fragment),
+            "case {i}: {v}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inline_images_are_checked_from_their_header() {
+    let g = start("", "", 1000);
+    let jpeg = |w, h| {
+        let img = kikaku_edge::ark_sim::jpeg::encode(w, h);
+        format!(
+            "data:image/jpeg;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(&img)
+        )
+    };
+    let with = |image: Value| json!({"model": "seedream-4.5", "prompt": "x", "image": image});
+    assert_eq!(g.generate(with(json!(jpeg(64, 64)))).await.0, 200);
+    for (bad, fragment) in [
+        (json!("data:image/jpeg;base64,@@@not-base64@@@"), "base64"),
+        (
+            json!(jpeg(64, 64).replace("image/jpeg", "image/JPEG")),
+            "lower-case",
+        ),
+        (json!(jpeg(10, 64)), "> 14 px"),
+        (json!(jpeg(64, 64)[..60].to_string()), "image"),
+        (json!([jpeg(64, 64), jpeg(1000, 40)]), "image[1]"),
+    ] {
+        let (s, v) = g.generate(with(bad)).await;
+        assert_eq!(s, 400, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(fragment),
+            "{fragment}: {v}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_oversized_bodies_never_hang_or_crash() {
+    let g = start("", "max_body_bytes: 60000000", 1000);
+    for body in [
+        "{",
+        "[]",
+        "null",
+        "{\"model\": 7, \"prompt\": \"x\"}",
+        "\u{0}\u{1}",
+        "",
+    ] {
+        let (s, v) = g.post(body.to_string()).await;
+        assert_eq!(s, 400, "{body:?}: {v}");
+    }
+    // A 50 MB prompt is read (within the body limit) and refused by rule.
+    let huge = json!({"model": "seedream-4.5", "prompt": "a".repeat(50_000_000)}).to_string();
+    let (s, v) = g.post(huge).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("50000000 characters"));
+    // Past the body limit: 413, without reading it all.
+    let (s, v) = g.post(vec![b'x'; 61_000_000]).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (413, Some("PayloadTooLarge"))
+    );
+    // The gateway still serves.
+    assert_eq!(
+        g.generate(json!({"model": "seedream-4.5", "prompt": "x"}))
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_and_logs_report_what_happened() {
+    let g = start("", "", 10);
+    g.generate(json!({"model": "seedream-4.5", "prompt": "x"}))
+        .await;
+    g.generate(json!({"model": "seedream-4.5", "prompt": "x", "size": "9K"}))
+        .await;
+    g.generate(json!({"model": "seedream-4.0", "prompt": "x", "n": 2}))
+        .await;
+    let u = g.get("/v1/usage").await;
+    assert_eq!(u["owner_name"], "Img Tester");
+    assert_eq!(u["email"], "img@example.com");
+    assert_eq!(
+        (
+            u["quota_limit"].as_u64(),
+            u["used_count"].as_u64(),
+            u["remaining"].as_u64()
+        ),
+        (Some(10), Some(3), Some(7))
+    );
+    assert_eq!(u["status"], "active");
+    assert_eq!(u["expires_at"], Value::Null);
+    assert_eq!(
+        (
+            u["stats"]["total_requests"].as_u64(),
+            u["stats"]["failed_requests"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
+    let l = g.get("/v1/logs?limit=2&page=1").await;
+    assert_eq!(l["pagination"], json!({"page": 1, "limit": 2, "total": 3}));
+    assert_eq!(l["logs"][0]["model"], "seedream-4.0", "newest first");
+    assert_eq!(l["logs"][1]["status"], "failed");
+    assert!(l["logs"][1]["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("9K"));
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let l = g
+        .get(&format!("/v1/logs?start_date={today}&end_date={today}"))
+        .await;
+    assert_eq!(l["pagination"]["total"], 3);
+    let l = g
+        .get("/v1/logs?start_date=2020-01-01&end_date=2020-01-31")
+        .await;
+    assert_eq!(l["pagination"]["total"], 0);
+    let bad = client()
+        .get(g.gw.url("/v1/logs?limit=500"))
+        .header("authorization", bearer(KEY))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // Storage keys are turned away with the portal's sentence.
+    let r = client()
+        .get(g.gw.url("/v1/usage"))
+        .header("authorization", bearer("kikaku_s3_nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
