@@ -615,3 +615,115 @@ async fn usage_and_logs_report_what_happened() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_is_not_billed_and_frees_its_reservation() {
+    let g = start("latency_ms: 800", "", 1);
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let r = impatient
+        .post(g.gw.url("/v1/images/generations"))
+        .header("authorization", bearer(KEY))
+        .body(json!({"model": "seedream-4.5", "prompt": "x"}).to_string())
+        .send()
+        .await;
+    assert!(r.is_err(), "the client gave up");
+    // Once the gateway notices, the single image of quota is free again.
+    let mut logged = Value::Null;
+    for _ in 0..100 {
+        logged = g.get("/v1/logs").await;
+        if logged["pagination"]["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(logged["logs"][0]["status"], "failed", "{logged}");
+    assert!(
+        logged["logs"][0]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("closed"),
+        "{logged}"
+    );
+    assert_eq!(g.used().await, 0);
+    let (s, v) = g
+        .generate(json!({"model": "seedream-4.5", "prompt": "x"}))
+        .await;
+    assert_eq!(s, 200, "the reservation was released: {v}");
+    assert_eq!(g.used().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounting_survives_kill_9() {
+    let mut g = start("latency_ms: 150", "", 1000);
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let url = g.gw.url("/v1/images/generations");
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let (served, answered, url) = (served.clone(), answered.clone(), url.clone());
+        clients.push(tokio::spawn(async move {
+            let http = client();
+            for _ in 0..20 {
+                let body = json!({"model": "seedream-4.5", "prompt": "x", "n": 1 + i % 3});
+                let Ok(r) = http
+                    .post(&url)
+                    .header("authorization", bearer(KEY))
+                    .body(body.to_string())
+                    .send()
+                    .await
+                else {
+                    return; // the gateway died under us
+                };
+                if r.status() != 200 {
+                    return;
+                }
+                let Ok(v) = r.json::<Value>().await else {
+                    return;
+                };
+                served.fetch_add(
+                    v["usage"]["generated_images"].as_u64().unwrap(),
+                    std::sync::atomic::Ordering::SeqCst,
+                );
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // kill -9 with requests in flight.
+    g.gw.child.kill().unwrap();
+    g.gw.child.wait().unwrap();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (served, answered) = (
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        answered.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert!(served > 0, "some requests completed before the kill");
+    g.gw = g.gw.kill9_and_restart();
+    assert_eq!(
+        g.used().await,
+        served,
+        "used_count equals the images clients received"
+    );
+    let logs = g.get("/v1/logs?limit=100").await;
+    let successes = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["status"] == "success")
+        .count() as u64;
+    assert_eq!(successes, answered, "one success log per answered request");
+    let billed: u64 = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["images"].as_u64().unwrap())
+        .sum();
+    assert_eq!(billed, served);
+    eprintln!("{answered} answers, {served} images served and billed across kill -9");
+}

@@ -35,6 +35,8 @@ pub enum ErrorKind {
     TooManyRequestsFromIp,
     /// 431: request headers too large.
     HeadersTooLarge,
+    /// 499 (nginx's code, for logs): the client left before the answer.
+    ClientClosed,
     /// 501: a route whose handler is not built yet.
     NotImplemented,
     /// 502: the upstream answered badly or the connection failed.
@@ -61,6 +63,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RateLimited | ErrorKind::TooManyRequestsFromIp => 429,
             ErrorKind::HeadersTooLarge => 431,
+            ErrorKind::ClientClosed => 499,
             ErrorKind::Internal => 500,
             ErrorKind::NotImplemented => 501,
             ErrorKind::BadGateway => 502,
@@ -86,6 +89,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "RateLimitExceeded",
             ErrorKind::TooManyRequestsFromIp => "TooManyRequests",
             ErrorKind::HeadersTooLarge => "RequestHeaderFieldsTooLarge",
+            ErrorKind::ClientClosed => "ClientClosedRequest",
             ErrorKind::NotImplemented => "NotImplemented",
             ErrorKind::BadGateway => "BadGateway",
             ErrorKind::ServiceUnavailable => "ServiceUnavailable",
@@ -111,6 +115,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooManyRequestsFromIp => "ip_flood",
             ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::ClientClosed => "client_closed",
             ErrorKind::NotImplemented => "not_implemented",
             ErrorKind::BadGateway => "bad_gateway",
             ErrorKind::ServiceUnavailable => "unavailable",

@@ -289,7 +289,20 @@ impl ImageGeneration {
             .with_retry_after(ceiling.reset_after));
         }
 
-        let answer = self.call(&v, deadline).await?;
+        // A client that leaves stops the work; dropping `held` releases the quota.
+        let gone = async {
+            match session.as_mut().read_body_or_idle(true).await {
+                Err(_) => {}
+                // Pipelined bytes are not a disconnect: stop watching.
+                Ok(_) => std::future::pending().await,
+            }
+        };
+        let answer = tokio::select! {
+            a = self.call(&v, deadline) => a?,
+            _ = gone => {
+                return Err(GatewayError::new(ErrorKind::ClientClosed, "The client closed the connection before the images were ready."));
+            }
+        };
         Ok((answer, held))
     }
 
