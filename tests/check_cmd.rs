@@ -15,6 +15,8 @@ fn check_path(path: &std::path::Path) -> (i32, String, String) {
         .args(["check", "-c"])
         .arg(path)
         .env_remove("KIKAKU_HTTP_ADDR")
+        // conf/production.example.yaml requires it, as it should.
+        .env("ARK_API_KEY", "test-ark-key")
         .output()
         .unwrap();
     (
