@@ -32,6 +32,12 @@ fn start(sim: &str, handler: &str, quota: u64) -> ImageGateway {
     let chain =
         "[{request_id: {}}, {key_auth: {}}, {key_type: {require: image}}, {rate_limit: {}}]";
     let route = |name: &str, m: &str, handler: &str| {
+        // Image calls get their own budget, so reading logs never spends it.
+        let chain = if name == "images" {
+            chain.replace("{rate_limit: {}}", "{rate_limit: {scope: images}}")
+        } else {
+            chain.to_string()
+        };
         format!("  - name: {name}\n    match: {m}\n    filters: {chain}\n    handler: {handler}\n")
     };
     let mut yaml = format!(
@@ -726,4 +732,52 @@ async fn accounting_survives_kill_9() {
         .sum();
     assert_eq!(billed, served);
     eprintln!("{answered} answers, {served} images served and billed across kill -9");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_refused_by_the_rate_limit_are_logged_too() {
+    let g = start("", "", 1000);
+    // The test key allows 100000/min; a tight key shows the refusal.
+    let tight = "kikaku_img_tight";
+    let yaml = std::fs::read_to_string(&g.gw.config_path).unwrap();
+    g.gw.write_config(&yaml.replace(
+        "  - {key: kikaku_s3_nope, owner: S3}\n",
+        &format!("  - {{key: kikaku_s3_nope, owner: S3}}\n  - {{key: {tight}, owner: Tight, rate_limit_per_minute: 1}}\n"),
+    ));
+    let http = client();
+    let call = || {
+        http.post(g.gw.url("/v1/images/generations"))
+            .header("authorization", bearer(tight))
+            .body(json!({"model": "seedream-4.5", "prompt": "x"}).to_string())
+            .send()
+    };
+    let mut first = 401;
+    for _ in 0..100 {
+        first = call().await.unwrap().status().as_u16();
+        if first != 401 {
+            break; // the reload with the new key is in
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first, 200);
+    assert_eq!(call().await.unwrap().status(), 429);
+    let logs: Value = http
+        .get(g.gw.url("/v1/logs"))
+        .header("authorization", bearer(tight))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Two image requests; the /v1/logs call itself is not an image request.
+    assert_eq!(logs["pagination"]["total"], 2, "{logs}");
+    assert_eq!(logs["logs"][0]["status"], "failed");
+    assert!(
+        logs["logs"][0]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("Rate limit"),
+        "{logs}"
+    );
 }

@@ -13,6 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::access_log::{AccessLog, AccessRecord};
+use crate::handlers::Handler;
 use crate::http_error;
 use crate::metrics;
 use crate::reload::ConfigHolder;
@@ -90,6 +91,12 @@ impl Gateway {
             .with_label_values(&[filter, err.kind.reason()])
             .inc();
         http_error::respond(session, &err, chain, &ctx.req, extra).await?;
+        // An image key refused by a filter still gets a line in its logs.
+        if let (Some(route), Some(key), Some(_)) = (&ctx.route, &ctx.req.key, ctx.req.rejected_by) {
+            if let Target::Handler(Handler::ImageGeneration(h)) = &route.target {
+                h.record_refusal(key, ctx.req.started, &err).await;
+            }
+        }
         ctx.error = Some(err);
         Ok(true)
     }

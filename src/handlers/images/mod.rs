@@ -199,6 +199,18 @@ impl ImageGeneration {
         Ok(())
     }
 
+    /// Record a request a filter refused before it reached the handler
+    /// (rate limit, wrong type), so the key's logs show every request.
+    pub async fn record_refusal(&self, key: &ApiKey, started: Instant, err: &GatewayError) {
+        let outcome = Outcome {
+            status: err.status(),
+            images: 0,
+            tokens: 0,
+            error: Some(err.message.clone()),
+        };
+        self.record(&subject(key), "-", started, outcome).await;
+    }
+
     async fn record(&self, subject: &str, alias: &str, started: Instant, o: Outcome) {
         let log = RequestLog {
             id: 0,
