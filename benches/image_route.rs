@@ -43,7 +43,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Running(Child, tempfile::TempDir);
+/// The gateway process, and its temp dir (kept until the process is gone).
+struct Running(Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Running {
     fn drop(&mut self) {
