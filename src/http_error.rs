@@ -54,7 +54,24 @@ pub async fn respond(
     session
         .write_response_body(Some(Bytes::from(body)), true)
         .await?;
+    linger(session).await;
     Ok(())
+}
+
+/// Most clients send the whole body before reading the answer: closing on
+/// them mid-upload turns a clear 4xx into a broken pipe. Like nginx's
+/// lingering close, read and discard what is left, within bounds.
+async fn linger(session: &mut Session) {
+    const MAX_BYTES: usize = 256 << 20;
+    const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + MAX_TIME;
+    let mut drained = 0;
+    while !session.is_body_done() && drained < MAX_BYTES {
+        match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+            Ok(Ok(Some(chunk))) => drained += chunk.len(),
+            _ => break,
+        }
+    }
 }
 
 /// Answer with a JSON body the gateway made (local handlers), through the

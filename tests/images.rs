@@ -242,7 +242,7 @@ async fn both_response_formats() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn batch_fallback_fills_missing_images_in_parallel() {
-    let g = start("auto_max_images: 1, latency_ms: 300", "", 1000);
+    let g = start("auto_max_images: 1, latency_ms: 500", "", 1000);
     let started = std::time::Instant::now();
     let (s, v) = g
         .generate(json!({"model": "seedream-4.5", "prompt": "4 scenes", "size": "2K", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}}))
