@@ -135,6 +135,10 @@ pub trait Quotas: Send + Sync {
         used: u64,
     ) -> Result<(), StateError>;
 
+    /// Give back `amount` settled units (an answer that could not be
+    /// delivered after it was billed). Durable before it returns.
+    async fn quota_refund(&self, subject: &str, amount: u64) -> Result<(), StateError>;
+
     async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError>;
 }
 

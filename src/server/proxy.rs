@@ -90,13 +90,14 @@ impl Gateway {
         metrics::REJECTIONS
             .with_label_values(&[filter, err.kind.reason()])
             .inc();
-        http_error::respond(session, &err, chain, &ctx.req, extra).await?;
-        // An image key refused by a filter still gets a line in its logs.
+        // An image key refused by a filter still gets a line in its logs
+        // (written first, so it is there when the client looks).
         if let (Some(route), Some(key), Some(_)) = (&ctx.route, &ctx.req.key, ctx.req.rejected_by) {
             if let Target::Handler(Handler::ImageGeneration(h)) = &route.target {
                 h.record_refusal(key, ctx.req.started, &err).await;
             }
         }
+        http_error::respond(session, &err, chain, &ctx.req, extra).await?;
         ctx.error = Some(err);
         Ok(true)
     }

@@ -37,6 +37,8 @@ enum Record {
     /// journaled: one in flight when the process dies was never delivered,
     /// so it is released by not being replayed.
     Used { s: String, n: u64 },
+    /// Settled units given back.
+    Refund { s: String, n: u64 },
     /// One request record.
     Log { s: String, l: RequestLog },
 }
@@ -121,6 +123,10 @@ impl Inner {
                 bucket.log.push(t, n);
             }
             Record::Used { s, n } => self.quotas.entry(s).or_default().used += n,
+            Record::Refund { s, n } => {
+                let q = self.quotas.entry(s).or_default();
+                q.used = q.used.saturating_sub(n);
+            }
             Record::Log { s, l } => {
                 let st = self.stats.entry(s.clone()).or_default();
                 st.total_requests += 1;
@@ -258,6 +264,16 @@ impl Quotas for EmbeddedState {
             })?;
         }
         Ok(())
+    }
+
+    async fn quota_refund(&self, subject: &str, amount: u64) -> Result<(), StateError> {
+        if amount == 0 {
+            return Ok(());
+        }
+        self.inner.lock().commit(Record::Refund {
+            s: subject.to_string(),
+            n: amount,
+        })
     }
 
     async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError> {

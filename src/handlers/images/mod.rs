@@ -153,8 +153,18 @@ impl ImageGeneration {
         let started = Instant::now();
         let mut alias = String::from("-");
         let result = self.generate(session, &key, &subject, &mut alias).await;
-        let (outcome, sent) = match result {
+        match result {
             Ok((answer, held)) => {
+                // Bill and record before answering, so a client that asks
+                // /v1/usage or /v1/logs right after its answer sees it.
+                held.settle(answer.images).await?;
+                let outcome = Outcome {
+                    status: 200,
+                    images: answer.images,
+                    tokens: answer.tokens,
+                    error: None,
+                };
+                self.record(&subject, &alias, started, outcome).await;
                 let body = serde_json::to_vec(&answer.body).unwrap_or_default();
                 let sent = crate::http_error::respond_json(
                     session,
@@ -164,22 +174,18 @@ impl ImageGeneration {
                     ctx,
                 )
                 .await;
-                // Bill only what reached the client. The answer is out: a
-                // failure now can only be logged, not answered.
-                let billed = if sent.is_ok() { answer.images } else { 0 };
-                if let Err(e) = held.settle(billed).await {
-                    log::error!("quota settle failed after answering: {e}");
+                if let Err(e) = sent {
+                    // Billed but not delivered: give it back. (Clients that
+                    // leave earlier are caught while the images are made.)
+                    log::warn!(
+                        "image answer not delivered ({e}); refunding {} image(s)",
+                        answer.images
+                    );
+                    if let Err(e) = self.state.quota_refund(&subject, answer.images).await {
+                        log::error!("quota refund failed: {e}");
+                    }
                 }
-                let outcome = Outcome {
-                    status: 200,
-                    images: billed,
-                    tokens: if sent.is_ok() { answer.tokens } else { 0 },
-                    error: sent
-                        .as_ref()
-                        .err()
-                        .map(|e| format!("client went away: {e}")),
-                };
-                (outcome, sent)
+                Ok(())
             }
             Err(e) => {
                 let outcome = Outcome {
@@ -189,14 +195,9 @@ impl ImageGeneration {
                     error: Some(e.message.clone()),
                 };
                 self.record(&subject, &alias, started, outcome).await;
-                return Err(e);
+                Err(e)
             }
-        };
-        self.record(&subject, &alias, started, outcome).await;
-        if let Err(e) = sent {
-            log::debug!("image answer not delivered: {e}");
         }
-        Ok(())
     }
 
     /// Record a request a filter refused before it reached the handler
