@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::error::{ErrorKind, GatewayError};
 use crate::keys::ApiKey;
 use crate::state::RateDecision;
 
@@ -34,6 +35,20 @@ impl RequestCtx {
             rate_limit: None,
             rejected_by: None,
         }
+    }
+}
+
+impl RequestCtx {
+    /// The key `key_auth` authenticated. `user` names the filter or handler
+    /// asking: config validation puts `key_auth` before it, so a missing key
+    /// is a bug, answered as 500.
+    pub fn require_key(&self, user: &str) -> Result<Arc<ApiKey>, GatewayError> {
+        self.key.clone().ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Internal,
+                format!("{user} ran without key_auth before it"),
+            )
+        })
     }
 }
 

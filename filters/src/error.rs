@@ -142,6 +142,14 @@ impl GatewayError {
         }
     }
 
+    /// 503: a service the request depends on (quota, rate limits, logs) is down.
+    pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> Self {
+        GatewayError::new(
+            ErrorKind::ServiceUnavailable,
+            format!("{what} is unavailable: {cause}"),
+        )
+    }
+
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self

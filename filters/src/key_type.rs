@@ -43,10 +43,7 @@ impl Filter for KeyTypeCheck {
         _req: &RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
-        let key = ctx.key.as_ref().ok_or_else(|| {
-            // The chain validator puts key_auth first; reaching this is a bug.
-            GatewayError::new(ErrorKind::Internal, "key_type ran before key_auth")
-        })?;
+        let key = ctx.require_key("key_type")?;
         if key.key_type == self.require {
             return Ok(());
         }

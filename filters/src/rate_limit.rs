@@ -80,9 +80,7 @@ impl Filter for RateLimit {
         _req: &RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
-        let key = ctx.key.clone().ok_or_else(|| {
-            GatewayError::new(ErrorKind::Internal, "rate_limit ran before key_auth")
-        })?;
+        let key = ctx.require_key("rate_limit")?;
         let limit = key.rate_limit_per_minute.unwrap_or(self.default_limit);
         // The bucket names the key by its hash, never the key itself; the
         // braces are a Redis Cluster hash tag keeping a key's data on one slot.
@@ -91,12 +89,7 @@ impl Filter for RateLimit {
             .state
             .rate_limit(&bucket, 1, limit, WINDOW)
             .await
-            .map_err(|e| {
-                GatewayError::new(
-                    ErrorKind::ServiceUnavailable,
-                    format!("Rate limiting is unavailable: {e}"),
-                )
-            })?;
+            .map_err(|e| GatewayError::unavailable("Rate limiting", e))?;
         ctx.rate_limit = Some(decision);
         if decision.allowed {
             Ok(())

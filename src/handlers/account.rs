@@ -20,10 +20,7 @@ fn rfc3339(unix_ms: i64) -> Value {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(
-        ErrorKind::ServiceUnavailable,
-        format!("Account data is unavailable: {e}"),
-    )
+    GatewayError::unavailable("Account data", e)
 }
 
 fn invalid(msg: String) -> GatewayError {
@@ -49,10 +46,7 @@ pub async fn usage(
     chain: &FilterChain,
     ctx: &RequestCtx,
 ) -> Result<(), GatewayError> {
-    let key = ctx
-        .key
-        .clone()
-        .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "usage needs key_auth"))?;
+    let key = ctx.require_key("image_usage")?;
     let s = subject(&key);
     let q = state.quota_usage(&s).await.map_err(unavailable)?;
     let st = state.request_stats(&s).await.map_err(unavailable)?;
@@ -141,10 +135,7 @@ pub async fn logs(
     chain: &FilterChain,
     ctx: &RequestCtx,
 ) -> Result<(), GatewayError> {
-    let key = ctx
-        .key
-        .clone()
-        .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "logs needs key_auth"))?;
+    let key = ctx.require_key("image_logs")?;
     let q = parse_log_query(session.req_header().uri.query())?;
     let page = state.logs(&subject(&key), q).await.map_err(unavailable)?;
     let logs: Vec<Value> = page

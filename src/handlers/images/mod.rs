@@ -89,12 +89,7 @@ impl HeldQuota {
             self.state
                 .quota_settle(&self.subject, r, used)
                 .await
-                .map_err(|e| {
-                    GatewayError::new(
-                        ErrorKind::ServiceUnavailable,
-                        format!("Quota accounting is unavailable: {e}"),
-                    )
-                })?;
+                .map_err(|e| GatewayError::unavailable("Quota accounting", e))?;
         }
         Ok(())
     }
@@ -143,12 +138,7 @@ impl ImageGeneration {
         chain: &FilterChain,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
-        let key = ctx.key.clone().ok_or_else(|| {
-            GatewayError::new(
-                ErrorKind::Internal,
-                "image_generation needs key_auth in the chain",
-            )
-        })?;
+        let key = ctx.require_key("image_generation")?;
         let subject = subject(&key);
         let started = Instant::now();
         let mut alias = String::from("-");
@@ -252,12 +242,7 @@ impl ImageGeneration {
             .state
             .quota_reserve(subject, n, key.quota)
             .await
-            .map_err(|e| {
-                GatewayError::new(
-                    ErrorKind::ServiceUnavailable,
-                    format!("Quota accounting is unavailable: {e}"),
-                )
-            })?;
+            .map_err(|e| GatewayError::unavailable("Quota accounting", e))?;
         let Some(reservation) = reservation else {
             let usage = self.state.quota_usage(subject).await.unwrap_or_default();
             return Err(GatewayError::new(
@@ -285,12 +270,7 @@ impl ImageGeneration {
                 Duration::from_secs(60),
             )
             .await
-            .map_err(|e| {
-                GatewayError::new(
-                    ErrorKind::ServiceUnavailable,
-                    format!("Rate limiting is unavailable: {e}"),
-                )
-            })?;
+            .map_err(|e| GatewayError::unavailable("Rate limiting", e))?;
         if !ceiling.allowed {
             return Err(GatewayError::new(
                 ErrorKind::RateLimited,
