@@ -52,6 +52,22 @@ impl Gateway {
         Self::start_in(dir, body, free_port(), free_port())
     }
 
+    /// Start on a config file as shipped, steering it only through the
+    /// environment variables it reads.
+    pub fn start_file(config: &Path, env: &[(&str, String)], public: u16, admin: u16) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn_with(config, dir.path(), env);
+        let mut gw = Gateway {
+            child,
+            dir,
+            public,
+            admin,
+            config_path: config.to_path_buf(),
+        };
+        gw.wait_ready();
+        gw
+    }
+
     pub fn start_in(dir: tempfile::TempDir, body: &str, public: u16, admin: u16) -> Gateway {
         let config_path = dir.path().join("kikaku.yaml");
         std::fs::write(&config_path, fill(body, public, admin, dir.path())).unwrap();
@@ -206,10 +222,15 @@ impl Drop for Gateway {
 }
 
 fn spawn(config: &Path, dir: &Path) -> Child {
+    spawn_with(config, dir, &[])
+}
+
+fn spawn_with(config: &Path, dir: &Path, env: &[(&str, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kikaku-edge"))
         .args(["serve", "-c"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(
             std::fs::OpenOptions::new()
