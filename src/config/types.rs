@@ -94,6 +94,8 @@ pub struct StateConfig {
     pub backend: StateBackend,
     /// Embedded backend: the journal file (default `<data_dir>/state.journal`).
     pub path: Option<String>,
+    /// Redis backend: where and how (see `src/state/redis.rs`).
+    pub redis: Option<crate::state::RedisConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -102,6 +104,8 @@ pub enum StateBackend {
     /// Single node, durable on local disk.
     #[default]
     Embedded,
+    /// Many instances sharing one Redis (or Redis Cluster).
+    Redis,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -40,6 +40,32 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             err("simulators.ark.fault_every".into(), "must be > 0");
         }
     }
+    match (&c.state.backend, &c.state.redis) {
+        (crate::config::StateBackend::Redis, None) => err(
+            "state.redis".into(),
+            "is required with backend: redis (url: redis://host:port)",
+        ),
+        (crate::config::StateBackend::Redis, Some(r)) => {
+            if r.cluster.is_empty()
+                && !(r.url.starts_with("redis://") || r.url.starts_with("rediss://"))
+            {
+                err(
+                    "state.redis.url".into(),
+                    "must be redis://host:port or rediss://host:port",
+                );
+            }
+            if r.timeout_ms == 0 || r.logs_per_key == 0 || r.reservation_ttl_seconds == 0 {
+                err(
+                    "state.redis".into(),
+                    "timeout_ms, logs_per_key and reservation_ttl_seconds must be > 0",
+                );
+            }
+        }
+        (crate::config::StateBackend::Embedded, Some(_)) => {
+            err("state.redis".into(), "is only used with backend: redis")
+        }
+        _ => {}
+    }
     if c.server.threads == 0 {
         err("server.threads".into(), "must be > 0");
     }

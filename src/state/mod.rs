@@ -3,10 +3,12 @@
 
 mod embedded;
 mod journal;
+pub mod redis;
 
 use std::path::Path;
 use std::sync::Arc;
 
+pub use self::redis::{RedisConfig, RedisState};
 pub use embedded::EmbeddedState;
 pub use kikaku_filters::state::{
     LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs,
@@ -25,6 +27,12 @@ pub fn open(config: &Config) -> Result<Arc<dyn StateStore>, StateError> {
                 None => Path::new(&config.data_dir).join("state.journal"),
             };
             Ok(Arc::new(EmbeddedState::open(&path)?))
+        }
+        StateBackend::Redis => {
+            let cfg = config.state.redis.clone().ok_or_else(|| {
+                StateError::Unavailable("state.redis is required with backend: redis".into())
+            })?;
+            Ok(Arc::new(RedisState::connect(cfg)?))
         }
     }
 }

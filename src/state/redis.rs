@@ -1,0 +1,450 @@
+//! The Redis backend: many gateway instances share exact rate limits,
+//! quotas and request logs (DESIGN §8).
+//!
+//! - Every check-and-update is one server-side Lua script (atomic), using
+//!   Redis's own clock so all instances agree on time.
+//! - Key names carry hash tags (`kikaku:{subject}:...`, buckets as
+//!   `rl:scope:{hash}`), so the scripts' keys share a slot on Redis Cluster.
+//! - Redis I/O runs on a small runtime of its own: connection drivers never
+//!   depend on which of Pingora's runtimes first touched them.
+//! - Unreachable Redis: quota operations fail (the caller answers 503, nothing
+//!   billed); rate limits fail closed or fall back to a per-instance limiter,
+//!   as configured.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use kikaku_filters::state::SlidingLog;
+use parking_lot::Mutex;
+use rand::Rng;
+use redis::{RedisResult, Script};
+use serde::Deserialize;
+
+use super::{
+    LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs,
+    RequestStats, Reservation, StateError, StateStore,
+};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]` of a single server (or the seed node of a cluster).
+    pub url: String,
+    /// Cluster mode: these seed nodes (`url` is then ignored).
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    /// How long one Redis call may take before it counts as unavailable.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// When Redis cannot be reached, rate limits `fail_closed` (503) or fall
+    /// back to a `local` per-instance limiter. Quotas always fail closed.
+    #[serde(default)]
+    pub rate_limit_when_unavailable: Fallback,
+    /// Reservations of an instance that died mid-request expire after this.
+    #[serde(default = "default_reservation_ttl")]
+    pub reservation_ttl_seconds: u64,
+    /// Request logs kept per key (newest first); older ones are dropped.
+    #[serde(default = "default_logs_per_key")]
+    pub logs_per_key: u64,
+}
+
+fn default_timeout() -> u64 {
+    500
+}
+fn default_reservation_ttl() -> u64 {
+    600
+}
+fn default_logs_per_key() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    #[default]
+    FailClosed,
+    Local,
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(redis::aio::ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+pub struct RedisState {
+    rt: tokio::runtime::Runtime,
+    conn: Conn,
+    cfg: RedisConfig,
+    scripts: Arc<Scripts>,
+    /// Per-instance limiter used while Redis is away (policy `local`).
+    local: Mutex<HashMap<String, SlidingLog>>,
+}
+
+struct Scripts {
+    rate: Script,
+    reserve: Script,
+    settle: Script,
+    refund: Script,
+    usage: Script,
+    log: Script,
+}
+
+/// `now` in ms from Redis's clock, at the top of every script.
+const NOW: &str = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            // KEYS[1] zset of admitted units; ARGV window_ms, limit, cost, member id.
+            rate: Script::new(&format!(
+                "{NOW}local window = tonumber(ARGV[1]); local limit = tonumber(ARGV[2]); local cost = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local held = redis.call('ZCARD', KEYS[1])
+local allowed = 0
+if held + cost <= limit then
+  for i = 1, cost do redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i) end
+  redis.call('PEXPIRE', KEYS[1], window)
+  held = held + cost
+  allowed = 1
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local reset = 0
+if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+return {{allowed, held, reset}}"
+            )),
+            // KEYS[1] quota hash (used), KEYS[2] held hash (id -> amount:expiry);
+            // ARGV amount, limit, id, ttl_ms.
+            reserve: Script::new(&format!(
+                "{NOW}local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+local held = 0
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local amount, exp = string.match(all[i + 1], '(%d+):(%d+)')
+  if tonumber(exp) <= now then redis.call('HDEL', KEYS[2], all[i]) else held = held + tonumber(amount) end
+end
+local amount = tonumber(ARGV[1])
+if used + held + amount > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[3], amount .. ':' .. (now + tonumber(ARGV[4])))
+return 1"
+            )),
+            // KEYS as reserve; ARGV id, used. Bills at most the reserved amount, once.
+            settle: Script::new(
+                "local v = redis.call('HGET', KEYS[2], ARGV[1])
+if not v then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+local billed = math.min(tonumber(string.match(v, '(%d+):')), tonumber(ARGV[2]))
+if billed > 0 then redis.call('HINCRBY', KEYS[1], 'used', billed) end
+return billed",
+            ),
+            refund: Script::new(
+                "local u = redis.call('HINCRBY', KEYS[1], 'used', -tonumber(ARGV[1]))
+if u < 0 then redis.call('HSET', KEYS[1], 'used', 0) end
+return 1",
+            ),
+            usage: Script::new(&format!(
+                "{NOW}local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+local held = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
+  local amount, exp = string.match(v, '(%d+):(%d+)')
+  if tonumber(exp) > now then held = held + tonumber(amount) end
+end
+return {{used, held}}"
+            )),
+            // KEYS[1] log list, KEYS[2] id counter, KEYS[3] stats hash;
+            // ARGV json with \"id\":0 first, success (1/0), response ms, keep.
+            log: Script::new(
+                "local id = redis.call('INCR', KEYS[2])
+local entry = '{\"id\":' .. id .. string.sub(ARGV[1], 8)
+redis.call('LPUSH', KEYS[1], entry)
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[4]) - 1)
+redis.call('HINCRBY', KEYS[3], 'total', 1)
+if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[3], 'ok', 1) else redis.call('HINCRBY', KEYS[3], 'failed', 1) end
+redis.call('HINCRBY', KEYS[3], 'ms', tonumber(ARGV[3]))
+return id",
+            ),
+        }
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StateError {
+    StateError::Unavailable(format!("redis: {e}"))
+}
+
+fn key(subject: &str, what: &str) -> String {
+    format!("kikaku:{{{subject}}}:{what}")
+}
+
+impl RedisState {
+    pub fn connect(cfg: RedisConfig) -> Result<RedisState, StateError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("redis-io")
+            .enable_all()
+            .build()
+            .map_err(|e| StateError::Unavailable(e.to_string()))?;
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let conn = rt.block_on(async {
+            if cfg.cluster.is_empty() {
+                let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
+                let mc = redis::aio::ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(timeout))
+                    .set_connection_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let cm = client
+                    .get_connection_manager_with_config(mc)
+                    .await
+                    .map_err(unavailable)?;
+                Ok::<_, StateError>(Conn::Single(cm))
+            } else {
+                let client = redis::cluster::ClusterClient::builder(cfg.cluster.clone())
+                    .response_timeout(timeout)
+                    .connection_timeout(timeout)
+                    .build()
+                    .map_err(unavailable)?;
+                Ok(Conn::Cluster(
+                    client.get_async_connection().await.map_err(unavailable)?,
+                ))
+            }
+        })?;
+        Ok(RedisState {
+            rt,
+            conn,
+            cfg,
+            scripts: Arc::new(Scripts::new()),
+            local: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Run one Redis operation on the Redis runtime, bounded by the timeout.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Conn, Arc<Scripts>) -> Fut,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+    {
+        let fut = op(self.conn.clone(), self.scripts.clone());
+        let timeout = Duration::from_millis(self.cfg.timeout_ms.max(1));
+        let handle = self
+            .rt
+            .spawn(async move { tokio::time::timeout(timeout, fut).await });
+        match handle.await {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(unavailable(e)),
+            Ok(Err(_)) => Err(StateError::Unavailable("redis: timed out".into())),
+            Err(e) => Err(StateError::Unavailable(format!("redis task: {e}"))),
+        }
+    }
+}
+
+impl Conn {
+    async fn invoke<T: redis::FromRedisValue>(
+        self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
+        match self {
+            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(self, cmd: redis::Cmd) -> RedisResult<T> {
+        match self {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl RateLimits for RedisState {
+    async fn rate_limit(
+        &self,
+        bucket: &str,
+        cost: u32,
+        limit: u32,
+        window: Duration,
+    ) -> Result<RateDecision, StateError> {
+        let (k, window_ms) = (format!("kikaku:{bucket}"), window.as_millis() as u64);
+        let member = format!("{:016x}", rand::thread_rng().gen::<u64>());
+        let result = self
+            .run(move |c, s| async move {
+                let mut inv = s.rate.prepare_invoke();
+                inv.key(k).arg(window_ms).arg(limit).arg(cost).arg(member);
+                c.invoke::<(u32, u64, i64)>(inv).await
+            })
+            .await;
+        match result {
+            Ok((allowed, held, reset)) => Ok(RateDecision {
+                allowed: allowed == 1,
+                limit,
+                remaining: u64::from(limit).saturating_sub(held) as u32,
+                reset_after: Duration::from_millis(reset.max(0) as u64),
+            }),
+            Err(e) if self.cfg.rate_limit_when_unavailable == Fallback::Local => {
+                log::warn!("{e}; rate limiting locally on this instance");
+                let mut local = self.local.lock();
+                Ok(local.entry(bucket.to_string()).or_default().admit(
+                    now_ms(),
+                    cost,
+                    limit,
+                    window_ms,
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Quotas for RedisState {
+    async fn quota_reserve(
+        &self,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Option<Reservation>, StateError> {
+        let id: u64 = rand::thread_rng().gen();
+        let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        let ttl = self.cfg.reservation_ttl_seconds * 1000;
+        let ok: i64 = self
+            .run(move |c, s| async move {
+                let mut inv = s.reserve.prepare_invoke();
+                inv.key(q).key(h).arg(amount).arg(limit).arg(id).arg(ttl);
+                c.invoke(inv).await
+            })
+            .await?;
+        Ok((ok == 1).then_some(Reservation { id, amount }))
+    }
+
+    async fn quota_settle(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        used: u64,
+    ) -> Result<(), StateError> {
+        let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        self.run(move |c, s| async move {
+            let mut inv = s.settle.prepare_invoke();
+            inv.key(q).key(h).arg(reservation.id).arg(used);
+            c.invoke::<i64>(inv).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn quota_refund(&self, subject: &str, amount: u64) -> Result<(), StateError> {
+        let q = key(subject, "quota");
+        self.run(move |c, s| async move {
+            let mut inv = s.refund.prepare_invoke();
+            inv.key(q).arg(amount);
+            c.invoke::<i64>(inv).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError> {
+        let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        let (used, reserved): (u64, u64) = self
+            .run(move |c, s| async move {
+                let mut inv = s.usage.prepare_invoke();
+                inv.key(q).key(h);
+                c.invoke(inv).await
+            })
+            .await?;
+        Ok(QuotaUsage { used, reserved })
+    }
+}
+
+#[async_trait]
+impl RequestLogs for RedisState {
+    async fn log_request(&self, subject: &str, mut log: RequestLog) -> Result<u64, StateError> {
+        log.id = 0;
+        let json = serde_json::to_string(&log).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        // The script splices the real id over this prefix.
+        debug_assert!(json.starts_with("{\"id\":0,"));
+        let ok = u8::from(log.status == "success");
+        let (l, seq, st) = (
+            key(subject, "logs"),
+            key(subject, "logseq"),
+            key(subject, "stats"),
+        );
+        let keep = self.cfg.logs_per_key.max(1);
+        let ms = log.response_time_ms;
+        self.run(move |c, s| async move {
+            let mut inv = s.log.prepare_invoke();
+            inv.key(l)
+                .key(seq)
+                .key(st)
+                .arg(json)
+                .arg(ok)
+                .arg(ms)
+                .arg(keep);
+            c.invoke::<u64>(inv).await
+        })
+        .await
+    }
+
+    async fn logs(&self, subject: &str, q: LogQuery) -> Result<LogPage, StateError> {
+        let l = key(subject, "logs");
+        let raw: Vec<String> = self
+            .run(move |c, _| async move {
+                c.query(redis::cmd("LRANGE").arg(l).arg(0).arg(-1).clone())
+                    .await
+            })
+            .await?;
+        let matching: Vec<RequestLog> = raw
+            .iter()
+            .filter_map(|s| serde_json::from_str::<RequestLog>(s).ok())
+            .filter(|l| l.timestamp_ms >= q.from_ms && l.timestamp_ms < q.to_ms)
+            .collect();
+        let skip = (q.page.saturating_sub(1) * q.limit) as usize;
+        Ok(LogPage {
+            total: matching.len() as u64,
+            logs: matching
+                .into_iter()
+                .skip(skip)
+                .take(q.limit as usize)
+                .collect(),
+        })
+    }
+
+    async fn request_stats(&self, subject: &str) -> Result<RequestStats, StateError> {
+        let st = key(subject, "stats");
+        let m: HashMap<String, u64> = self
+            .run(move |c, _| async move { c.query(redis::cmd("HGETALL").arg(st).clone()).await })
+            .await?;
+        let get = |k: &str| m.get(k).copied().unwrap_or(0);
+        Ok(RequestStats {
+            total_requests: get("total"),
+            successful_requests: get("ok"),
+            failed_requests: get("failed"),
+            total_response_time_ms: get("ms"),
+        })
+    }
+}
+
+#[async_trait]
+impl StateStore for RedisState {
+    async fn ready(&self) -> bool {
+        self.run(|c, _| async move { c.query::<String>(redis::cmd("PING")).await })
+            .await
+            .is_ok()
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+}
