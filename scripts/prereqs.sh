@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs the system packages the build needs when they are missing.
-# Pingora's zlib-ng needs cmake. Debian/Ubuntu only (apt-get); elsewhere it
+# Installs the system packages the build and tests need when they are missing.
+# Pingora's zlib-ng needs cmake; the Redis tests need redis-server. Debian/Ubuntu only (apt-get); elsewhere it
 # says what to install and stops.
 set -euo pipefail
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+# The Redis backend's tests start their own redis-server processes.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

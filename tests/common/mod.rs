@@ -2,6 +2,7 @@
 //! generated config, and a real HTTP upstream (hyper) in the test process.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod upstream;
 
 use std::io::Read;

@@ -1,0 +1,202 @@
+//! One behaviour suite, two state backends (DESIGN §8): every test here runs
+//! on the embedded journal and on Redis. The Redis-only part checks what a
+//! single node cannot show: several gateway instances acting as one.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::*;
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+const KEY: &str = "kikaku_shared_key";
+
+/// The `state:` section of one backend (the Redis server lives as long as the test).
+enum Backend {
+    Embedded,
+    Redis(RedisServer),
+}
+
+impl Backend {
+    fn yaml(&self) -> String {
+        match self {
+            Backend::Embedded => "state: {backend: embedded}\n".into(),
+            Backend::Redis(r) => redis_state(&r.url()),
+        }
+    }
+}
+
+fn redis_state(url: &str) -> String {
+    format!("state: {{backend: redis, redis: {{url: '{url}'}}}}\n")
+}
+
+/// A gateway with an image route (own simulator), usage/logs routes and a
+/// rate-limited probe route answering 501.
+fn gateway(state: &str, quota: u64, per_minute: u32) -> Gateway {
+    let sim = free_port();
+    let chain = "[{key_auth: {}}, {key_type: {require: image}}, {rate_limit: {}}]";
+    let images_chain =
+        "[{key_auth: {}}, {key_type: {require: image}}, {rate_limit: {scope: images}}]";
+    let mut yaml = state.to_string();
+    yaml += &format!("simulators:\n  ark: {{listen: '127.0.0.1:{sim}'}}\n");
+    yaml += &format!("upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{sim}'}}]\n");
+    yaml += "routes:\n";
+    yaml += &format!("  - name: images\n    match: {{path_prefix: /v1/images/generations}}\n    filters: {images_chain}\n    handler: {{type: image_generation, upstream: ark, api_key: k, model_images_per_minute: 100000}}\n");
+    yaml += &format!("  - name: usage\n    match: {{path_prefix: /v1/usage}}\n    filters: [{{key_auth: {{}}}}]\n    handler: {{type: image_usage}}\n");
+    yaml += &format!("  - name: logs\n    match: {{path_prefix: /v1/logs}}\n    filters: [{{key_auth: {{}}}}]\n    handler: {{type: image_logs}}\n");
+    yaml += &format!("  - name: probe\n    match: {{path_prefix: /probe}}\n    filters: {chain}\n    handler: {{type: not_implemented, message: admitted}}\n");
+    yaml += &format!("keys:\n  - {{key: {KEY}, owner: Shared, quota: {quota}, rate_limit_per_minute: {per_minute}}}\n");
+    let gw = Gateway::with(&yaml);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", sim)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    gw
+}
+
+async fn probe(gw: &Gateway) -> u16 {
+    client()
+        .get(gw.url("/probe"))
+        .header("authorization", bearer(KEY))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn image(gw: &Gateway) -> u16 {
+    client()
+        .post(gw.url("/v1/images/generations"))
+        .header("authorization", bearer(KEY))
+        .body(json!({"model": "seedream-4.0", "prompt": "x", "size": "1K"}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn get(gw: &Gateway, path: &str) -> Value {
+    client()
+        .get(gw.url(path))
+        .header("authorization", bearer(KEY))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+// ---- the shared suite ----
+
+async fn rate_limit_is_exact(b: Backend) {
+    let gw = gateway(&b.yaml(), 1000, 10);
+    let codes = join_all((0..30).map(|_| probe(&gw))).await;
+    assert_eq!(codes.iter().filter(|c| **c == 501).count(), 10, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 20);
+}
+
+async fn quota_is_exact(b: Backend) {
+    let gw = gateway(&b.yaml(), 25, 100_000);
+    let codes = join_all((0..100).map(|_| image(&gw))).await;
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 25, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 403).count(), 75);
+    assert_eq!(get(&gw, "/v1/usage").await["used_count"], 25);
+}
+
+async fn accounting_survives_a_gateway_restart(b: Backend) {
+    let gw = gateway(&b.yaml(), 1000, 100_000);
+    for _ in 0..3 {
+        assert_eq!(image(&gw).await, 200);
+    }
+    let gw = gw.kill9_and_restart();
+    let u = get(&gw, "/v1/usage").await;
+    assert_eq!(
+        (
+            u["used_count"].as_u64(),
+            u["stats"]["total_requests"].as_u64()
+        ),
+        (Some(3), Some(3))
+    );
+    let l = get(&gw, "/v1/logs").await;
+    assert_eq!(l["pagination"]["total"], 3);
+    assert_eq!(l["logs"][0]["id"], 3, "ids keep counting: {l}");
+}
+
+macro_rules! on_both_backends {
+    ($($behaviour:ident),*) => {$(
+        mod $behaviour {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread")]
+            async fn embedded() {
+                super::$behaviour(Backend::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn redis() {
+                super::$behaviour(Backend::Redis(RedisServer::start())).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    rate_limit_is_exact,
+    quota_is_exact,
+    accounting_survives_a_gateway_restart
+);
+
+// ---- several instances, one Redis ----
+
+fn three_on(redis: &RedisServer, quota: u64, per_minute: u32) -> Vec<Arc<Gateway>> {
+    let state = redis_state(&redis.url());
+    (0..3)
+        .map(|_| Arc::new(gateway(&state, quota, per_minute)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_share_one_exact_rate_limit() {
+    let redis = RedisServer::start();
+    let gws = three_on(&redis, 1000, 10);
+    let codes = join_all((0..300).map(|i| {
+        let gw = gws[i % 3].clone();
+        async move { probe(&gw).await }
+    }))
+    .await;
+    assert_eq!(
+        codes.iter().filter(|c| **c == 501).count(),
+        10,
+        "10/min across 3 replicas, not 30"
+    );
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 290);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_never_overshoot_a_quota() {
+    let redis = RedisServer::start();
+    let gws = three_on(&redis, 50, 100_000);
+    let codes = join_all((0..200).map(|i| {
+        let gw = gws[i % 3].clone();
+        async move { image(&gw).await }
+    }))
+    .await;
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 50, "{codes:?}");
+    for gw in &gws {
+        assert_eq!(
+            get(gw, "/v1/usage").await["used_count"],
+            50,
+            "every instance sees the same ledger"
+        );
+    }
+    assert_eq!(
+        get(&gws[0], "/v1/logs?limit=1").await["pagination"]["total"],
+        200
+    );
+}
