@@ -45,8 +45,8 @@ fn gateway(state: &str, quota: u64, per_minute: u32) -> Gateway {
     yaml += &format!("upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{sim}'}}]\n");
     yaml += "routes:\n";
     yaml += &format!("  - name: images\n    match: {{path_prefix: /v1/images/generations}}\n    filters: {images_chain}\n    handler: {{type: image_generation, upstream: ark, api_key: k, model_images_per_minute: 100000}}\n");
-    yaml += &format!("  - name: usage\n    match: {{path_prefix: /v1/usage}}\n    filters: [{{key_auth: {{}}}}]\n    handler: {{type: image_usage}}\n");
-    yaml += &format!("  - name: logs\n    match: {{path_prefix: /v1/logs}}\n    filters: [{{key_auth: {{}}}}]\n    handler: {{type: image_logs}}\n");
+    yaml += "  - name: usage\n    match: {path_prefix: /v1/usage}\n    filters: [{key_auth: {}}]\n    handler: {type: image_usage}\n";
+    yaml += "  - name: logs\n    match: {path_prefix: /v1/logs}\n    filters: [{key_auth: {}}]\n    handler: {type: image_logs}\n";
     yaml += &format!("  - name: probe\n    match: {{path_prefix: /probe}}\n    filters: {chain}\n    handler: {{type: not_implemented, message: admitted}}\n");
     yaml += &format!("keys:\n  - {{key: {KEY}, owner: Shared, quota: {quota}, rate_limit_per_minute: {per_minute}}}\n");
     let gw = Gateway::with(&yaml);
