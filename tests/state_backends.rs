@@ -200,3 +200,59 @@ async fn three_instances_never_overshoot_a_quota() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_outage_fails_closed_then_recovers_with_an_exact_ledger() {
+    let mut redis = RedisServer::start_persistent();
+    let gw = Arc::new(gateway(&redis_state(&redis.url()), 100_000, 100_000));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (gw, stop) = (gw.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut served, mut statuses) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = image(&gw).await;
+                if status == 200 {
+                    served += 1;
+                }
+                statuses.push(status);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (served, statuses)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut served, mut statuses) = (0, Vec::new());
+    for c in clients {
+        let (s, st) = c.await.unwrap();
+        served += s;
+        statuses.extend(st);
+    }
+    let unavailable = statuses.iter().filter(|s| **s == 503).count();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "only answers or 503s: {statuses:?}"
+    );
+    assert!(unavailable > 0, "the outage was seen as 503");
+    // Service came back without a restart of the gateway...
+    assert_eq!(
+        statuses.last(),
+        Some(&200),
+        "served again after Redis returned"
+    );
+    assert_eq!(image(&gw).await, 200);
+    served += 1;
+    // ...and the ledger equals what clients received: nothing billed during
+    // the outage, nothing lost or counted twice.
+    assert_eq!(get(&gw, "/v1/usage").await["used_count"], served);
+    eprintln!(
+        "{} requests, {served} served, {unavailable} answered 503 during the outage",
+        statuses.len() + 1
+    );
+}

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
+    /// With a directory: append-only file, fsync on every write, as a
+    /// production Redis keeping a ledger runs. Without: nothing persisted.
+    aof_dir: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
@@ -13,6 +16,18 @@ impl RedisServer {
         let mut r = RedisServer {
             child: None,
             port: super::free_port(),
+            aof_dir: None,
+        };
+        r.restart();
+        r
+    }
+
+    /// A Redis that keeps its data across `kill` + `restart`.
+    pub fn start_persistent() -> RedisServer {
+        let mut r = RedisServer {
+            child: None,
+            port: super::free_port(),
+            aof_dir: Some(tempfile::tempdir().unwrap()),
         };
         r.restart();
         r
@@ -33,17 +48,27 @@ impl RedisServer {
     /// Start (again) on the same port, empty: nothing is persisted.
     pub fn restart(&mut self) {
         self.kill();
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            self.port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+        ];
+        match &self.aof_dir {
+            Some(dir) => args.extend([
+                "--appendonly".into(),
+                "yes".into(),
+                "--appendfsync".into(),
+                "always".into(),
+                "--dir".into(),
+                dir.path().display().to_string(),
+            ]),
+            None => args.extend(["--appendonly".into(), "no".into()]),
+        }
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
