@@ -250,7 +250,17 @@ async fn redis_outage_fails_closed_then_recovers_with_an_exact_ledger() {
     served += 1;
     // ...and the ledger equals what clients received: nothing billed during
     // the outage, nothing lost or counted twice.
-    assert_eq!(get(&gw, "/v1/usage").await["used_count"], served);
+    // Settles whose reply was lost in the outage are retried until Redis
+    // confirms them: poll until the ledger has converged.
+    let mut used = Value::Null;
+    for _ in 0..100 {
+        used = get(&gw, "/v1/usage").await["used_count"].clone();
+        if used == served {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(used, served);
     eprintln!(
         "{} requests, {served} served, {unavailable} answered 503 during the outage",
         statuses.len() + 1

@@ -127,7 +127,8 @@ pub trait Quotas: Send + Sync {
     ) -> Result<Option<Reservation>, StateError>;
 
     /// Bill `used` (at most the reserved amount) and release the rest.
-    /// Durable before it returns.
+    /// Durable before it returns. Idempotent: repeating a settle whose reply
+    /// was lost bills nothing more, so callers may retry until it succeeds.
     async fn quota_settle(
         &self,
         subject: &str,

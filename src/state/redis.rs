@@ -123,21 +123,29 @@ return {{allowed, held, reset}}"
 local held = 0
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
-  local amount, exp = string.match(all[i + 1], '(%d+):(%d+)')
-  if tonumber(exp) <= now then redis.call('HDEL', KEYS[2], all[i]) else held = held + tonumber(amount) end
+  -- `amount:expiry` is held; `done:billed:expiry` is settled, kept for retries.
+  local amount, exp = string.match(all[i + 1], '^(%d+):(%d+)$')
+  if not amount then exp = string.match(all[i + 1], '^done:%d+:(%d+)$') end
+  if tonumber(exp) <= now then redis.call('HDEL', KEYS[2], all[i])
+  elseif amount then held = held + tonumber(amount) end
 end
 local amount = tonumber(ARGV[1])
 if used + held + amount > tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[2], ARGV[3], amount .. ':' .. (now + tonumber(ARGV[4])))
 return 1"
             )),
-            // KEYS as reserve; ARGV id, used. Bills at most the reserved amount, once.
+            // KEYS as reserve; ARGV id, used. Bills at most the reserved
+            // amount, once: the entry becomes `done:<billed>:<expiry>`, so a
+            // repeat (after a lost reply) returns the same answer.
             settle: Script::new(
                 "local v = redis.call('HGET', KEYS[2], ARGV[1])
-if not v then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local billed = math.min(tonumber(string.match(v, '(%d+):')), tonumber(ARGV[2]))
+if not v then return -1 end
+local done = string.match(v, '^done:(%d+):')
+if done then return tonumber(done) end
+local amount, exp = string.match(v, '^(%d+):(%d+)$')
+local billed = math.min(tonumber(amount), tonumber(ARGV[2]))
 if billed > 0 then redis.call('HINCRBY', KEYS[1], 'used', billed) end
+redis.call('HSET', KEYS[2], ARGV[1], 'done:' .. billed .. ':' .. exp)
 return billed",
             ),
             refund: Script::new(
@@ -149,8 +157,8 @@ return 1",
                 "{NOW}local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 local held = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
-  local amount, exp = string.match(v, '(%d+):(%d+)')
-  if tonumber(exp) > now then held = held + tonumber(amount) end
+  local amount, exp = string.match(v, '^(%d+):(%d+)$')
+  if amount and tonumber(exp) > now then held = held + tonumber(amount) end
 end
 return {{used, held}}"
             )),

@@ -84,15 +84,43 @@ struct HeldQuota {
 }
 
 impl HeldQuota {
-    async fn settle(mut self, used: u64) -> Result<(), GatewayError> {
+    /// Bill `used` and release the rest. If the store cannot confirm (a lost
+    /// reply looks like an outage), keep retrying in the background: settles
+    /// are idempotent, so billing converges on exactly what was delivered.
+    async fn settle(mut self, used: u64) {
         if let Some(r) = self.reservation.take() {
-            self.state
-                .quota_settle(&self.subject, r, used)
-                .await
-                .map_err(|e| GatewayError::unavailable("Quota accounting", e))?;
+            settle_eventually(
+                self.state.clone(),
+                std::mem::take(&mut self.subject),
+                r,
+                used,
+            )
+            .await;
         }
-        Ok(())
     }
+}
+
+async fn settle_eventually(state: Arc<dyn StateStore>, subject: String, r: Reservation, used: u64) {
+    let Err(e) = state.quota_settle(&subject, r, used).await else {
+        return;
+    };
+    log::warn!("quota settle unconfirmed ({e}); retrying in the background");
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        // Past the reservation's lifetime the store has released it anyway.
+        let give_up = Instant::now() + Duration::from_secs(3600);
+        while Instant::now() < give_up {
+            tokio::time::sleep(delay).await;
+            if state.quota_settle(&subject, r, used).await.is_ok() {
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        log::error!(
+            "quota settle for a reservation of {} image(s) never confirmed",
+            r.amount
+        );
+    });
 }
 
 impl Drop for HeldQuota {
@@ -100,9 +128,7 @@ impl Drop for HeldQuota {
         if let Some(r) = self.reservation.take() {
             let (state, subject) = (self.state.clone(), std::mem::take(&mut self.subject));
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = state.quota_settle(&subject, r, 0).await;
-                });
+                rt.spawn(settle_eventually(state, subject, r, 0));
             }
         }
     }
@@ -147,7 +173,7 @@ impl ImageGeneration {
             Ok((answer, held)) => {
                 // Bill and record before answering, so a client that asks
                 // /v1/usage or /v1/logs right after its answer sees it.
-                held.settle(answer.images).await?;
+                held.settle(answer.images).await;
                 let outcome = Outcome {
                     status: 200,
                     images: answer.images,
