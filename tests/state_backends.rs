@@ -1,5 +1,5 @@
 //! One behaviour suite, two state backends (DESIGN §8): every test here runs
-//! on the embedded journal and on Redis. The Redis-only part checks what a
+//! on the embedded journal, on one Redis, and on a 3-master Redis Cluster. The Redis-only part checks what a
 //! single node cannot show: several gateway instances acting as one.
 
 mod common;
@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use common::*;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -18,6 +18,7 @@ const KEY: &str = "kikaku_shared_key";
 enum Backend {
     Embedded,
     Redis(RedisServer),
+    Cluster(RedisCluster),
 }
 
 impl Backend {
@@ -25,6 +26,15 @@ impl Backend {
         match self {
             Backend::Embedded => "state: {backend: embedded}\n".into(),
             Backend::Redis(r) => redis_state(&r.url()),
+            Backend::Cluster(c) => format!(
+                "state: {{backend: redis, redis: {{url: '{}', cluster: [{}]}}}}\n",
+                c.urls()[0],
+                c.urls()
+                    .iter()
+                    .map(|u| format!("'{u}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -141,6 +151,10 @@ macro_rules! on_both_backends {
             #[tokio::test(flavor = "multi_thread")]
             async fn redis() {
                 super::$behaviour(Backend::Redis(RedisServer::start())).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn redis_cluster() {
+                super::$behaviour(Backend::Cluster(RedisCluster::start())).await
             }
         }
     )*};
