@@ -40,7 +40,7 @@ fn chains(state: Arc<dyn StateStore>) -> (FilterChain, FilterChain) {
         ));
     }
     let config = load_str(&yaml, &|_| None).expect("bench config is valid");
-    let snap = Snapshot::compile(config, state, None, 1).expect("bench config compiles");
+    let snap = Snapshot::compile(config, state, None, None, 1).expect("bench config compiles");
     let find = |name: &str| {
         snap.router
             .routes()

@@ -2,9 +2,10 @@
 //! - `validate_14_refs`: validation + rewriting of a request carrying 14
 //!   inline reference images (1024x1024 JPEGs), the pure function the
 //!   handler runs before any upstream work;
-//! - `route_throughput`: whole requests through the real binary (every
+//! - `route_throughput_*`: whole requests through the real binary (every
 //!   filter, quota, ceiling, accounting) against the in-process simulator
-//!   at zero latency, 32 at a time.
+//!   at zero latency, 32 at a time — once on the embedded state backend and
+//!   once on Redis (a private `redis-server`), side by side in one run.
 //!
 //! Run: `cargo bench --bench image_route`
 
@@ -53,7 +54,32 @@ impl Drop for Running {
     }
 }
 
-fn start_gateway() -> (Running, String) {
+/// A private redis-server for the Redis run.
+fn start_redis() -> (Child, u16) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/prereqs.sh)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+fn start_gateway(state: &str) -> (Running, String) {
     let dir = tempfile::tempdir().unwrap();
     let (public, admin, sim) = (free_port(), free_port(), free_port());
     let chain =
@@ -61,7 +87,7 @@ fn start_gateway() -> (Running, String) {
     // Continuation lines start at column 0: `\` strips leading spaces.
     let yaml = format!(
         "listeners:\n  public: {{address: '127.0.0.1:{public}'}}\n  admin: {{address: '127.0.0.1:{admin}'}}\n\
-data_dir: '{data}'\nlogging: {{access_log: 'off'}}\n\
+data_dir: '{data}'\nlogging: {{access_log: 'off'}}\n{state}\
 simulators:\n  ark: {{listen: '127.0.0.1:{sim}'}}\n\
 upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{sim}'}}]\n\
 routes:\n  - name: images\n    match: {{path_prefix: /v1/images/generations}}\n    filters: {chain}\n    handler: {{type: image_generation, upstream: ark, api_key: bench, model_images_per_minute: 4000000000}}\n\
@@ -104,7 +130,16 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_gw, url) = start_gateway();
+    let (mut redis, redis_port) = start_redis();
+    let backends = [
+        ("embedded", "state: {backend: embedded}\n".to_string()),
+        (
+            "redis",
+            format!(
+                "state: {{backend: redis, redis: {{url: 'redis://127.0.0.1:{redis_port}'}}}}\n"
+            ),
+        ),
+    ];
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let request = json!({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"}).to_string();
     const CONCURRENT: u64 = 32;
@@ -112,27 +147,32 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(CONCURRENT));
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(10));
-    g.bench_function("route_throughput_32_concurrent", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let (http, url, request) = (http.clone(), url.clone(), request.clone());
-            async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let calls = (0..CONCURRENT).map(|_| {
-                        http.post(&url)
-                            .header("authorization", "Bearer kikaku_bench_key")
-                            .body(request.clone())
-                            .send()
-                    });
-                    for r in futures_util::future::join_all(calls).await {
-                        assert_eq!(r.unwrap().status(), 200);
+    for (name, state) in backends {
+        let (_gw, url) = start_gateway(&state);
+        g.bench_function(format!("route_throughput_32_concurrent_{name}"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (http, url, request) = (http.clone(), url.clone(), request.clone());
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let calls = (0..CONCURRENT).map(|_| {
+                            http.post(&url)
+                                .header("authorization", "Bearer kikaku_bench_key")
+                                .body(request.clone())
+                                .send()
+                        });
+                        for r in futures_util::future::join_all(calls).await {
+                            assert_eq!(r.unwrap().status(), 200);
+                        }
                     }
+                    start.elapsed()
                 }
-                start.elapsed()
-            }
-        })
-    });
+            })
+        });
+    }
     g.finish();
+    let _ = redis.kill();
+    let _ = redis.wait();
 }
 
 criterion_group!(benches, bench);

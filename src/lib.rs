@@ -7,6 +7,7 @@ pub mod config;
 pub mod handlers;
 pub mod http_error;
 pub mod image_api;
+pub mod keys_cmd;
 pub mod metrics;
 pub mod reload;
 pub mod routing;

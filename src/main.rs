@@ -37,6 +37,13 @@ enum Command {
     },
     /// Run the Ark (SeedDream) simulator alone, for tests and benchmarks.
     SimArk(kikaku_edge::ark_sim::SimConfig),
+    /// Manage the keys kept in the configured state store.
+    Keys {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: kikaku_edge::keys_cmd::KeysCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +68,13 @@ fn main() -> ExitCode {
                 for e in &errors.0 {
                     eprintln!("  {e}");
                 }
+                ExitCode::from(1)
+            }
+        },
+        Command::Keys { config, command } => match kikaku_edge::keys_cmd::run(&config, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kikaku-edge keys: {e}");
                 ExitCode::from(1)
             }
         },

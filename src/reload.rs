@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use kikaku_filters::StateStore;
+use kikaku_filters::{StateStore, StoredKeys};
+
+/// How long a stored key (or its absence) may be served from cache: the
+/// bound on how long a suspension takes to reach every instance.
+pub const STORED_KEY_TTL: Duration = Duration::from_millis(500);
 use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -25,6 +29,8 @@ pub struct ConfigHolder {
     path: PathBuf,
     current: ArcSwap<Snapshot>,
     state: Arc<dyn StateStore>,
+    /// Keys in the state store, cached ≤ 1 s; shared by every snapshot.
+    stored_keys: Arc<StoredKeys>,
     /// Serialises reloads; holds the text of the last file tried.
     last_text: Mutex<String>,
 }
@@ -39,12 +45,15 @@ impl ConfigHolder {
         let config = load_str(&text, &env_lookup)?;
         let state =
             state_for(&config).map_err(|e| ConfigErrors(vec![ConfigError::new("state", e)]))?;
-        let snapshot = Snapshot::compile(config, state.clone(), None, 1)?;
+        let stored_keys = Arc::new(StoredKeys::new(state.clone(), STORED_KEY_TTL));
+        let snapshot =
+            Snapshot::compile(config, state.clone(), Some(stored_keys.clone()), None, 1)?;
         CONFIG_GENERATION.set(1);
         Ok(ConfigHolder {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(snapshot),
             state,
+            stored_keys,
             last_text: Mutex::new(text),
         })
     }
@@ -73,7 +82,13 @@ impl ConfigHolder {
         let result = load_str(&text, &env_lookup).and_then(|config| {
             let old = self.current();
             warn_fixed_settings(&old.config, &config);
-            Snapshot::compile(config, self.state.clone(), Some(&old), old.generation + 1)
+            Snapshot::compile(
+                config,
+                self.state.clone(),
+                Some(self.stored_keys.clone()),
+                Some(&old),
+                old.generation + 1,
+            )
         });
         Some(match result {
             Ok(snapshot) => {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::Method;
 use kikaku_filters::keys::{hash_key, key_ref};
 use kikaku_filters::registry::build_chain;
-use kikaku_filters::{ApiKey, BuildEnv, KeyDirectory, KeyType, StateStore};
+use kikaku_filters::{ApiKey, BuildEnv, KeyDirectory, KeyType, StateStore, StoredKeys};
 
 use crate::config::ConfigError;
 use crate::config::{parse_sha256, parse_time, quota_amount, Config, ConfigErrors, KeyConfig};
@@ -35,6 +35,7 @@ impl Snapshot {
     pub fn compile(
         config: Config,
         state: Arc<dyn StateStore>,
+        stored_keys: Option<Arc<StoredKeys>>,
         previous: Option<&Snapshot>,
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
@@ -62,6 +63,7 @@ impl Snapshot {
         ));
         let env = BuildEnv {
             keys: keys.clone(),
+            stored_keys,
             state: state.clone(),
         };
         let handler_env = HandlerEnv {

@@ -7,14 +7,17 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::context::RequestCtx;
 use crate::error::GatewayError;
-use crate::keys::KeyDirectory;
+use crate::keys::{KeyDirectory, StoredKeys};
 use crate::state::StateStore;
 
 /// What a filter may capture when it is built: the services of the config
 /// snapshot it belongs to. Nothing is looked up by name per request.
 #[derive(Clone)]
 pub struct BuildEnv {
+    /// The config's keys.
     pub keys: Arc<KeyDirectory>,
+    /// Keys in the state store (shared by every snapshot of the process).
+    pub stored_keys: Option<Arc<StoredKeys>>,
     pub state: Arc<dyn StateStore>,
 }
 

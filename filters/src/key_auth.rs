@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::context::RequestCtx;
 use crate::error::{ErrorKind, GatewayError};
 use crate::filter::Filter;
-use crate::keys::{KeyDirectory, KeyStatus};
+use crate::keys::{KeyDirectory, KeyStatus, StoredKeys};
 
 /// Longest key accepted; anything longer cannot be a key of ours.
 const MAX_KEY_LEN: usize = 256;
@@ -28,13 +28,19 @@ pub struct KeyAuthConfig {
 
 pub struct KeyAuth {
     keys: Arc<KeyDirectory>,
+    stored: Option<Arc<StoredKeys>>,
     forward_key: bool,
 }
 
 impl KeyAuth {
-    pub fn new(cfg: &KeyAuthConfig, keys: Arc<KeyDirectory>) -> Self {
+    pub fn new(
+        cfg: &KeyAuthConfig,
+        keys: Arc<KeyDirectory>,
+        stored: Option<Arc<StoredKeys>>,
+    ) -> Self {
         KeyAuth {
             keys,
+            stored,
             forward_key: cfg.forward_key,
         }
     }
@@ -96,10 +102,18 @@ impl Filter for KeyAuth {
             ));
         }
         let presented = bearer_key(value.as_bytes())?;
-        let key = self
-            .keys
-            .lookup(presented)
-            .ok_or_else(|| unauthorized("Invalid API key."))?;
+        // The config's keys first, then the state store's (cached ≤ 1 s).
+        let key = match self.keys.lookup(presented) {
+            Some(k) => Some(k),
+            None => match &self.stored {
+                Some(stored) => stored
+                    .lookup(presented)
+                    .await
+                    .map_err(|e| GatewayError::unavailable("Key lookup", e))?,
+                None => None,
+            },
+        };
+        let key = key.ok_or_else(|| unauthorized("Invalid API key."))?;
         if key.status == KeyStatus::Suspended {
             return Err(GatewayError::new(
                 ErrorKind::KeySuspended,
@@ -144,7 +158,7 @@ mod tests {
             test_key("kikaku_old", KeyStatus::Active, Some(1)),
             test_key("kikaku_s3_future", KeyStatus::Active, Some(i64::MAX)),
         ]);
-        KeyAuth::new(&KeyAuthConfig::default(), Arc::new(dir))
+        KeyAuth::new(&KeyAuthConfig::default(), Arc::new(dir), None)
     }
 
     async fn auth(value: Option<&[u8]>) -> Result<RequestCtx, GatewayError> {

@@ -55,8 +55,9 @@ pub enum KeyStatus {
 
 /// One customer key as the gateway knows it. The key itself is only kept as
 /// its SHA-256.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApiKey {
+    #[serde(with = "hex32")]
     pub hash: [u8; 32],
     /// Loggable reference: type prefix + first 8 hex digits of the hash.
     pub key_ref: String,
@@ -168,5 +169,84 @@ mod tests {
         assert!(k.key_ref.starts_with("kikaku_~"));
         assert!(!k.key_ref.contains("supersecret"));
         assert_eq!(k.key_ref.len(), "kikaku_~".len() + 8);
+    }
+}
+
+/// Key hashes as 64 hex digits in stored records.
+mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::hex(h))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_hex32(&s).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Keys kept in the state store (created by `kikaku-edge keys` or the
+/// management API), looked up after the config's keys. Entries live at most
+/// `ttl` (1 s by default), found or not, so a change made on any instance is
+/// seen everywhere within it, and a revoked key is never served from cache
+/// past it.
+pub struct StoredKeys {
+    store: std::sync::Arc<dyn crate::state::KeyStore>,
+    ttl: std::time::Duration,
+    cache: parking_lot::Mutex<HashMap<[u8; 32], Cached>>,
+}
+
+/// When an entry was fetched, and what was found (`None`: no such key).
+type Cached = (std::time::Instant, Option<Arc<ApiKey>>);
+
+/// Entries kept at most; past it the cache starts over (a flood of unknown
+/// keys cannot grow it without bound).
+const CACHE_MAX: usize = 100_000;
+
+impl StoredKeys {
+    pub fn new(
+        store: std::sync::Arc<dyn crate::state::KeyStore>,
+        ttl: std::time::Duration,
+    ) -> Self {
+        StoredKeys {
+            store,
+            ttl,
+            cache: Default::default(),
+        }
+    }
+
+    pub async fn lookup(
+        &self,
+        presented: &str,
+    ) -> Result<Option<Arc<ApiKey>>, crate::state::StateError> {
+        let hash = hash_key(presented);
+        if let Some((at, found)) = self.cache.lock().get(&hash) {
+            if at.elapsed() < self.ttl {
+                return Ok(found.clone());
+            }
+        }
+        let found = self.store.key_get(&hash).await?.map(Arc::new);
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(hash, (std::time::Instant::now(), found.clone()));
+        Ok(found)
     }
 }

@@ -23,9 +23,9 @@ pub mod request_id;
 pub use context::RequestCtx;
 pub use error::{ErrorKind, GatewayError};
 pub use filter::{BuildEnv, Filter, FilterChain};
-pub use keys::{ApiKey, KeyDirectory, KeyStatus, KeyType};
+pub use keys::{ApiKey, KeyDirectory, KeyStatus, KeyType, StoredKeys};
 pub use registry::FilterConfig;
 pub use state::{
-    LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs,
-    RequestStats, Reservation, StateError, StateStore,
+    KeyStore, LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog,
+    RequestLogs, RequestStats, Reservation, StateError, StateStore,
 };

@@ -99,7 +99,11 @@ impl FilterConfig {
         match self {
             FilterConfig::RequestId(c) => Arc::new(request_id::RequestId::new(c)),
             FilterConfig::IpGuard(c) => Arc::new(ip_guard::IpGuard::new(c)),
-            FilterConfig::KeyAuth(c) => Arc::new(key_auth::KeyAuth::new(c, env.keys.clone())),
+            FilterConfig::KeyAuth(c) => Arc::new(key_auth::KeyAuth::new(
+                c,
+                env.keys.clone(),
+                env.stored_keys.clone(),
+            )),
             FilterConfig::KeyType(c) => Arc::new(key_type::KeyTypeCheck::new(c)),
             FilterConfig::RateLimit(c) => {
                 Arc::new(rate_limit::RateLimit::new(c, env.state.clone()))

@@ -154,9 +154,20 @@ pub trait RequestLogs: Send + Sync {
     async fn request_stats(&self, subject: &str) -> Result<RequestStats, StateError>;
 }
 
+/// Keys kept in the state store, by the SHA-256 of the key.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn key_get(&self, hash: &[u8; 32]) -> Result<Option<crate::keys::ApiKey>, StateError>;
+    /// Create or replace.
+    async fn key_put(&self, key: &crate::keys::ApiKey) -> Result<(), StateError>;
+    /// `false` when there was no such key.
+    async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError>;
+    async fn key_list(&self) -> Result<Vec<crate::keys::ApiKey>, StateError>;
+}
+
 /// A whole state backend.
 #[async_trait]
-pub trait StateStore: RateLimits + Quotas + RequestLogs + 'static {
+pub trait StateStore: RateLimits + Quotas + RequestLogs + KeyStore + 'static {
     /// Whether the backend can serve requests now (for `/readyz`).
     async fn ready(&self) -> bool;
 

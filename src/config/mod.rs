@@ -10,7 +10,7 @@ mod validate;
 
 pub use load::{load_file, load_str};
 pub use types::*;
-pub use validate::{parse_sha256, parse_time, quota_amount, split_host_port};
+pub use validate::{parse_sha256, parse_size, parse_time, quota_amount, split_host_port};
 
 /// One problem in a config file, with the YAML path it belongs to
 /// (`routes[2].filters[1].rate_limit.per_minute: must be > 0`).

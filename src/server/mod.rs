@@ -71,8 +71,16 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
         daemon: args.daemon,
         ..Opt::default()
     };
+    let pid_file = conf.pid_file.clone();
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    // Pingora writes the pid file only when daemonizing; `keys` and
+    // operators look for it in the foreground too.
+    if !args.daemon {
+        if let Err(e) = std::fs::write(&pid_file, std::process::id().to_string()) {
+            log::warn!("cannot write pid file {pid_file}: {e}");
+        }
+    }
 
     let access_log = AccessLog::open(&cfg.logging.access_log)
         .map_err(|e| format!("cannot open access log {}: {e}", cfg.logging.access_log))?;

@@ -11,9 +11,12 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::journal::Journal;
+use kikaku_filters::keys::{hex, parse_hex32};
+use kikaku_filters::ApiKey;
+
 use super::{
-    LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs,
-    RequestStats, Reservation, StateError, StateStore,
+    KeyStore, LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog,
+    RequestLogs, RequestStats, Reservation, StateError, StateStore,
 };
 
 /// Compact the journal after this many appended records at the least...
@@ -41,6 +44,10 @@ enum Record {
     Refund { s: String, n: u64 },
     /// One request record.
     Log { s: String, l: RequestLog },
+    /// A stored key, created or replaced.
+    KeyPut { k: ApiKey },
+    /// A stored key removed (hash in hex).
+    KeyDel { h: String },
 }
 
 fn one() -> u32 {
@@ -75,6 +82,7 @@ struct Inner {
     /// Oldest first.
     logs: HashMap<String, Vec<RequestLog>>,
     stats: HashMap<String, RequestStats>,
+    keys: HashMap<[u8; 32], ApiKey>,
     next_reservation: u64,
     journal: Option<Journal>,
     /// Appended records that trigger the next compaction.
@@ -138,6 +146,14 @@ impl Inner {
                 st.total_response_time_ms += l.response_time_ms;
                 self.logs.entry(s).or_default().push(l);
             }
+            Record::KeyPut { k } => {
+                self.keys.insert(k.hash, k);
+            }
+            Record::KeyDel { h } => {
+                if let Some(hash) = parse_hex32(&h) {
+                    self.keys.remove(&hash);
+                }
+            }
         }
     }
 
@@ -184,6 +200,7 @@ impl Inner {
                 l: l.clone(),
             }));
         }
+        live.extend(self.keys.values().map(|k| Record::KeyPut { k: k.clone() }));
         self.compact_at = COMPACT_EVERY.max(live.len() as u64 * COMPACT_RATIO);
         self.journal()?.rewrite(&live)
     }
@@ -338,6 +355,32 @@ impl RequestLogs for EmbeddedState {
             .get(subject)
             .copied()
             .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl KeyStore for EmbeddedState {
+    async fn key_get(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StateError> {
+        Ok(self.inner.lock().keys.get(hash).cloned())
+    }
+
+    async fn key_put(&self, key: &ApiKey) -> Result<(), StateError> {
+        self.inner.lock().commit(Record::KeyPut { k: key.clone() })
+    }
+
+    async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError> {
+        let mut inner = self.inner.lock();
+        if !inner.keys.contains_key(hash) {
+            return Ok(false);
+        }
+        inner.commit(Record::KeyDel { h: hex(hash) })?;
+        Ok(true)
+    }
+
+    async fn key_list(&self) -> Result<Vec<ApiKey>, StateError> {
+        let mut keys: Vec<ApiKey> = self.inner.lock().keys.values().cloned().collect();
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
     }
 }
 
@@ -500,6 +543,45 @@ mod tests {
         );
         assert_eq!(st.total_response_time_ms, 500);
         assert_eq!(s.log_request("k", log("success", 2_000)).await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn stored_keys_survive_any_number_of_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.journal");
+        let hash = kikaku_filters::keys::hash_key("kikaku_stored");
+        let key = ApiKey {
+            hash,
+            key_ref: kikaku_filters::keys::key_ref(kikaku_filters::KeyType::Image, &hash),
+            key_type: kikaku_filters::KeyType::Image,
+            owner: "o".into(),
+            email: String::new(),
+            status: kikaku_filters::KeyStatus::Active,
+            created_at: 1,
+            expires_at: None,
+            quota: 5,
+            rate_limit_per_minute: Some(3),
+        };
+        EmbeddedState::open(&path)
+            .unwrap()
+            .key_put(&key)
+            .await
+            .unwrap();
+        // Every open compacts: the key must be rewritten each time.
+        for _ in 0..3 {
+            let s = EmbeddedState::open(&path).unwrap();
+            assert_eq!(s.key_get(&hash).await.unwrap().as_ref(), Some(&key));
+        }
+        let s = EmbeddedState::open(&path).unwrap();
+        assert!(s.key_delete(&hash).await.unwrap());
+        assert!(!s.key_delete(&hash).await.unwrap());
+        drop(s);
+        assert!(EmbeddedState::open(&path)
+            .unwrap()
+            .key_get(&hash)
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test]

@@ -11,8 +11,8 @@ use std::sync::Arc;
 pub use self::redis::{RedisConfig, RedisState};
 pub use embedded::EmbeddedState;
 pub use kikaku_filters::state::{
-    LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs,
-    RequestStats, Reservation, StateError, StateStore,
+    KeyStore, LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog,
+    RequestLogs, RequestStats, Reservation, StateError, StateStore,
 };
 
 use crate::config::{Config, StateBackend};

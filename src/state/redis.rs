@@ -23,9 +23,12 @@ use rand::Rng;
 use redis::{RedisResult, Script};
 use serde::Deserialize;
 
+use kikaku_filters::keys::hex;
+use kikaku_filters::ApiKey;
+
 use super::{
-    LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs,
-    RequestStats, Reservation, StateError, StateStore,
+    KeyStore, LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog,
+    RequestLogs, RequestStats, Reservation, StateError, StateStore,
 };
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -441,6 +444,62 @@ impl RequestLogs for RedisState {
             failed_requests: get("failed"),
             total_response_time_ms: get("ms"),
         })
+    }
+}
+
+/// Stored keys: one hash, field = key hash (hex), value = the record as JSON.
+const KEYS: &str = "kikaku:keys";
+
+#[async_trait]
+impl KeyStore for RedisState {
+    async fn key_get(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StateError> {
+        let field = hex(hash);
+        let raw: Option<String> = self
+            .run(move |c, _| async move {
+                c.query(redis::cmd("HGET").arg(KEYS).arg(field).clone())
+                    .await
+            })
+            .await?;
+        raw.map(|r| {
+            serde_json::from_str(&r).map_err(|e| StateError::Corrupt(format!("stored key: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn key_put(&self, key: &ApiKey) -> Result<(), StateError> {
+        let (field, json) = (
+            hex(&key.hash),
+            serde_json::to_string(key).map_err(|e| StateError::Corrupt(e.to_string()))?,
+        );
+        self.run(move |c, _| async move {
+            c.query::<i64>(redis::cmd("HSET").arg(KEYS).arg(field).arg(json).clone())
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError> {
+        let field = hex(hash);
+        let n: i64 = self
+            .run(move |c, _| async move {
+                c.query(redis::cmd("HDEL").arg(KEYS).arg(field).clone())
+                    .await
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn key_list(&self) -> Result<Vec<ApiKey>, StateError> {
+        let raw: Vec<String> = self
+            .run(|c, _| async move { c.query(redis::cmd("HVALS").arg(KEYS).clone()).await })
+            .await?;
+        let mut keys: Vec<ApiKey> = raw
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect();
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
     }
 }
 

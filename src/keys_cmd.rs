@@ -1,0 +1,272 @@
+//! `kikaku-edge keys`: manage the keys kept in the configured state store.
+//! Changes reach every gateway instance within a second (their stored-key
+//! cache lives at most that long). On the embedded backend the command
+//! refuses to run beside a live gateway: one writer per journal.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use clap::Subcommand;
+use kikaku_filters::keys::{hash_key, hex, key_ref, parse_hex32};
+use kikaku_filters::{ApiKey, KeyStatus, KeyStore, KeyType, StateStore};
+use rand::distributions::{Alphanumeric, DistString};
+
+use crate::config::{load_file, parse_size, parse_time, StateBackend};
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        #[arg(long = "type", value_enum)]
+        key_type: KeyTypeArg,
+        #[arg(long)]
+        owner: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Images (image keys) or bytes like 1GiB (storage keys).
+        #[arg(long)]
+        quota: Option<String>,
+        #[arg(long)]
+        rate_limit: Option<u32>,
+        /// RFC 3339 time or YYYY-MM-DD.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// One line per stored key.
+    List,
+    /// Everything about one key (by its reference, the key itself, or its SHA-256).
+    Show {
+        key: String,
+    },
+    Suspend {
+        key: String,
+    },
+    Resume {
+        key: String,
+    },
+    SetQuota {
+        key: String,
+        quota: String,
+    },
+    SetRateLimit {
+        key: String,
+        per_minute: u32,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum KeyTypeArg {
+    Image,
+    Storage,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn quota_for(t: KeyType, q: &str) -> Result<u64, String> {
+    let n = match t {
+        KeyType::Image => q
+            .parse::<u64>()
+            .map_err(|_| format!("image quotas are a number of images, not {q:?}"))?,
+        KeyType::Storage => parse_size(q)?,
+    };
+    if n == 0 {
+        return Err("quota must be > 0".into());
+    }
+    Ok(n)
+}
+
+/// Refuse to write an embedded journal that a running gateway holds.
+fn guard_embedded(data_dir: &Path) -> Result<(), String> {
+    let pid_file = data_dir.join("kikaku-edge.pid");
+    let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+        return Ok(());
+    };
+    let pid = pid.trim();
+    // A killed gateway not yet reaped lingers as a zombie: that is not running.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let running = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        .unwrap_or(false);
+    if !pid.is_empty() && running {
+        return Err(format!(
+            "a gateway (pid {pid}) is running on this embedded state; stop it first, or use the Redis backend to manage keys live"
+        ));
+    }
+    Ok(())
+}
+
+async fn find(store: &dyn KeyStore, given: &str) -> Result<ApiKey, String> {
+    let by_hash = |h: [u8; 32]| async move { store.key_get(&h).await.map_err(|e| e.to_string()) };
+    if KeyType::from_key(given).is_some() && !given.contains('~') {
+        return by_hash(hash_key(given))
+            .await?
+            .ok_or_else(|| "no stored key matches that key".into());
+    }
+    if let Some(h) = parse_hex32(given) {
+        return by_hash(h)
+            .await?
+            .ok_or_else(|| "no stored key has that hash".into());
+    }
+    let all = store.key_list().await.map_err(|e| e.to_string())?;
+    let mut hits = all
+        .into_iter()
+        .filter(|k| k.key_ref == given || k.key_ref.ends_with(given));
+    match (hits.next(), hits.next()) {
+        (Some(k), None) => Ok(k),
+        (None, _) => Err(format!("no stored key {given:?} (see `keys list`)")),
+        (Some(_), Some(_)) => Err(format!(
+            "{given:?} matches more than one key; give the whole reference"
+        )),
+    }
+}
+
+fn line(k: &ApiKey) -> String {
+    format!(
+        "{:<20} {:<8} {:<10} quota={:<12} rate/min={:<8} {} <{}>",
+        k.key_ref,
+        k.key_type.as_str(),
+        if k.status == KeyStatus::Active {
+            "active"
+        } else {
+            "suspended"
+        },
+        k.quota,
+        k.rate_limit_per_minute
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "default".into()),
+        k.owner,
+        k.email
+    )
+}
+
+pub fn run(config: &Path, cmd: KeysCommand) -> Result<(), String> {
+    let cfg = load_file(config).map_err(|e| format!("{}:\n{e}", config.display()))?;
+    if cfg.state.backend == StateBackend::Embedded {
+        guard_embedded(Path::new(&cfg.data_dir))?;
+    }
+    // Opened outside any runtime: the Redis backend brings its own.
+    let state: Arc<dyn StateStore> = crate::state::open(&cfg).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(execute(state.as_ref(), cmd))
+}
+
+async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String> {
+    let put = |k: ApiKey| async move {
+        store
+            .key_put(&k)
+            .await
+            .map_err(|e| e.to_string())
+            .map(|_| k)
+    };
+    match cmd {
+        KeysCommand::Create {
+            key_type,
+            owner,
+            email,
+            quota,
+            rate_limit,
+            expires_at,
+        } => {
+            let t = match key_type {
+                KeyTypeArg::Image => KeyType::Image,
+                KeyTypeArg::Storage => KeyType::Storage,
+            };
+            if owner.is_empty() {
+                return Err("--owner must not be empty".into());
+            }
+            let secret = format!(
+                "{}{}",
+                t.prefix(),
+                Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
+            );
+            let hash = hash_key(&secret);
+            let quota = match quota {
+                Some(q) => quota_for(t, &q)?,
+                None if t == KeyType::Image => 1000,
+                None => 1 << 30,
+            };
+            let expires_at = expires_at
+                .map(|e| {
+                    parse_time(&e)
+                        .ok_or(format!("--expires-at {e:?} is not RFC 3339 or YYYY-MM-DD"))
+                })
+                .transpose()?;
+            if rate_limit == Some(0) {
+                return Err("--rate-limit must be > 0".into());
+            }
+            let k = put(ApiKey {
+                hash,
+                key_ref: key_ref(t, &hash),
+                key_type: t,
+                owner,
+                email,
+                status: KeyStatus::Active,
+                created_at: now(),
+                expires_at,
+                quota,
+                rate_limit_per_minute: rate_limit,
+            })
+            .await?;
+            println!("{secret}");
+            eprintln!(
+                "created {} (the key above is shown once; only its hash is stored)",
+                k.key_ref
+            );
+        }
+        KeysCommand::List => {
+            for k in store.key_list().await.map_err(|e| e.to_string())? {
+                println!("{}", line(&k));
+            }
+        }
+        KeysCommand::Show { key } => {
+            let k = find(store, &key).await?;
+            println!("{}", line(&k));
+            println!(
+                "sha256={} created_at={} expires_at={}",
+                hex(&k.hash),
+                k.created_at,
+                k.expires_at
+                    .map(|e| e.to_string())
+                    .unwrap_or("never".into())
+            );
+        }
+        KeysCommand::Suspend { key } => {
+            let mut k = find(store, &key).await?;
+            k.status = KeyStatus::Suspended;
+            println!("{}", line(&put(k).await?));
+        }
+        KeysCommand::Resume { key } => {
+            let mut k = find(store, &key).await?;
+            k.status = KeyStatus::Active;
+            println!("{}", line(&put(k).await?));
+        }
+        KeysCommand::SetQuota { key, quota } => {
+            let mut k = find(store, &key).await?;
+            k.quota = quota_for(k.key_type, &quota)?;
+            println!("{}", line(&put(k).await?));
+        }
+        KeysCommand::SetRateLimit { key, per_minute } => {
+            if per_minute == 0 {
+                return Err("the rate limit must be > 0".into());
+            }
+            let mut k = find(store, &key).await?;
+            k.rate_limit_per_minute = Some(per_minute);
+            println!("{}", line(&put(k).await?));
+        }
+        KeysCommand::Delete { key } => {
+            let k = find(store, &key).await?;
+            store.key_delete(&k.hash).await.map_err(|e| e.to_string())?;
+            println!("deleted {}", k.key_ref);
+        }
+    }
+    Ok(())
+}
