@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use kikaku_filters::state::SlidingLog;
 use parking_lot::Mutex;
 use rand::Rng;
-use redis::{RedisResult, Script};
+use redis::{IntoConnectionInfo, RedisResult, Script};
 use serde::Deserialize;
 
 use kikaku_filters::keys::hex;
@@ -198,9 +198,17 @@ impl RedisState {
             .build()
             .map_err(|e| StateError::Unavailable(e.to_string()))?;
         let timeout = Duration::from_millis(cfg.timeout_ms);
+        // Small request/response scripts: Nagle's algorithm against delayed
+        // ACKs would add milliseconds to every call.
+        let info = |url: &str| {
+            url.into_connection_info().map(|i| {
+                i.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
+            })
+        };
         let conn = rt.block_on(async {
             if cfg.cluster.is_empty() {
-                let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
+                let client = redis::Client::open(info(&cfg.url).map_err(unavailable)?)
+                    .map_err(unavailable)?;
                 let mc = redis::aio::ConnectionManagerConfig::new()
                     .set_response_timeout(Some(timeout))
                     .set_connection_timeout(Some(timeout))
@@ -212,7 +220,13 @@ impl RedisState {
                     .map_err(unavailable)?;
                 Ok::<_, StateError>(Conn::Single(cm))
             } else {
-                let client = redis::cluster::ClusterClient::builder(cfg.cluster.clone())
+                let nodes = cfg
+                    .cluster
+                    .iter()
+                    .map(|u| info(u))
+                    .collect::<RedisResult<Vec<_>>>()
+                    .map_err(unavailable)?;
+                let client = redis::cluster::ClusterClient::builder(nodes)
                     .response_timeout(timeout)
                     .connection_timeout(timeout)
                     .build()
