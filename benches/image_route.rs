@@ -162,7 +162,11 @@ fn bench(c: &mut Criterion) {
                                 .send()
                         });
                         for r in futures_util::future::join_all(calls).await {
-                            assert_eq!(r.unwrap().status(), 200);
+                            let r = r.unwrap();
+                            if r.status() != 200 {
+                                let status = r.status();
+                                panic!("{status}: {}", r.text().await.unwrap_or_default());
+                            }
                         }
                     }
                     start.elapsed()

@@ -119,36 +119,34 @@ local reset = 0
 if oldest[2] then reset = tonumber(oldest[2]) + window - now end
 return {{allowed, held, reset}}"
             )),
-            // KEYS[1] quota hash (used), KEYS[2] held hash (id -> amount:expiry);
-            // ARGV amount, limit, id, ttl_ms.
+            // KEYS[1] quota hash (used), KEYS[2] held hash (id -> amount:expiry),
+            // only reservations in flight; ARGV amount, limit, id, ttl_ms.
             reserve: Script::new(&format!(
                 "{NOW}local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 local held = 0
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
-  -- `amount:expiry` is held; `done:billed:expiry` is settled, kept for retries.
   local amount, exp = string.match(all[i + 1], '^(%d+):(%d+)$')
-  if not amount then exp = string.match(all[i + 1], '^done:%d+:(%d+)$') end
-  if tonumber(exp) <= now then redis.call('HDEL', KEYS[2], all[i])
-  elseif amount then held = held + tonumber(amount) end
+  if tonumber(exp) <= now then redis.call('HDEL', KEYS[2], all[i]) else held = held + tonumber(amount) end
 end
 local amount = tonumber(ARGV[1])
 if used + held + amount > tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[2], ARGV[3], amount .. ':' .. (now + tonumber(ARGV[4])))
 return 1"
             )),
-            // KEYS as reserve; ARGV id, used. Bills at most the reserved
-            // amount, once: the entry becomes `done:<billed>:<expiry>`, so a
-            // repeat (after a lost reply) returns the same answer.
+            // KEYS[1] quota, KEYS[2] held, KEYS[3] this reservation's done
+            // marker; ARGV id, used, ttl_ms. Bills at most the reserved amount,
+            // once: the marker remembers what was billed, so a repeat (after a
+            // lost reply) returns the same answer.
             settle: Script::new(
-                "local v = redis.call('HGET', KEYS[2], ARGV[1])
-if not v then return -1 end
-local done = string.match(v, '^done:(%d+):')
+                "local done = redis.call('GET', KEYS[3])
 if done then return tonumber(done) end
-local amount, exp = string.match(v, '^(%d+):(%d+)$')
-local billed = math.min(tonumber(amount), tonumber(ARGV[2]))
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+if not v then return -1 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+local billed = math.min(tonumber(string.match(v, '^(%d+):')), tonumber(ARGV[2]))
 if billed > 0 then redis.call('HINCRBY', KEYS[1], 'used', billed) end
-redis.call('HSET', KEYS[2], ARGV[1], 'done:' .. billed .. ':' .. exp)
+redis.call('SET', KEYS[3], billed, 'PX', tonumber(ARGV[3]))
 return billed",
             ),
             refund: Script::new(
@@ -161,7 +159,7 @@ return 1",
 local held = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
   local amount, exp = string.match(v, '^(%d+):(%d+)$')
-  if amount and tonumber(exp) > now then held = held + tonumber(amount) end
+  if tonumber(exp) > now then held = held + tonumber(amount) end
 end
 return {{used, held}}"
             )),
@@ -360,9 +358,16 @@ impl Quotas for RedisState {
         used: u64,
     ) -> Result<(), StateError> {
         let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        let done = key(subject, &format!("done:{}", reservation.id));
+        let ttl = self.cfg.reservation_ttl_seconds * 1000;
         self.run(move |c, s| async move {
             let mut inv = s.settle.prepare_invoke();
-            inv.key(q).key(h).arg(reservation.id).arg(used);
+            inv.key(q)
+                .key(h)
+                .key(done)
+                .arg(reservation.id)
+                .arg(used)
+                .arg(ttl);
             c.invoke::<i64>(inv).await
         })
         .await
