@@ -44,6 +44,26 @@ pub struct Reservation {
     pub amount: u64,
 }
 
+impl LogQuery {
+    /// Keep the logs inside `[from_ms, to_ms)` (given newest first) and cut
+    /// out the requested page; `total` counts every match.
+    pub fn apply<'a>(&self, newest_first: impl Iterator<Item = &'a RequestLog>) -> LogPage {
+        let matching: Vec<&RequestLog> = newest_first
+            .filter(|l| l.timestamp_ms >= self.from_ms && l.timestamp_ms < self.to_ms)
+            .collect();
+        let skip = (self.page.saturating_sub(1) * self.limit) as usize;
+        LogPage {
+            total: matching.len() as u64,
+            logs: matching
+                .into_iter()
+                .skip(skip)
+                .take(self.limit as usize)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
 /// Quota counters of one subject.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QuotaUsage {

@@ -330,21 +330,7 @@ impl RequestLogs for EmbeddedState {
         let Some(all) = inner.logs.get(subject) else {
             return Ok(LogPage::default());
         };
-        let matching: Vec<&RequestLog> = all
-            .iter()
-            .rev()
-            .filter(|l| l.timestamp_ms >= q.from_ms && l.timestamp_ms < q.to_ms)
-            .collect();
-        let skip = (q.page.saturating_sub(1) * q.limit) as usize;
-        Ok(LogPage {
-            total: matching.len() as u64,
-            logs: matching
-                .into_iter()
-                .skip(skip)
-                .take(q.limit as usize)
-                .cloned()
-                .collect(),
-        })
+        Ok(q.apply(all.iter().rev()))
     }
 
     async fn request_stats(&self, subject: &str) -> Result<RequestStats, StateError> {

@@ -435,20 +435,12 @@ impl RequestLogs for RedisState {
                     .await
             })
             .await?;
-        let matching: Vec<RequestLog> = raw
+        // LPUSH keeps the list newest first.
+        let parsed: Vec<RequestLog> = raw
             .iter()
-            .filter_map(|s| serde_json::from_str::<RequestLog>(s).ok())
-            .filter(|l| l.timestamp_ms >= q.from_ms && l.timestamp_ms < q.to_ms)
+            .filter_map(|s| serde_json::from_str(s).ok())
             .collect();
-        let skip = (q.page.saturating_sub(1) * q.limit) as usize;
-        Ok(LogPage {
-            total: matching.len() as u64,
-            logs: matching
-                .into_iter()
-                .skip(skip)
-                .take(q.limit as usize)
-                .collect(),
-        })
+        Ok(q.apply(parsed.iter()))
     }
 
     async fn request_stats(&self, subject: &str) -> Result<RequestStats, StateError> {
