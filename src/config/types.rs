@@ -87,7 +87,7 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     #[serde(default)]
@@ -96,6 +96,25 @@ pub struct StateConfig {
     pub path: Option<String>,
     /// Redis backend: where and how (see `src/state/redis.rs`).
     pub redis: Option<crate::state::RedisConfig>,
+    /// Request logs kept per key, newest first, on either backend (the
+    /// `/v1/usage` stats keep counting past it).
+    #[serde(default = "default_logs_per_key")]
+    pub logs_per_key: u64,
+}
+
+fn default_logs_per_key() -> u64 {
+    10_000
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: StateBackend::default(),
+            path: None,
+            redis: None,
+            logs_per_key: default_logs_per_key(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

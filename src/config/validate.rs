@@ -40,6 +40,9 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             err("simulators.ark.fault_every".into(), "must be > 0");
         }
     }
+    if c.state.logs_per_key == 0 {
+        err("state.logs_per_key".into(), "must be > 0");
+    }
     match (&c.state.backend, &c.state.redis) {
         (crate::config::StateBackend::Redis, None) => err(
             "state.redis".into(),
@@ -54,10 +57,10 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
                     "must be redis://host:port or rediss://host:port",
                 );
             }
-            if r.timeout_ms == 0 || r.logs_per_key == 0 || r.reservation_ttl_seconds == 0 {
+            if r.timeout_ms == 0 || r.reservation_ttl_seconds == 0 {
                 err(
                     "state.redis".into(),
-                    "timeout_ms, logs_per_key and reservation_ttl_seconds must be > 0",
+                    "timeout_ms and reservation_ttl_seconds must be > 0",
                 );
             }
         }

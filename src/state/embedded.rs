@@ -1,7 +1,7 @@
 //! The embedded backend: exact state in memory, every change journaled to
 //! local disk before it is acknowledged, replayed at start.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +18,8 @@ use super::{
     KeyStore, LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog,
     RequestLogs, RequestStats, Reservation, StateError, StateStore,
 };
+
+const DEFAULT_LOGS_PER_KEY: u64 = 10_000;
 
 /// Compact the journal after this many appended records at the least...
 const COMPACT_EVERY: u64 = 100_000;
@@ -48,6 +50,19 @@ enum Record {
     KeyPut { k: ApiKey },
     /// A stored key removed (hash in hex).
     KeyDel { h: String },
+    /// A subject's request counters, written by compaction after its
+    /// retained logs: it sets the counters (logs past the cap are gone, their
+    /// counts are not).
+    Stats { s: String, st: StoredStats },
+}
+
+/// `RequestStats` as the journal stores it.
+#[derive(Serialize, Deserialize)]
+struct StoredStats {
+    total: u64,
+    ok: u64,
+    failed: u64,
+    ms: u64,
 }
 
 fn one() -> u32 {
@@ -79,8 +94,9 @@ impl Quota {
 struct Inner {
     buckets: HashMap<String, Bucket>,
     quotas: HashMap<String, Quota>,
-    /// Oldest first.
-    logs: HashMap<String, Vec<RequestLog>>,
+    /// Oldest first, at most `logs_per_key` each.
+    logs: HashMap<String, VecDeque<RequestLog>>,
+    logs_per_key: usize,
     stats: HashMap<String, RequestStats>,
     keys: HashMap<[u8; 32], ApiKey>,
     next_reservation: u64,
@@ -102,9 +118,15 @@ fn now_ms() -> u64 {
 
 impl EmbeddedState {
     pub fn open(path: &Path) -> Result<EmbeddedState, StateError> {
+        Self::open_with(path, DEFAULT_LOGS_PER_KEY)
+    }
+
+    /// Open keeping at most `logs_per_key` request logs per key.
+    pub fn open_with(path: &Path, logs_per_key: u64) -> Result<EmbeddedState, StateError> {
         let (journal, records) = Journal::open::<Record>(path)?;
         let mut inner = Inner {
             compact_at: COMPACT_EVERY,
+            logs_per_key: logs_per_key.max(1) as usize,
             ..Inner::default()
         };
         for r in records {
@@ -144,10 +166,25 @@ impl Inner {
                     st.failed_requests += 1;
                 }
                 st.total_response_time_ms += l.response_time_ms;
-                self.logs.entry(s).or_default().push(l);
+                let logs = self.logs.entry(s).or_default();
+                logs.push_back(l);
+                while logs.len() > self.logs_per_key {
+                    logs.pop_front();
+                }
             }
             Record::KeyPut { k } => {
                 self.keys.insert(k.hash, k);
+            }
+            Record::Stats { s, st } => {
+                self.stats.insert(
+                    s,
+                    RequestStats {
+                        total_requests: st.total,
+                        successful_requests: st.ok,
+                        failed_requests: st.failed,
+                        total_response_time_ms: st.ms,
+                    },
+                );
             }
             Record::KeyDel { h } => {
                 if let Some(hash) = parse_hex32(&h) {
@@ -200,6 +237,16 @@ impl Inner {
                 l: l.clone(),
             }));
         }
+        // After the logs: replaying them counts again, this sets the truth.
+        live.extend(self.stats.iter().map(|(s, st)| Record::Stats {
+            s: s.clone(),
+            st: StoredStats {
+                total: st.total_requests,
+                ok: st.successful_requests,
+                failed: st.failed_requests,
+                ms: st.total_response_time_ms,
+            },
+        }));
         live.extend(self.keys.values().map(|k| Record::KeyPut { k: k.clone() }));
         self.compact_at = COMPACT_EVERY.max(live.len() as u64 * COMPACT_RATIO);
         self.journal()?.rewrite(&live)
@@ -313,7 +360,7 @@ impl RequestLogs for EmbeddedState {
         log.id = inner
             .logs
             .get(subject)
-            .and_then(|l| l.last())
+            .and_then(|l| l.back())
             .map(|l| l.id)
             .unwrap_or(0)
             + 1;
@@ -568,6 +615,40 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn logs_are_capped_per_key_but_stats_keep_counting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.journal");
+        {
+            let s = EmbeddedState::open_with(&path, 3).unwrap();
+            for i in 0..5 {
+                s.log_request("k", log("success", 1_000 + i)).await.unwrap();
+            }
+        }
+        let s = EmbeddedState::open_with(&path, 3).unwrap();
+        let q = LogQuery {
+            from_ms: 0,
+            to_ms: i64::MAX,
+            page: 1,
+            limit: 10,
+        };
+        let p = s.logs("k", q).await.unwrap();
+        assert_eq!(p.logs.iter().map(|l| l.id).collect::<Vec<_>>(), [5, 4, 3]);
+        assert_eq!(s.request_stats("k").await.unwrap().total_requests, 5);
+        assert_eq!(
+            s.log_request("k", log("success", 2_000)).await.unwrap(),
+            6,
+            "ids keep counting"
+        );
+        drop(s);
+        // Opens compact: the dropped logs must not take their counts along.
+        for _ in 0..2 {
+            let s = EmbeddedState::open_with(&path, 3).unwrap();
+            let st = s.request_stats("k").await.unwrap();
+            assert_eq!((st.total_requests, st.total_response_time_ms), (6, 600));
+        }
     }
 
     #[tokio::test]

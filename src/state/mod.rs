@@ -26,13 +26,19 @@ pub fn open(config: &Config) -> Result<Arc<dyn StateStore>, StateError> {
                 Some(p) => Path::new(p).to_path_buf(),
                 None => Path::new(&config.data_dir).join("state.journal"),
             };
-            Ok(Arc::new(EmbeddedState::open(&path)?))
+            Ok(Arc::new(EmbeddedState::open_with(
+                &path,
+                config.state.logs_per_key,
+            )?))
         }
         StateBackend::Redis => {
             let cfg = config.state.redis.clone().ok_or_else(|| {
                 StateError::Unavailable("state.redis is required with backend: redis".into())
             })?;
-            Ok(Arc::new(RedisState::connect(cfg)?))
+            Ok(Arc::new(RedisState::connect(
+                cfg,
+                config.state.logs_per_key,
+            )?))
         }
     }
 }

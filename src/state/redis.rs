@@ -49,9 +49,6 @@ pub struct RedisConfig {
     /// Reservations of an instance that died mid-request expire after this.
     #[serde(default = "default_reservation_ttl")]
     pub reservation_ttl_seconds: u64,
-    /// Request logs kept per key (newest first); older ones are dropped.
-    #[serde(default = "default_logs_per_key")]
-    pub logs_per_key: u64,
 }
 
 fn default_timeout() -> u64 {
@@ -59,9 +56,6 @@ fn default_timeout() -> u64 {
 }
 fn default_reservation_ttl() -> u64 {
     600
-}
-fn default_logs_per_key() -> u64 {
-    10_000
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -82,6 +76,8 @@ pub struct RedisState {
     rt: tokio::runtime::Runtime,
     conn: Conn,
     cfg: RedisConfig,
+    /// Request logs kept per key (newest first).
+    logs_per_key: u64,
     scripts: Arc<Scripts>,
     /// Per-instance limiter used while Redis is away (policy `local`).
     local: Mutex<HashMap<String, SlidingLog>>,
@@ -188,7 +184,7 @@ fn key(subject: &str, what: &str) -> String {
 }
 
 impl RedisState {
-    pub fn connect(cfg: RedisConfig) -> Result<RedisState, StateError> {
+    pub fn connect(cfg: RedisConfig, logs_per_key: u64) -> Result<RedisState, StateError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("redis-io")
@@ -238,6 +234,7 @@ impl RedisState {
             rt,
             conn,
             cfg,
+            logs_per_key: logs_per_key.max(1),
             scripts: Arc::new(Scripts::new()),
             local: Mutex::new(HashMap::new()),
         })
@@ -411,7 +408,7 @@ impl RequestLogs for RedisState {
             key(subject, "logseq"),
             key(subject, "stats"),
         );
-        let keep = self.cfg.logs_per_key.max(1);
+        let keep = self.logs_per_key;
         let ms = log.response_time_ms;
         self.run(move |c, s| async move {
             let mut inv = s.log.prepare_invoke();
