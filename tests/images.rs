@@ -61,12 +61,7 @@ fn start(sim: &str, handler: &str, quota: u64) -> ImageGateway {
     );
     let gw = Gateway::with(&yaml);
     // The simulator starts beside the listeners; wait for it too.
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", sim_port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_for_port(sim_port);
     ImageGateway { gw, sim: sim_port }
 }
 
@@ -89,15 +84,7 @@ impl ImageGateway {
     }
 
     async fn get(&self, path: &str) -> Value {
-        client()
-            .get(self.gw.url(path))
-            .header("authorization", bearer(KEY))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(&self.gw.url(path), KEY).await
     }
 
     async fn used(&self) -> u64 {
@@ -129,40 +116,7 @@ fn images(v: &Value) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seeds_eight_curl_examples_work() {
     let g = start("", "", 1000);
-    let examples = [
-        (
-            json!({"model": "seedream-4.5", "prompt": "Vibrant close-up editorial portrait, model with piercing gaze", "size": "2K", "response_format": "url", "watermark": false}),
-            1,
-        ),
-        (
-            json!({"model": "seedream-4.5", "prompt": "Keep the model pose unchanged. Change the clothing material.", "image": "https://example.com/my-photo.jpg", "size": "2K", "watermark": false}),
-            1,
-        ),
-        (
-            json!({"model": "seedream-4.5", "prompt": "Replace the clothing in image 1 with the outfit from image 2.", "image": ["https://example.com/model-photo.jpg", "https://example.com/outfit-photo.jpg"], "size": "2K", "sequential_image_generation": "disabled", "watermark": false}),
-            1,
-        ),
-        (
-            json!({"model": "seedream-4.5", "prompt": "Generate 4 illustrations of the same courtyard across seasons", "size": "2K", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}, "watermark": false}),
-            4,
-        ),
-        (
-            json!({"model": "seedream-4.5", "prompt": "Using this LOGO as reference, create a visual design system", "image": "https://example.com/my-logo.png", "size": "2K", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}, "watermark": false}),
-            4,
-        ),
-        (
-            json!({"model": "seedream-4.5", "prompt": "Generate 3 images of a girl and a cow plushie", "image": ["https://example.com/girl-character.png", "https://example.com/cow-plushie.png"], "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 3}, "size": "2K", "watermark": false}),
-            3,
-        ),
-        (
-            json!({"model": "seedream-4.0", "prompt": "Generate 4 coherent illustrations of a courtyard across four seasons", "size": "2K", "sequential_image_generation": "auto", "sequential_image_generation_options": {"max_images": 4}, "optimize_prompt_options": {"mode": "fast"}, "watermark": false}),
-            4,
-        ),
-        (
-            json!({"model": "seedream-4.5", "prompt": "A cute cat in different poses: sitting, jumping, sleeping", "n": 3, "size": "2K", "watermark": false}),
-            3,
-        ),
-    ];
+    let examples = seed_examples();
     let mut total = 0;
     for (i, (body, want)) in examples.into_iter().enumerate() {
         let (s, v) = g.generate(body).await;
@@ -183,16 +137,10 @@ async fn the_seeds_eight_curl_examples_work() {
         .generate(json!({"model": "seedream-4.5", "prompt": "poster portrait 3:4", "size": "2K"}))
         .await;
     assert_eq!(v["data"][0]["size"], "1728x2304");
-    let jpeg = client()
-        .get(v["data"][0]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let dim = imagesize::blob_size(&jpeg).unwrap();
-    assert_eq!((dim.width, dim.height), (1728, 2304));
+    assert_eq!(
+        jpeg_dimensions(v["data"][0]["url"].as_str().unwrap()).await,
+        (1728, 2304)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

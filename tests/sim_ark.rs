@@ -3,9 +3,8 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use common::{client, free_port};
+use common::{client, free_port, jpeg_dimensions, wait_for_port};
 use serde_json::{json, Value};
 
 struct Sim(Child, u16);
@@ -26,12 +25,7 @@ fn sim(args: &[&str]) -> Sim {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_for_port(port);
     Sim(child, port)
 }
 
@@ -102,16 +96,10 @@ async fn speaks_arks_generation_api() {
         v["usage"],
         json!({"generated_images": 1, "output_tokens": 65_360, "total_tokens": 65_360})
     );
-    let jpeg = client()
-        .get(data[1]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let dim = imagesize::blob_size(&jpeg).unwrap();
-    assert_eq!((dim.width, dim.height), (5504, 3040));
+    assert_eq!(
+        jpeg_dimensions(data[1]["url"].as_str().unwrap()).await,
+        (5504, 3040)
+    );
 
     // Forgotten images are gone, as Ark's expire after 24 h.
     client()

@@ -60,12 +60,7 @@ fn gateway(state: &str, quota: u64, per_minute: u32) -> Gateway {
     yaml += &format!("  - name: probe\n    match: {{path_prefix: /probe}}\n    filters: {chain}\n    handler: {{type: not_implemented, message: admitted}}\n");
     yaml += &format!("keys:\n  - {{key: {KEY}, owner: Shared, quota: {quota}, rate_limit_per_minute: {per_minute}}}\n");
     let gw = Gateway::with(&yaml);
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", sim)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_for_port(sim);
     gw
 }
 
@@ -93,15 +88,7 @@ async fn image(gw: &Gateway) -> u16 {
 }
 
 async fn get(gw: &Gateway, path: &str) -> Value {
-    client()
-        .get(gw.url(path))
-        .header("authorization", bearer(KEY))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(&gw.url(path), KEY).await
 }
 
 // ---- the shared suite ----

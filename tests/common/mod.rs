@@ -292,3 +292,80 @@ pub fn client() -> reqwest::Client {
 pub fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
+
+/// The seed's eight curl examples (seed 000), with how many images each yields.
+pub fn seed_examples() -> Vec<(serde_json::Value, usize)> {
+    use serde_json::json;
+    vec![
+        (
+            json!({"model":"seedream-4.5","prompt":"Vibrant close-up editorial portrait, model with piercing gaze, wearing a sculptural hat","size":"2K","response_format":"url","watermark":false}),
+            1,
+        ),
+        (
+            json!({"model":"seedream-4.5","prompt":"Keep the model pose unchanged. Change the clothing material from silver metal to clear water.","image":"https://example.com/my-photo.jpg","size":"2K","watermark":false}),
+            1,
+        ),
+        (
+            json!({"model":"seedream-4.5","prompt":"Replace the clothing in image 1 with the outfit from image 2.","image":["https://example.com/model-photo.jpg","https://example.com/outfit-photo.jpg"],"size":"2K","sequential_image_generation":"disabled","watermark":false}),
+            1,
+        ),
+        (
+            json!({"model":"seedream-4.5","prompt":"Generate 4 illustrations of the same courtyard across seasons","size":"2K","sequential_image_generation":"auto","sequential_image_generation_options":{"max_images":4},"watermark":false}),
+            4,
+        ),
+        (
+            json!({"model":"seedream-4.5","prompt":"Using this LOGO as reference, create a visual design system for GREEN","image":"https://example.com/my-logo.png","size":"2K","sequential_image_generation":"auto","sequential_image_generation_options":{"max_images":4},"watermark":false}),
+            4,
+        ),
+        (
+            json!({"model":"seedream-4.5","prompt":"Generate 3 images of a girl and a cow plushie riding a roller coaster","image":["https://example.com/girl-character.png","https://example.com/cow-plushie.png"],"sequential_image_generation":"auto","sequential_image_generation_options":{"max_images":3},"size":"2K","watermark":false}),
+            3,
+        ),
+        (
+            json!({"model":"seedream-4.0","prompt":"Generate 4 coherent illustrations of a courtyard across four seasons","size":"2K","sequential_image_generation":"auto","sequential_image_generation_options":{"max_images":4},"optimize_prompt_options":{"mode":"fast"},"watermark":false}),
+            4,
+        ),
+        (
+            json!({"model":"seedream-4.5","prompt":"A cute cat in different poses: sitting, jumping, sleeping","n":3,"size":"2K","watermark":false}),
+            3,
+        ),
+    ]
+}
+
+/// Wait (up to 5 s) until something listens on `port`: the in-process
+/// simulator starts beside the gateway's listeners.
+pub fn wait_for_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// GET `url` with `key` as bearer, as JSON.
+pub async fn get_json(url: &str, key: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .header("authorization", bearer(key))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Download a JPEG and read its dimensions from the header.
+pub async fn jpeg_dimensions(url: &str) -> (usize, usize) {
+    let jpeg = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let dim = imagesize::blob_size(&jpeg).unwrap();
+    (dim.width, dim.height)
+}
