@@ -23,6 +23,31 @@ pub struct RequestCtx {
     pub rate_limit: Option<RateDecision>,
     /// The filter that refused the request, if any (for metrics and the access log).
     pub rejected_by: Option<&'static str>,
+    /// How errors are written: JSON, or S3 XML on the S3 endpoint.
+    pub error_format: ErrorFormat,
+    /// The SigV4 the `s3_auth` filter verified, for the handler to check
+    /// the payload against.
+    pub s3: Option<crate::sigv4::VerifiedSignature>,
+    /// Set by the gateway when the route's handler counts the rate limit
+    /// itself, together with its quota reservation (one state round trip).
+    pub defer_rate_limit: bool,
+    /// What `rate_limit` left for such a handler to count.
+    pub pending_rate_limit: Option<PendingRateLimit>,
+}
+
+/// A rate-limit check handed from the filter to the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRateLimit {
+    pub bucket: String,
+    pub limit: u32,
+    pub window: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ErrorFormat {
+    #[default]
+    Json,
+    S3Xml,
 }
 
 impl RequestCtx {
@@ -34,6 +59,10 @@ impl RequestCtx {
             key: None,
             rate_limit: None,
             rejected_by: None,
+            error_format: ErrorFormat::Json,
+            s3: None,
+            defer_rate_limit: false,
+            pending_rate_limit: None,
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     KeyExpired,
     /// 403: the route needs the other type of key.
     WrongKeyType,
+    /// 403: the key may not touch this resource (another tenant's bucket).
+    Forbidden,
     /// 404: no route matches.
     NotFound,
     /// 405: a route has this path, not this method.
@@ -58,7 +60,10 @@ impl ErrorKind {
             ErrorKind::QuotaExceeded => 403,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Unauthorized => 401,
-            ErrorKind::KeySuspended | ErrorKind::KeyExpired | ErrorKind::WrongKeyType => 403,
+            ErrorKind::KeySuspended
+            | ErrorKind::KeyExpired
+            | ErrorKind::WrongKeyType
+            | ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::RateLimited | ErrorKind::TooManyRequestsFromIp => 429,
@@ -84,6 +89,7 @@ impl ErrorKind {
             ErrorKind::KeySuspended => "KeySuspended",
             ErrorKind::KeyExpired => "KeyExpired",
             ErrorKind::WrongKeyType => "WrongKeyType",
+            ErrorKind::Forbidden => "Forbidden",
             ErrorKind::NotFound => "NotFound",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
             ErrorKind::RateLimited => "RateLimitExceeded",
@@ -110,6 +116,7 @@ impl ErrorKind {
             ErrorKind::KeySuspended => "suspended",
             ErrorKind::KeyExpired => "expired",
             ErrorKind::WrongKeyType => "wrong_key_type",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotFound => "not_found",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::RateLimited => "rate_limited",
@@ -125,12 +132,41 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// The S3 error code for S3 requests (which get XML, not JSON).
+    pub fn s3_code(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest | ErrorKind::InvalidParameter => "InvalidRequest",
+            ErrorKind::MissingParameter => "InvalidRequest",
+            ErrorKind::QuotaExceeded => "QuotaExceeded",
+            ErrorKind::PayloadTooLarge => "EntityTooLarge",
+            ErrorKind::Unauthorized
+            | ErrorKind::KeySuspended
+            | ErrorKind::KeyExpired
+            | ErrorKind::WrongKeyType
+            | ErrorKind::Forbidden => "AccessDenied",
+            ErrorKind::NotFound => "NoSuchKey",
+            ErrorKind::MethodNotAllowed => "MethodNotAllowed",
+            ErrorKind::RateLimited | ErrorKind::TooManyRequestsFromIp => "SlowDown",
+            ErrorKind::HeadersTooLarge => "RequestHeaderSectionTooLarge",
+            ErrorKind::ClientClosed => "RequestTimeout",
+            ErrorKind::NotImplemented => "NotImplemented",
+            ErrorKind::BadGateway | ErrorKind::Internal => "InternalError",
+            ErrorKind::ServiceUnavailable => "ServiceUnavailable",
+            ErrorKind::GatewayTimeout => "RequestTimeout",
+        }
+    }
+}
+
 /// A client-facing error: a kind, a message, and (for 429/503) when to retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayError {
     pub kind: ErrorKind,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// For S3 requests: a specific S3 status and code (e.g. 403
+    /// `SignatureDoesNotMatch`) instead of the kind's.
+    pub s3: Option<(u16, &'static str)>,
 }
 
 impl GatewayError {
@@ -139,6 +175,7 @@ impl GatewayError {
             kind,
             message: message.into(),
             retry_after: None,
+            s3: None,
         }
     }
 
@@ -157,6 +194,26 @@ impl GatewayError {
 
     pub fn status(&self) -> u16 {
         self.kind.status()
+    }
+
+    /// An S3 status and code for S3 requests.
+    pub fn with_s3(mut self, status: u16, code: &'static str) -> Self {
+        self.s3 = Some((status, code));
+        self
+    }
+
+    /// The status of the S3 (XML) answer: S3 answers auth failures with
+    /// 403, never 401.
+    pub fn s3_status(&self) -> u16 {
+        match (self.s3, self.kind) {
+            (Some((status, _)), _) => status,
+            (None, ErrorKind::Unauthorized) => 403,
+            (None, kind) => kind.status(),
+        }
+    }
+
+    pub fn s3_code(&self) -> &'static str {
+        self.s3.map(|(_, c)| c).unwrap_or(self.kind.s3_code())
     }
 
     /// The JSON body: `{"error":{"code":"...","message":"..."}}`.

@@ -74,7 +74,26 @@ pub fn bearer_key(value: &[u8]) -> Result<&str, GatewayError> {
     Ok(key)
 }
 
-fn now_unix() -> i64 {
+/// A known key may still be refused: suspended (403) or expired (403).
+pub fn check_usable(key: &crate::keys::ApiKey) -> Result<(), GatewayError> {
+    if key.status == KeyStatus::Suspended {
+        return Err(GatewayError::new(
+            ErrorKind::KeySuspended,
+            "This API key is suspended. Please contact an administrator.",
+        ));
+    }
+    if let Some(exp) = key.expires_at {
+        if now_unix() >= exp {
+            return Err(GatewayError::new(
+                ErrorKind::KeyExpired,
+                "This API key has expired. Please contact an administrator.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -114,20 +133,7 @@ impl Filter for KeyAuth {
             },
         };
         let key = key.ok_or_else(|| unauthorized("Invalid API key."))?;
-        if key.status == KeyStatus::Suspended {
-            return Err(GatewayError::new(
-                ErrorKind::KeySuspended,
-                "This API key is suspended. Please contact an administrator.",
-            ));
-        }
-        if let Some(exp) = key.expires_at {
-            if now_unix() >= exp {
-                return Err(GatewayError::new(
-                    ErrorKind::KeyExpired,
-                    "This API key has expired. Please contact an administrator.",
-                ));
-            }
-        }
+        check_usable(&key)?;
         ctx.key = Some(key);
         Ok(())
     }

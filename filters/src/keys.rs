@@ -73,6 +73,49 @@ pub struct ApiKey {
     pub quota: u64,
     /// Requests per minute; `None` uses the route's or the default limit.
     pub rate_limit_per_minute: Option<u32>,
+    /// Storage keys: the bucket `/s3/*` works in.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Storage keys: the credential of the S3-compatible endpoint. The
+    /// secret is kept as is: SigV4 verification needs it, not a hash.
+    #[serde(default)]
+    pub s3: Option<S3Credential>,
+}
+
+/// An S3 access key id and its secret.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Credential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// Never print the secret.
+impl std::fmt::Debug for S3Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credential")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ApiKey {
+    /// A short, stable id of the key's owner in backend names (bucket
+    /// names, gallery paths): 12 hex digits of the key's hash.
+    pub fn tenant_id(&self) -> String {
+        hex(&self.hash[..6])
+    }
+
+    /// The key's name in the state store (half its hash, never the key).
+    pub fn subject(&self) -> String {
+        hex(&self.hash[..16])
+    }
+
+    /// The bucket `/s3/*` works in.
+    pub fn default_bucket(&self) -> &str {
+        self.bucket.as_deref().unwrap_or("default")
+    }
 }
 
 /// SHA-256 of a presented key.
@@ -95,13 +138,31 @@ pub fn key_ref(key_type: KeyType, hash: &[u8; 32]) -> String {
 #[derive(Debug, Default)]
 pub struct KeyDirectory {
     by_hash: HashMap<[u8; 32], Arc<ApiKey>>,
+    by_access_key: HashMap<String, Arc<ApiKey>>,
 }
 
 impl KeyDirectory {
     pub fn new(keys: impl IntoIterator<Item = ApiKey>) -> Self {
+        let by_hash: HashMap<[u8; 32], Arc<ApiKey>> =
+            keys.into_iter().map(|k| (k.hash, Arc::new(k))).collect();
+        let by_access_key = by_hash
+            .values()
+            .filter_map(|k| Some((k.s3.as_ref()?.access_key_id.clone(), k.clone())))
+            .collect();
         KeyDirectory {
-            by_hash: keys.into_iter().map(|k| (k.hash, Arc::new(k))).collect(),
+            by_hash,
+            by_access_key,
         }
+    }
+
+    /// Every key of the directory.
+    pub fn all(&self) -> Vec<Arc<ApiKey>> {
+        self.by_hash.values().cloned().collect()
+    }
+
+    /// The storage key an S3 access key id belongs to.
+    pub fn lookup_access_key(&self, access_key_id: &str) -> Option<Arc<ApiKey>> {
+        self.by_access_key.get(access_key_id).cloned()
     }
 
     /// Find the key a client presented. The map lookup is on the SHA-256 of
@@ -141,6 +202,8 @@ pub(crate) fn test_key(key: &str, status: KeyStatus, expires_at: Option<i64>) ->
         expires_at,
         quota: 100,
         rate_limit_per_minute: None,
+        bucket: None,
+        s3: None,
     }
 }
 
@@ -210,6 +273,8 @@ pub struct StoredKeys {
     store: std::sync::Arc<dyn crate::state::KeyStore>,
     ttl: std::time::Duration,
     cache: parking_lot::Mutex<HashMap<[u8; 32], Cached>>,
+    /// The same, by S3 access key id.
+    by_access_key: parking_lot::Mutex<HashMap<String, Cached>>,
 }
 
 /// When an entry was fetched, and what was found (`None`: no such key).
@@ -228,7 +293,34 @@ impl StoredKeys {
             store,
             ttl,
             cache: Default::default(),
+            by_access_key: Default::default(),
         }
+    }
+
+    /// The stored key holding an S3 access key id (same caching rules).
+    pub async fn lookup_access_key(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<Arc<ApiKey>>, crate::state::StateError> {
+        if let Some((at, found)) = self.by_access_key.lock().get(access_key_id) {
+            if at.elapsed() < self.ttl {
+                return Ok(found.clone());
+            }
+        }
+        let found = self
+            .store
+            .key_get_by_access_key(access_key_id)
+            .await?
+            .map(Arc::new);
+        let mut cache = self.by_access_key.lock();
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            access_key_id.to_string(),
+            (std::time::Instant::now(), found.clone()),
+        );
+        Ok(found)
     }
 
     pub async fn lookup(

@@ -12,6 +12,7 @@ pub mod error;
 pub mod filter;
 pub mod keys;
 pub mod registry;
+pub mod sigv4;
 pub mod state;
 
 pub mod ip_guard;
@@ -19,13 +20,15 @@ pub mod key_auth;
 pub mod key_type;
 pub mod rate_limit;
 pub mod request_id;
+pub mod s3_auth;
 
-pub use context::RequestCtx;
+pub use context::{ErrorFormat, RequestCtx};
 pub use error::{ErrorKind, GatewayError};
 pub use filter::{BuildEnv, Filter, FilterChain};
 pub use keys::{ApiKey, KeyDirectory, KeyStatus, KeyType, StoredKeys};
 pub use registry::FilterConfig;
 pub use state::{
-    KeyStore, LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog,
-    RequestLogs, RequestStats, Reservation, StateError, StateStore,
+    Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
+    Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats, Reservation,
+    StateError, StateStore, StorageLedger,
 };

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use pingora_http::{RequestHeader, ResponseHeader};
 use serde::Deserialize;
 
-use crate::context::RequestCtx;
+use crate::context::{PendingRateLimit, RequestCtx};
 use crate::error::{ErrorKind, GatewayError};
 use crate::filter::Filter;
 use crate::state::RateLimits;
@@ -82,9 +82,19 @@ impl Filter for RateLimit {
     ) -> Result<(), GatewayError> {
         let key = ctx.require_key("rate_limit")?;
         let limit = key.rate_limit_per_minute.unwrap_or(self.default_limit);
-        // The bucket names the key by its hash, never the key itself; the
-        // braces are a Redis Cluster hash tag keeping a key's data on one slot.
-        let bucket = format!("rl:{}:{{{}}}", self.scope, hex8(&key.hash));
+        // The bucket names the key by its subject (half its hash), never the
+        // key itself; the braces are a Redis Cluster hash tag that puts it in
+        // the slot of the key's quota, so both can change in one script.
+        let bucket = format!("rl:{}:{{{}}}", self.scope, key.subject());
+        if ctx.defer_rate_limit {
+            // The handler counts it together with its quota reservation.
+            ctx.pending_rate_limit = Some(PendingRateLimit {
+                bucket,
+                limit,
+                window: WINDOW,
+            });
+            return Ok(());
+        }
         let decision = self
             .state
             .rate_limit(&bucket, 1, limit, WINDOW)
@@ -94,11 +104,7 @@ impl Filter for RateLimit {
         if decision.allowed {
             Ok(())
         } else {
-            Err(GatewayError::new(
-                ErrorKind::RateLimited,
-                format!("Rate limit exceeded: {limit} requests per minute for this API key."),
-            )
-            .with_retry_after(decision.reset_after))
+            Err(refused(&decision))
         }
     }
 
@@ -114,8 +120,16 @@ impl Filter for RateLimit {
     }
 }
 
-fn hex8(hash: &[u8; 32]) -> String {
-    hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+/// The 429 for a refused decision.
+pub fn refused(decision: &crate::state::RateDecision) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::RateLimited,
+        format!(
+            "Rate limit exceeded: {} requests per minute for this API key.",
+            decision.limit
+        ),
+    )
+    .with_retry_after(decision.reset_after)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use crate::filter::{BuildEnv, Filter, FilterChain};
-use crate::{ip_guard, key_auth, key_type, rate_limit, request_id};
+use crate::{ip_guard, key_auth, key_type, rate_limit, request_id, s3_auth};
 
 /// One entry of a route's `filters:` list, e.g. `- rate_limit: {per_minute: 10}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +14,7 @@ pub enum FilterConfig {
     RequestId(request_id::RequestIdConfig),
     IpGuard(ip_guard::IpGuardConfig),
     KeyAuth(key_auth::KeyAuthConfig),
+    S3Auth(s3_auth::S3AuthConfig),
     KeyType(key_type::KeyTypeConfig),
     RateLimit(rate_limit::RateLimitConfig),
 }
@@ -23,6 +24,7 @@ pub const NAMES: &[&str] = &[
     "request_id",
     "ip_guard",
     "key_auth",
+    "s3_auth",
     "key_type",
     "rate_limit",
 ];
@@ -44,6 +46,7 @@ impl<'de> Deserialize<'de> for FilterConfig {
                     "request_id" => FilterConfig::RequestId(map.next_value()?),
                     "ip_guard" => FilterConfig::IpGuard(map.next_value()?),
                     "key_auth" => FilterConfig::KeyAuth(map.next_value()?),
+                    "s3_auth" => FilterConfig::S3Auth(map.next_value()?),
                     "key_type" => FilterConfig::KeyType(map.next_value()?),
                     "rate_limit" => FilterConfig::RateLimit(map.next_value()?),
                     other => return Err(de::Error::unknown_variant(other, NAMES)),
@@ -73,6 +76,7 @@ impl FilterConfig {
             FilterConfig::RequestId(_) => "request_id",
             FilterConfig::IpGuard(_) => "ip_guard",
             FilterConfig::KeyAuth(_) => "key_auth",
+            FilterConfig::S3Auth(_) => "s3_auth",
             FilterConfig::KeyType(_) => "key_type",
             FilterConfig::RateLimit(_) => "rate_limit",
         }
@@ -84,7 +88,9 @@ impl FilterConfig {
         let errs: Vec<(&str, String)> = match self {
             FilterConfig::RequestId(c) => c.validate(),
             FilterConfig::IpGuard(c) => c.validate(),
-            FilterConfig::KeyAuth(_) | FilterConfig::KeyType(_) => vec![],
+            FilterConfig::KeyAuth(_) | FilterConfig::S3Auth(_) | FilterConfig::KeyType(_) => {
+                vec![]
+            }
             FilterConfig::RateLimit(c) => c.validate(),
         };
         errs.into_iter()
@@ -100,6 +106,11 @@ impl FilterConfig {
             FilterConfig::RequestId(c) => Arc::new(request_id::RequestId::new(c)),
             FilterConfig::IpGuard(c) => Arc::new(ip_guard::IpGuard::new(c)),
             FilterConfig::KeyAuth(c) => Arc::new(key_auth::KeyAuth::new(
+                c,
+                env.keys.clone(),
+                env.stored_keys.clone(),
+            )),
+            FilterConfig::S3Auth(c) => Arc::new(s3_auth::S3Auth::new(
                 c,
                 env.keys.clone(),
                 env.stored_keys.clone(),
@@ -126,7 +137,7 @@ pub fn validate_chain(chain: &[FilterConfig]) -> Vec<(usize, FilterConfigError)>
         for e in f.validate() {
             errors.push((i, e));
         }
-        if matches!(f, FilterConfig::KeyAuth(_)) {
+        if matches!(f, FilterConfig::KeyAuth(_) | FilterConfig::S3Auth(_)) {
             seen_auth = true;
         }
         if f.needs_key() && !seen_auth {
@@ -135,7 +146,7 @@ pub fn validate_chain(chain: &[FilterConfig]) -> Vec<(usize, FilterConfigError)>
                 FilterConfigError {
                     path: f.name().to_string(),
                     message:
-                        "must come after key_auth in the chain (it reads the authenticated key)"
+                        "must come after key_auth or s3_auth in the chain (it reads the authenticated key)"
                             .into(),
                 },
             ));

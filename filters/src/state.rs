@@ -161,6 +161,18 @@ pub trait Quotas: Send + Sync {
     async fn quota_refund(&self, subject: &str, amount: u64) -> Result<(), StateError>;
 
     async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError>;
+
+    /// Count one request against a rate-limit bucket and, only when it is
+    /// admitted, reserve `amount` of `subject`'s quota: what an image
+    /// request needs before it calls upstream. Backends with a network hop
+    /// do both in one round trip (the bucket is tagged with the subject).
+    async fn admit_and_reserve(
+        &self,
+        rate: &crate::context::PendingRateLimit,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<(RateDecision, Option<Reservation>), StateError>;
 }
 
 /// Request records behind the account endpoints.
@@ -183,11 +195,149 @@ pub trait KeyStore: Send + Sync {
     /// `false` when there was no such key.
     async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError>;
     async fn key_list(&self) -> Result<Vec<crate::keys::ApiKey>, StateError>;
+
+    /// The stored key holding this S3 access key id.
+    async fn key_get_by_access_key(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<crate::keys::ApiKey>, StateError>;
+}
+
+/// Where bytes of a storage key are counted: a whole object, or one part
+/// of a multipart upload not yet completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerSlot {
+    /// `<bucket>/<key>`.
+    Object(String),
+    Part {
+        upload_id: String,
+        part: u32,
+    },
+}
+
+/// A multipart upload in progress, as ListMultipartUploads shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpenUpload {
+    pub upload_id: String,
+    /// The tenant's bucket.
+    pub bucket: String,
+    pub key: String,
+    /// Unix milliseconds.
+    pub initiated_ms: i64,
+}
+
+/// The byte ledger behind storage quotas (DESIGN §4). Usage is the sum of
+/// the sizes recorded here; the `used`/`reserved` counters are the same as
+/// [`Quotas`]'s for the subject, so `quota_usage` reports them.
+#[async_trait]
+pub trait StorageLedger: Send + Sync {
+    /// Hold room for `amount` bytes about to be written to `slot`. What the
+    /// slot holds now counts as credit: an overwrite needs only the
+    /// difference. `Ok(None)`: the quota cannot cover it. Atomic.
+    async fn storage_reserve(
+        &self,
+        subject: &str,
+        slot: &LedgerSlot,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Option<Reservation>, StateError>;
+
+    /// The write landed with `size` bytes: release the reservation and set
+    /// the slot to `size` (usage moves by the difference). Durable;
+    /// repeating it changes nothing.
+    async fn storage_commit(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        slot: &LedgerSlot,
+        size: u64,
+    ) -> Result<(), StateError>;
+
+    /// The write failed: release the reservation.
+    async fn storage_release(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+    ) -> Result<(), StateError>;
+
+    /// The object is gone; returns the bytes given back.
+    async fn storage_remove(&self, subject: &str, object: &str) -> Result<u64, StateError>;
+
+    /// A multipart upload completed into `object` of `size` bytes: its parts
+    /// leave the ledger and the object takes their place.
+    async fn storage_complete(
+        &self,
+        subject: &str,
+        upload_id: &str,
+        object: &str,
+        size: u64,
+    ) -> Result<(), StateError>;
+
+    /// A multipart upload was aborted; returns the bytes its parts held.
+    async fn storage_abort(&self, subject: &str, upload_id: &str) -> Result<u64, StateError>;
+
+    /// A multipart upload began (listed until it completes or aborts).
+    async fn storage_upload_begin(
+        &self,
+        subject: &str,
+        upload: OpenUpload,
+    ) -> Result<(), StateError>;
+
+    /// The subject's open multipart uploads, oldest first.
+    async fn storage_uploads(&self, subject: &str) -> Result<Vec<OpenUpload>, StateError>;
+
+    /// Replace the subject's objects with what the backend holds (parts of
+    /// open uploads stay). Returns the new usage.
+    async fn storage_reconcile(
+        &self,
+        subject: &str,
+        objects: Vec<(String, u64)>,
+    ) -> Result<u64, StateError>;
+}
+
+/// One image of a key's gallery (DESIGN §3).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GalleryRecord {
+    /// Assigned by the store, increasing per subject.
+    #[serde(default)]
+    pub id: u64,
+    /// Unguessable; names the stored copy (`/gallery/<token>.jpeg`).
+    pub token: String,
+    pub prompt: String,
+    /// Model alias the client asked for.
+    pub model: String,
+    /// The size the client asked for (`2K`, `2048x2048`).
+    pub image_size: String,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// Gallery records, newest first, at most `keep` per subject.
+#[async_trait]
+pub trait Galleries: Send + Sync {
+    /// Add a record; returns its id and the records pushed out by `keep`
+    /// (whose stored copies the caller deletes).
+    async fn gallery_add(
+        &self,
+        subject: &str,
+        record: GalleryRecord,
+        keep: u64,
+    ) -> Result<(u64, Vec<GalleryRecord>), StateError>;
+
+    /// A 1-based page, newest first, and how many there are in all.
+    async fn gallery_page(
+        &self,
+        subject: &str,
+        page: u64,
+        limit: u64,
+    ) -> Result<(Vec<GalleryRecord>, u64), StateError>;
 }
 
 /// A whole state backend.
 #[async_trait]
-pub trait StateStore: RateLimits + Quotas + RequestLogs + KeyStore + 'static {
+pub trait StateStore:
+    RateLimits + Quotas + RequestLogs + KeyStore + StorageLedger + Galleries + 'static
+{
     /// Whether the backend can serve requests now (for `/readyz`).
     async fn ready(&self) -> bool;
 

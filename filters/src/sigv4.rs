@@ -1,0 +1,891 @@
+//! AWS Signature Version 4 for S3: the canonical request, the signing key,
+//! and the three things the gateway does with them — verify a client's
+//! header or presigned signature, verify the chunk and trailer signatures of
+//! a streaming upload, and sign its own requests to the storage backend.
+//!
+//! One implementation serves both directions, so what the gateway accepts
+//! and what it sends cannot drift apart.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+pub const STREAMING_SIGNED: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+pub const STREAMING_SIGNED_TRAILER: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
+pub const STREAMING_UNSIGNED_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+/// SHA-256 of the empty string, part of every chunk's string to sign.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// How long a header signature stays valid around the server's clock.
+pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
+/// The longest a presigned URL may live (S3's own limit: 7 days).
+pub const MAX_PRESIGN_SECONDS: i64 = 7 * 24 * 3600;
+
+type HmacSha256 = Hmac<Sha256>;
+
+pub fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail here.
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    crate::keys::hex(&Sha256::digest(data))
+}
+
+/// The key a signature is made with, derived from the secret and the scope.
+pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac(&k_date, region.as_bytes());
+    let k_service = hmac(&k_region, service.as_bytes());
+    hmac(&k_service, b"aws4_request")
+}
+
+/// `<date>/<region>/<service>/aws4_request`, and who signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub access_key_id: String,
+    /// `YYYYMMDD`.
+    pub date: String,
+    pub region: String,
+    pub service: String,
+}
+
+impl Credential {
+    /// Parse `AKID/20130524/us-east-1/s3/aws4_request`.
+    pub fn parse(s: &str) -> Result<Credential, SigError> {
+        let parts: Vec<&str> = s.split('/').collect();
+        if parts.len() != 5 || parts[4] != "aws4_request" || parts[0].is_empty() {
+            return Err(SigError::Malformed(format!(
+                "credential {s:?} is not <key id>/<date>/<region>/<service>/aws4_request"
+            )));
+        }
+        if parts[1].len() != 8 || !parts[1].bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SigError::Malformed(format!(
+                "credential date {:?} is not YYYYMMDD",
+                parts[1]
+            )));
+        }
+        Ok(Credential {
+            access_key_id: parts[0].to_string(),
+            date: parts[1].to_string(),
+            region: parts[2].to_string(),
+            service: parts[3].to_string(),
+        })
+    }
+
+    pub fn scope(&self) -> String {
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
+    }
+}
+
+/// Why a signature was refused. Each maps to an S3 error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigError {
+    /// The request carries no SigV4 at all.
+    Missing,
+    /// The Authorization header or the query parameters do not parse.
+    Malformed(String),
+    /// Unknown access key id.
+    UnknownAccessKey,
+    /// The signature does not match.
+    Mismatch,
+    /// The request's date is too far from the server's clock.
+    Skewed,
+    /// A presigned URL past its expiry.
+    Expired,
+    /// The payload does not match its declared hash or chunk signature.
+    PayloadMismatch(String),
+    /// Signature Version 2: retired by AWS, not accepted here.
+    Version2,
+}
+
+impl SigError {
+    /// The S3 error code for this refusal.
+    pub fn s3_code(&self) -> &'static str {
+        match self {
+            SigError::Missing => "AccessDenied",
+            SigError::Malformed(_) => "AuthorizationHeaderMalformed",
+            SigError::UnknownAccessKey => "InvalidAccessKeyId",
+            SigError::Mismatch => "SignatureDoesNotMatch",
+            SigError::Skewed => "RequestTimeTooSkewed",
+            SigError::Expired => "AccessDenied",
+            SigError::PayloadMismatch(_) => "XAmzContentSHA256Mismatch",
+            SigError::Version2 => "InvalidRequest",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            SigError::Missing => "Request is not signed with AWS Signature Version 4.".into(),
+            SigError::Malformed(m) => format!("Malformed authorization: {m}"),
+            SigError::UnknownAccessKey => {
+                "The AWS access key Id you provided does not exist in our records.".into()
+            }
+            SigError::Mismatch => "The request signature we calculated does not match the \
+                                   signature you provided. Check your key and signing method."
+                .into(),
+            SigError::Skewed => {
+                "The difference between the request time and the server's time is too large.".into()
+            }
+            SigError::Expired => "Request has expired".into(),
+            SigError::PayloadMismatch(m) => m.clone(),
+            SigError::Version2 => "Signature Version 2 is not supported: sign with AWS \
+                                   Signature Version 4 (boto3: Config(signature_version='s3v4'))."
+                .into(),
+        }
+    }
+}
+
+/// What the client says about the body, from `x-amz-content-sha256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadMode {
+    /// `UNSIGNED-PAYLOAD` (and presigned URLs).
+    Unsigned,
+    /// The hex SHA-256 of the whole body.
+    Sha256(String),
+    /// aws-chunked with a signature per chunk.
+    StreamingSigned { trailer: bool },
+    /// aws-chunked without chunk signatures, a checksum in the trailer.
+    StreamingUnsignedTrailer,
+}
+
+impl PayloadMode {
+    pub fn parse(value: &str) -> Result<PayloadMode, SigError> {
+        Ok(match value {
+            UNSIGNED_PAYLOAD => PayloadMode::Unsigned,
+            STREAMING_SIGNED => PayloadMode::StreamingSigned { trailer: false },
+            STREAMING_SIGNED_TRAILER => PayloadMode::StreamingSigned { trailer: true },
+            STREAMING_UNSIGNED_TRAILER => PayloadMode::StreamingUnsignedTrailer,
+            v if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                PayloadMode::Sha256(v.to_ascii_lowercase())
+            }
+            v => {
+                return Err(SigError::Malformed(format!(
+                    "x-amz-content-sha256 {v:?} is not a SHA-256 or a known payload mode"
+                )))
+            }
+        })
+    }
+
+    pub fn is_streaming(&self) -> bool {
+        matches!(
+            self,
+            PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer
+        )
+    }
+}
+
+/// A SigV4 signature as the request presents it (header or query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub credential: Credential,
+    /// Lower-case header names, in the order given.
+    pub signed_headers: Vec<String>,
+    pub signature: String,
+    /// `YYYYMMDDTHHMMSSZ`.
+    pub amz_date: String,
+    /// Presigned URL lifetime in seconds; `None` for header auth.
+    pub expires: Option<i64>,
+}
+
+/// Does the request carry an AWS signature (SigV4, or the retired SigV2
+/// some clients still presign with — refused later with a clear message)?
+pub fn is_aws_signed(authorization: Option<&str>, query: Option<&str>) -> bool {
+    authorization.is_some_and(|a| a.starts_with(ALGORITHM) || a.starts_with("AWS "))
+        || query.is_some_and(|q| {
+            q.split('&')
+                .any(|p| p.starts_with("X-Amz-Algorithm=") || p.starts_with("AWSAccessKeyId="))
+        })
+}
+
+/// SigV2 (`Authorization: AWS id:sig`, or `AWSAccessKeyId` in the query).
+pub fn is_sigv2(authorization: Option<&str>, query: Option<&str>) -> bool {
+    authorization.is_some_and(|a| a.starts_with("AWS "))
+        || query.is_some_and(|q| q.split('&').any(|p| p.starts_with("AWSAccessKeyId=")))
+}
+
+/// Parse `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
+pub fn parse_authorization(value: &str, amz_date: Option<&str>) -> Result<Presented, SigError> {
+    let rest = value
+        .strip_prefix(ALGORITHM)
+        .ok_or(SigError::Missing)?
+        .trim_start();
+    let (mut cred, mut signed, mut sig) = (None, None, None);
+    for part in rest.split(',') {
+        let part = part.trim();
+        if let Some(v) = part.strip_prefix("Credential=") {
+            cred = Some(v);
+        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+            signed = Some(v);
+        } else if let Some(v) = part.strip_prefix("Signature=") {
+            sig = Some(v);
+        }
+    }
+    let missing = |what: &str| SigError::Malformed(format!("Authorization lacks {what}"));
+    let credential = Credential::parse(cred.ok_or_else(|| missing("Credential"))?)?;
+    let amz_date = amz_date.ok_or_else(|| missing("an X-Amz-Date header"))?;
+    Ok(Presented {
+        credential,
+        signed_headers: split_signed_headers(signed.ok_or_else(|| missing("SignedHeaders"))?),
+        signature: check_signature_hex(sig.ok_or_else(|| missing("Signature"))?)?,
+        amz_date: check_amz_date(amz_date)?,
+        expires: None,
+    })
+}
+
+/// Parse the `X-Amz-*` parameters of a presigned URL.
+pub fn parse_presigned(query: &[(String, String)]) -> Result<Presented, SigError> {
+    let get = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| SigError::Malformed(format!("presigned URL lacks {name}")))
+    };
+    if get("X-Amz-Algorithm")? != ALGORITHM {
+        return Err(SigError::Malformed(
+            "X-Amz-Algorithm must be AWS4-HMAC-SHA256".into(),
+        ));
+    }
+    let expires: i64 = get("X-Amz-Expires")?
+        .parse()
+        .map_err(|_| SigError::Malformed("X-Amz-Expires is not a number".into()))?;
+    if !(1..=MAX_PRESIGN_SECONDS).contains(&expires) {
+        return Err(SigError::Malformed(format!(
+            "X-Amz-Expires must be between 1 and {MAX_PRESIGN_SECONDS} seconds"
+        )));
+    }
+    Ok(Presented {
+        credential: Credential::parse(get("X-Amz-Credential")?)?,
+        signed_headers: split_signed_headers(get("X-Amz-SignedHeaders")?),
+        signature: check_signature_hex(get("X-Amz-Signature")?)?,
+        amz_date: check_amz_date(get("X-Amz-Date")?)?,
+        expires: Some(expires),
+    })
+}
+
+fn split_signed_headers(s: &str) -> Vec<String> {
+    s.split(';')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect()
+}
+
+fn check_signature_hex(s: &str) -> Result<String, SigError> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(SigError::Malformed("Signature is not 64 hex digits".into()))
+    }
+}
+
+fn check_amz_date(s: &str) -> Result<String, SigError> {
+    parse_amz_date(s)
+        .map(|_| s.to_string())
+        .ok_or_else(|| SigError::Malformed(format!("X-Amz-Date {s:?} is not YYYYMMDDTHHMMSSZ")))
+}
+
+/// Unix seconds of `YYYYMMDDTHHMMSSZ`.
+pub fn parse_amz_date(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se)
+}
+
+/// `YYYYMMDDTHHMMSSZ` of unix seconds.
+pub fn format_amz_date(unix: i64) -> String {
+    let days = unix.div_euclid(86400);
+    let secs = unix.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+// Howard Hinnant's civil calendar algorithms.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Percent-encode as SigV4 wants: everything but `A-Za-z0-9-._~`, and `/`
+/// too unless `keep_slash`.
+pub fn uri_encode(input: &[u8], keep_slash: bool) -> String {
+    let mut out = String::with_capacity(input.len() + 8);
+    for &b in input {
+        let unreserved = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+        if unreserved || (keep_slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decode `%XX` escapes (a `+` stays a `+`: S3 paths and SDK queries encode
+/// spaces as `%20`). `None` when an escape is malformed.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Split a raw query string into decoded `(name, value)` pairs.
+pub fn parse_query(query: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for part in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        out.push((
+            String::from_utf8(percent_decode(k)?).ok()?,
+            String::from_utf8(percent_decode(v)?).ok()?,
+        ));
+    }
+    Some(out)
+}
+
+/// The parts of a request that go into its canonical form.
+pub struct CanonicalInput<'a> {
+    pub method: &'a str,
+    /// The decoded path, e.g. `/bucket/a key.txt`.
+    pub path: &'a [u8],
+    /// Decoded query pairs (presigned: without `X-Amz-Signature`).
+    pub query: &'a [(String, String)],
+    /// `(lower-case name, value)` for each signed header, in signed order.
+    pub headers: &'a [(String, String)],
+    pub payload_hash: &'a str,
+}
+
+/// The canonical request, exactly as SigV4 for S3 defines it (the path is
+/// encoded once, not normalised).
+pub fn canonical_request(input: &CanonicalInput<'_>) -> String {
+    let mut query: Vec<(String, String)> = input
+        .query
+        .iter()
+        .map(|(k, v)| {
+            (
+                uri_encode(k.as_bytes(), false),
+                uri_encode(v.as_bytes(), false),
+            )
+        })
+        .collect();
+    query.sort();
+    let query = query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut headers = String::new();
+    for (name, value) in input.headers {
+        headers.push_str(name);
+        headers.push(':');
+        headers.push_str(&normalize_header_value(value));
+        headers.push('\n');
+    }
+    let signed: Vec<&str> = input.headers.iter().map(|(n, _)| n.as_str()).collect();
+    format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        input.method,
+        uri_encode(input.path, true),
+        query,
+        headers,
+        signed.join(";"),
+        input.payload_hash
+    )
+}
+
+/// Trim, and collapse runs of spaces to one.
+fn normalize_header_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut space = false;
+    for c in v.trim().chars() {
+        if c == ' ' {
+            if !space {
+                out.push(' ');
+            }
+            space = true;
+        } else {
+            out.push(c);
+            space = false;
+        }
+    }
+    out
+}
+
+pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
+    format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    )
+}
+
+/// The hex signature of a string to sign.
+pub fn sign(key: &[u8; 32], string_to_sign: &str) -> String {
+    crate::keys::hex(&hmac(key, string_to_sign.as_bytes()))
+}
+
+/// Constant-time comparison of two hex signatures.
+pub fn signatures_match(expected: &str, presented: &str) -> bool {
+    expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+/// Check the request time: header auth within the skew window, presigned
+/// URLs not before their date (minus the skew) and not after it + expiry.
+pub fn check_time(p: &Presented, now_unix: i64) -> Result<(), SigError> {
+    let at = parse_amz_date(&p.amz_date).ok_or(SigError::Malformed("bad X-Amz-Date".into()))?;
+    if !p.amz_date.starts_with(&p.credential.date) {
+        return Err(SigError::Malformed(
+            "credential date does not match X-Amz-Date".into(),
+        ));
+    }
+    match p.expires {
+        None if (now_unix - at).abs() > MAX_SKEW_SECONDS => Err(SigError::Skewed),
+        Some(_) if at - now_unix > MAX_SKEW_SECONDS => Err(SigError::Skewed),
+        Some(exp) if now_unix > at + exp => Err(SigError::Expired),
+        _ => Ok(()),
+    }
+}
+
+/// The running signature of an aws-chunked body: each chunk's signature
+/// chains on the previous one, starting from the request's (seed) signature.
+#[derive(Clone)]
+pub struct ChunkSigner {
+    key: [u8; 32],
+    amz_date: String,
+    scope: String,
+    previous: String,
+}
+
+impl ChunkSigner {
+    pub fn new(key: [u8; 32], amz_date: &str, scope: &str, seed_signature: &str) -> Self {
+        ChunkSigner {
+            key,
+            amz_date: amz_date.to_string(),
+            scope: scope.to_string(),
+            previous: seed_signature.to_string(),
+        }
+    }
+
+    /// The signature the next chunk must carry, given the SHA-256 of its data.
+    pub fn next_chunk(&mut self, data_sha256: &str) -> String {
+        let sts = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{EMPTY_SHA256}\n{data_sha256}",
+            self.amz_date, self.scope, self.previous
+        );
+        self.previous = sign(&self.key, &sts);
+        self.previous.clone()
+    }
+
+    /// The signature of the trailer (its `name:value\n` lines).
+    pub fn trailer(&mut self, trailer_lines: &str) -> String {
+        let sts = format!(
+            "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{}\n{}",
+            self.amz_date,
+            self.scope,
+            self.previous,
+            sha256_hex(trailer_lines.as_bytes())
+        );
+        self.previous = sign(&self.key, &sts);
+        self.previous.clone()
+    }
+}
+
+/// Sign a request the gateway itself sends (to the storage backend) with
+/// header auth. `headers` must already hold `host`; this adds
+/// `x-amz-date` and `x-amz-content-sha256` and returns the `Authorization`
+/// value. Every header given is signed.
+pub fn sign_request(
+    method: &str,
+    path: &[u8],
+    query: &[(String, String)],
+    headers: &mut Vec<(String, String)>,
+    payload_hash: &str,
+    cred: &SigningCredential<'_>,
+    now_unix: i64,
+) -> String {
+    let amz_date = format_amz_date(now_unix);
+    headers.push(("x-amz-date".into(), amz_date.clone()));
+    headers.push(("x-amz-content-sha256".into(), payload_hash.to_string()));
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
+    let canonical = canonical_request(&CanonicalInput {
+        method,
+        path,
+        query,
+        headers,
+        payload_hash,
+    });
+    let date = &amz_date[..8];
+    let scope = format!("{date}/{}/s3/aws4_request", cred.region);
+    let key = signing_key(cred.secret_access_key, date, cred.region, "s3");
+    let signature = sign(&key, &string_to_sign(&amz_date, &scope, &canonical));
+    let signed: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    format!(
+        "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
+        cred.access_key_id,
+        signed.join(";")
+    )
+}
+
+/// A presigned URL's query for a request the gateway hands out (the
+/// management API, the portal). Returns the query string to append.
+pub fn presign_query(
+    method: &str,
+    path: &[u8],
+    host: &str,
+    expires: i64,
+    cred: &SigningCredential<'_>,
+    now_unix: i64,
+) -> String {
+    let amz_date = format_amz_date(now_unix);
+    let date = &amz_date[..8];
+    let scope = format!("{date}/{}/s3/aws4_request", cred.region);
+    let mut query = vec![
+        ("X-Amz-Algorithm".to_string(), ALGORITHM.to_string()),
+        (
+            "X-Amz-Credential".to_string(),
+            format!("{}/{scope}", cred.access_key_id),
+        ),
+        ("X-Amz-Date".to_string(), amz_date.clone()),
+        ("X-Amz-Expires".to_string(), expires.to_string()),
+        ("X-Amz-SignedHeaders".to_string(), "host".to_string()),
+    ];
+    let canonical = canonical_request(&CanonicalInput {
+        method,
+        path,
+        query: &query,
+        headers: &[("host".to_string(), host.to_string())],
+        payload_hash: UNSIGNED_PAYLOAD,
+    });
+    let key = signing_key(cred.secret_access_key, date, cred.region, "s3");
+    let signature = sign(&key, &string_to_sign(&amz_date, &scope, &canonical));
+    query.push(("X-Amz-Signature".to_string(), signature));
+    query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                uri_encode(k.as_bytes(), false),
+                uri_encode(v.as_bytes(), false)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A request signature that checked out: what the body verification of the
+/// same request needs.
+#[derive(Clone)]
+pub struct VerifiedSignature {
+    pub signing_key: [u8; 32],
+    pub signature: String,
+    pub amz_date: String,
+    pub scope: String,
+    pub payload: PayloadMode,
+    pub presigned: bool,
+}
+
+impl VerifiedSignature {
+    /// The chain for aws-chunked bodies, seeded with the request's signature.
+    pub fn chunk_signer(&self) -> ChunkSigner {
+        ChunkSigner::new(
+            self.signing_key,
+            &self.amz_date,
+            &self.scope,
+            &self.signature,
+        )
+    }
+}
+
+/// Never print the signing key.
+impl std::fmt::Debug for VerifiedSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedSignature")
+            .field("amz_date", &self.amz_date)
+            .field("scope", &self.scope)
+            .field("payload", &self.payload)
+            .field("presigned", &self.presigned)
+            .finish()
+    }
+}
+
+/// Who signs: an access key id, its secret and the region.
+#[derive(Debug, Clone, Copy)]
+pub struct SigningCredential<'a> {
+    pub access_key_id: &'a str,
+    pub secret_access_key: &'a str,
+    pub region: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The examples of AWS's "Signature Calculations for the Authorization
+    // Header" and "Authenticating Requests: Using Query Parameters" pages.
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    fn key() -> [u8; 32] {
+        signing_key(SECRET, "20130524", "us-east-1", "s3")
+    }
+
+    #[test]
+    fn get_object_example_signature() {
+        let headers = vec![
+            (
+                "host".to_string(),
+                "examplebucket.s3.amazonaws.com".to_string(),
+            ),
+            ("range".to_string(), "bytes=0-9".to_string()),
+            ("x-amz-content-sha256".to_string(), EMPTY_SHA256.to_string()),
+            ("x-amz-date".to_string(), "20130524T000000Z".to_string()),
+        ];
+        let canonical = canonical_request(&CanonicalInput {
+            method: "GET",
+            path: b"/test.txt",
+            query: &[],
+            headers: &headers,
+            payload_hash: EMPTY_SHA256,
+        });
+        let sts = string_to_sign(
+            "20130524T000000Z",
+            "20130524/us-east-1/s3/aws4_request",
+            &canonical,
+        );
+        assert_eq!(
+            sign(&key(), &sts),
+            "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
+    }
+
+    #[test]
+    fn list_objects_example_sorts_and_encodes_the_query() {
+        let headers = vec![
+            (
+                "host".to_string(),
+                "examplebucket.s3.amazonaws.com".to_string(),
+            ),
+            ("x-amz-content-sha256".to_string(), EMPTY_SHA256.to_string()),
+            ("x-amz-date".to_string(), "20130524T000000Z".to_string()),
+        ];
+        let query = vec![
+            ("prefix".to_string(), "J".to_string()),
+            ("max-keys".to_string(), "2".to_string()),
+        ];
+        let canonical = canonical_request(&CanonicalInput {
+            method: "GET",
+            path: b"/",
+            query: &query,
+            headers: &headers,
+            payload_hash: EMPTY_SHA256,
+        });
+        assert!(canonical.contains("\nmax-keys=2&prefix=J\n"));
+        let sts = string_to_sign(
+            "20130524T000000Z",
+            "20130524/us-east-1/s3/aws4_request",
+            &canonical,
+        );
+        assert_eq!(
+            sign(&key(), &sts),
+            "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+        );
+    }
+
+    #[test]
+    fn presigned_example_signature() {
+        let query: Vec<(String, String)> = [
+            ("X-Amz-Algorithm", ALGORITHM),
+            (
+                "X-Amz-Credential",
+                "AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request",
+            ),
+            ("X-Amz-Date", "20130524T000000Z"),
+            ("X-Amz-Expires", "86400"),
+            ("X-Amz-SignedHeaders", "host"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let canonical = canonical_request(&CanonicalInput {
+            method: "GET",
+            path: b"/test.txt",
+            query: &query,
+            headers: &[("host".into(), "examplebucket.s3.amazonaws.com".into())],
+            payload_hash: UNSIGNED_PAYLOAD,
+        });
+        let sts = string_to_sign(
+            "20130524T000000Z",
+            "20130524/us-east-1/s3/aws4_request",
+            &canonical,
+        );
+        assert_eq!(
+            sign(&key(), &sts),
+            "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+        );
+    }
+
+    #[test]
+    fn chunk_signatures_of_the_streaming_example() {
+        // "Signature Calculations for the Authorization Header: Transferring
+        // Payload in Multiple Chunks": 65 KiB + 1 KiB of 'a', seed signature below.
+        let mut signer = ChunkSigner::new(
+            key(),
+            "20130524T000000Z",
+            "20130524/us-east-1/s3/aws4_request",
+            "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
+        );
+        let first = vec![b'a'; 65536];
+        assert_eq!(
+            signer.next_chunk(&sha256_hex(&first)),
+            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"
+        );
+        let second = vec![b'a'; 1024];
+        assert_eq!(
+            signer.next_chunk(&sha256_hex(&second)),
+            "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"
+        );
+        assert_eq!(
+            signer.next_chunk(EMPTY_SHA256),
+            "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"
+        );
+    }
+
+    #[test]
+    fn amz_dates_round_trip() {
+        for unix in [0, 1_369_353_600, 1_700_000_000, 4_102_444_800] {
+            assert_eq!(parse_amz_date(&format_amz_date(unix)), Some(unix));
+        }
+        assert_eq!(format_amz_date(1_369_353_600), "20130524T000000Z");
+        assert_eq!(parse_amz_date("20130524T000000"), None);
+        assert_eq!(parse_amz_date("2013052xT000000Z"), None);
+    }
+
+    #[test]
+    fn authorization_header_parses() {
+        let p = parse_authorization(
+            "AWS4-HMAC-SHA256 Credential=AKID/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
+            Some("20130524T000000Z"),
+        )
+        .unwrap();
+        assert_eq!(p.credential.access_key_id, "AKID");
+        assert_eq!(p.signed_headers, vec!["host", "x-amz-date"]);
+        assert!(matches!(
+            parse_authorization("AWS4-HMAC-SHA256 Credential=AKID/2013/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00", Some("20130524T000000Z")),
+            Err(SigError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn clock_skew_and_expiry_are_bounded() {
+        let p = |expires| Presented {
+            credential: Credential::parse("A/20130524/us-east-1/s3/aws4_request").unwrap(),
+            signed_headers: vec![],
+            signature: String::new(),
+            amz_date: "20130524T000000Z".into(),
+            expires,
+        };
+        let at = 1_369_353_600;
+        assert_eq!(check_time(&p(None), at + 14 * 60), Ok(()));
+        assert_eq!(check_time(&p(None), at + 16 * 60), Err(SigError::Skewed));
+        assert_eq!(check_time(&p(None), at - 16 * 60), Err(SigError::Skewed));
+        assert_eq!(check_time(&p(Some(60)), at + 59), Ok(()));
+        assert_eq!(check_time(&p(Some(60)), at + 61), Err(SigError::Expired));
+    }
+
+    #[test]
+    fn encoding_follows_sigv4() {
+        assert_eq!(uri_encode(b"/a b/c~d+e", true), "/a%20b/c~d%2Be");
+        assert_eq!(uri_encode(b"a/b", false), "a%2Fb");
+        assert_eq!(percent_decode("a%2Fb+c").unwrap(), b"a/b+c");
+        assert_eq!(percent_decode("a%2"), None);
+    }
+
+    #[test]
+    fn what_is_signed_is_verified() {
+        let cred = SigningCredential {
+            access_key_id: "AKID",
+            secret_access_key: SECRET,
+            region: "us-east-1",
+        };
+        let mut headers = vec![("host".to_string(), "127.0.0.1:9000".to_string())];
+        let auth = sign_request(
+            "PUT",
+            b"/bucket/key with space",
+            &[],
+            &mut headers,
+            UNSIGNED_PAYLOAD,
+            &cred,
+            1_700_000_000,
+        );
+        let p = parse_authorization(&auth, Some(&format_amz_date(1_700_000_000))).unwrap();
+        assert_eq!(
+            p.signed_headers,
+            vec!["host", "x-amz-content-sha256", "x-amz-date"]
+        );
+        let canonical = canonical_request(&CanonicalInput {
+            method: "PUT",
+            path: b"/bucket/key with space",
+            query: &[],
+            headers: &headers,
+            payload_hash: UNSIGNED_PAYLOAD,
+        });
+        let k = signing_key(SECRET, &p.credential.date, "us-east-1", "s3");
+        let expected = sign(
+            &k,
+            &string_to_sign(&p.amz_date, &p.credential.scope(), &canonical),
+        );
+        assert!(signatures_match(&expected, &p.signature));
+    }
+}
