@@ -31,6 +31,9 @@ pub enum KeysCommand {
         /// RFC 3339 time or YYYY-MM-DD.
         #[arg(long)]
         expires_at: Option<String>,
+        /// Storage keys: the default bucket (the one `/s3/*` works in).
+        #[arg(long, default_value = "default")]
+        bucket: String,
     },
     /// One line per stored key.
     List,
@@ -81,7 +84,7 @@ fn quota_for(t: KeyType, q: &str) -> Result<u64, String> {
 }
 
 /// Refuse to write an embedded journal that a running gateway holds.
-fn guard_embedded(data_dir: &Path) -> Result<(), String> {
+pub fn guard_embedded(data_dir: &Path) -> Result<(), String> {
     let pid_file = data_dir.join("kikaku-edge.pid");
     let Ok(pid) = std::fs::read_to_string(&pid_file) else {
         return Ok(());
@@ -175,6 +178,7 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
             quota,
             rate_limit,
             expires_at,
+            bucket,
         } => {
             let t = match key_type {
                 KeyTypeArg::Image => KeyType::Image,
@@ -203,6 +207,14 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
             if rate_limit == Some(0) {
                 return Err("--rate-limit must be > 0".into());
             }
+            let (bucket, s3) = match t {
+                KeyType::Image => (None, None),
+                KeyType::Storage => {
+                    crate::s3::names::check_tenant_bucket(&bucket)
+                        .map_err(|e| format!("--bucket: {e}"))?;
+                    (Some(bucket), Some(new_s3_credential()))
+                }
+            };
             let k = put(ApiKey {
                 hash,
                 key_ref: key_ref(t, &hash),
@@ -214,9 +226,15 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
                 expires_at,
                 quota,
                 rate_limit_per_minute: rate_limit,
+                bucket,
+                s3: s3.clone(),
             })
             .await?;
             println!("{secret}");
+            if let Some(c) = &s3 {
+                println!("aws_access_key_id={}", c.access_key_id);
+                println!("aws_secret_access_key={}", c.secret_access_key);
+            }
             eprintln!(
                 "created {} (the key above is shown once; only its hash is stored)",
                 k.key_ref
@@ -269,4 +287,19 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+/// A fresh S3 credential: a 20-character access key id (`KK` + upper-case
+/// letters and digits, like AWS's) and a 40-character secret.
+fn new_s3_credential() -> kikaku_filters::keys::S3Credential {
+    use rand::Rng;
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut rng = rand::thread_rng();
+    let id: String = (0..18)
+        .map(|_| UPPER[rng.gen_range(0..UPPER.len())] as char)
+        .collect();
+    kikaku_filters::keys::S3Credential {
+        access_key_id: format!("KK{id}"),
+        secret_access_key: Alphanumeric.sample_string(&mut rng, 40),
+    }
 }

@@ -131,14 +131,25 @@ async fn embedded_keys_are_managed_while_the_gateway_is_stopped() {
     let mut gw = gw;
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
-    let (code, key, err) = keys(
+    let (code, out, err) = keys(
         &cfg,
         &[
             "create", "--type", "storage", "--owner", "Carol", "--quota", "2GiB",
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(key.starts_with("kikaku_s3_"), "{key}");
+    // The key, then its S3 credential, each shown once.
+    let lines: Vec<&str> = out.lines().collect();
+    let key = lines[0].to_string();
+    assert!(key.starts_with("kikaku_s3_"), "{out}");
+    let id = lines[1]
+        .strip_prefix("aws_access_key_id=")
+        .expect("access key id line");
+    let secret = lines[2]
+        .strip_prefix("aws_secret_access_key=")
+        .expect("secret line");
+    assert!(id.len() == 20 && id.starts_with("KK"), "{id}");
+    assert_eq!(secret.len(), 40);
     let (_, shown, _) = keys(&cfg, &["show", &key]);
     assert!(shown.contains("quota=2147483648"), "{shown}");
 

@@ -176,7 +176,11 @@ async fn three_instances_share_one_exact_rate_limit() {
         10,
         "10/min across 3 replicas, not 30"
     );
-    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 290);
+    assert_eq!(
+        codes.iter().filter(|c| **c == 429).count(),
+        290,
+        "{codes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -266,4 +270,66 @@ async fn redis_outage_fails_closed_then_recovers_with_an_exact_ledger() {
         "{} requests, {served} served, {unavailable} answered 503 during the outage",
         statuses.len() + 1
     );
+}
+
+/// On the image route the rate limit is counted with the quota reservation,
+/// in one script: still exact across instances, and every request has one
+/// log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_share_one_exact_rate_limit_on_the_image_route() {
+    let redis = RedisServer::start();
+    let gws = three_on(&redis, 1000, 10);
+    let codes = join_all((0..300).map(|i| {
+        let gw = gws[i % 3].clone();
+        async move { image(&gw).await }
+    }))
+    .await;
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 10, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| **c == 429).count(),
+        290,
+        "{codes:?}"
+    );
+    assert_eq!(get(&gws[1], "/v1/usage").await["used_count"], 10);
+    assert_eq!(
+        get(&gws[2], "/v1/logs?limit=1").await["pagination"]["total"],
+        300,
+        "each request logged once"
+    );
+}
+
+/// Redis commands a successful image request costs, counted by Redis itself:
+/// one script for rate limit + reservation, one for the model ceiling, one
+/// to settle, one to log — four round trips, none of them extra.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_request_costs_four_redis_round_trips() {
+    let redis = RedisServer::start();
+    let gw = gateway(&redis_state(&redis.url()), 1000, 100_000);
+    assert_eq!(image(&gw).await, 200); // scripts loaded, caches warm
+    let admin = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    const N: u64 = 20;
+    for _ in 0..N {
+        assert_eq!(image(&gw).await, 200);
+    }
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Commandstats also counts the commands scripts run inside; the
+    // round trips are the EVALSHA calls (no EVAL, no script reloads).
+    let calls = |name: &str| -> u64 {
+        info.lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+            .and_then(|l| l.split("calls=").nth(1)?.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(calls("evalsha"), 4 * N, "{info}");
+    assert_eq!(calls("eval") + calls("script|load"), 0, "{info}");
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use kikaku_filters::context::PendingRateLimit;
 use kikaku_filters::state::SlidingLog;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -15,8 +16,9 @@ use kikaku_filters::keys::{hex, parse_hex32};
 use kikaku_filters::ApiKey;
 
 use super::{
-    KeyStore, LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog,
-    RequestLogs, RequestStats, Reservation, StateError, StateStore,
+    Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
+    Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats, Reservation,
+    StateError, StateStore, StorageLedger,
 };
 
 const DEFAULT_LOGS_PER_KEY: u64 = 10_000;
@@ -54,6 +56,37 @@ enum Record {
     /// retained logs: it sets the counters (logs past the cap are gone, their
     /// counts are not).
     Stats { s: String, st: StoredStats },
+    /// A storage object set to `n` bytes (usage moves by the difference).
+    Obj { s: String, o: String, n: u64 },
+    /// A storage object removed.
+    ObjDel { s: String, o: String },
+    /// Part `p` of multipart upload `u` set to `n` bytes.
+    Part {
+        s: String,
+        u: String,
+        p: u32,
+        n: u64,
+    },
+    /// Upload `u` completed into object `o` of `n` bytes.
+    Done {
+        s: String,
+        u: String,
+        o: String,
+        n: u64,
+    },
+    /// Upload `u` aborted.
+    Abort { s: String, u: String },
+    /// The subject's objects are about to be restated (reconcile).
+    ObjReset { s: String },
+    /// A multipart upload began.
+    UpBegin { s: String, up: OpenUpload },
+    /// A gallery record (with its id), and how many the subject keeps.
+    Gal {
+        s: String,
+        g: GalleryRecord,
+        #[serde(default)]
+        k: u64,
+    },
 }
 
 /// `RequestStats` as the journal stores it.
@@ -82,11 +115,39 @@ struct Quota {
     used: u64,
     /// Reservation id → amount, for requests in flight.
     held: HashMap<u64, u64>,
+    /// Storage keys: object → bytes.
+    objects: HashMap<String, u64>,
+    /// Storage keys: upload id → part number → bytes.
+    parts: HashMap<String, HashMap<u32, u64>>,
+    /// Storage keys: multipart uploads in progress.
+    uploads: Vec<OpenUpload>,
 }
 
 impl Quota {
     fn reserved(&self) -> u64 {
         self.held.values().sum()
+    }
+
+    /// Move usage by `new - old`, never below zero.
+    fn shift(&mut self, old: u64, new: u64) {
+        self.used = (self.used + new).saturating_sub(old);
+    }
+
+    fn slot_size(&self, slot: &LedgerSlot) -> u64 {
+        match slot {
+            LedgerSlot::Object(o) => self.objects.get(o).copied().unwrap_or(0),
+            LedgerSlot::Part { upload_id, part } => self
+                .parts
+                .get(upload_id)
+                .and_then(|p| p.get(part))
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    fn ledger_total(&self) -> u64 {
+        self.objects.values().sum::<u64>()
+            + self.parts.values().flat_map(|p| p.values()).sum::<u64>()
     }
 }
 
@@ -98,6 +159,10 @@ struct Inner {
     logs: HashMap<String, VecDeque<RequestLog>>,
     logs_per_key: usize,
     stats: HashMap<String, RequestStats>,
+    /// Oldest first.
+    galleries: HashMap<String, VecDeque<GalleryRecord>>,
+    /// Next gallery id per subject.
+    gallery_seq: HashMap<String, u64>,
     keys: HashMap<[u8; 32], ApiKey>,
     next_reservation: u64,
     journal: Option<Journal>,
@@ -186,6 +251,54 @@ impl Inner {
                     },
                 );
             }
+            Record::Obj { s, o, n } => {
+                let q = self.quotas.entry(s).or_default();
+                let old = q.objects.insert(o, n).unwrap_or(0);
+                q.shift(old, n);
+            }
+            Record::ObjDel { s, o } => {
+                let q = self.quotas.entry(s).or_default();
+                let old = q.objects.remove(&o).unwrap_or(0);
+                q.shift(old, 0);
+            }
+            Record::Part { s, u, p, n } => {
+                let q = self.quotas.entry(s).or_default();
+                let old = q.parts.entry(u).or_default().insert(p, n).unwrap_or(0);
+                q.shift(old, n);
+            }
+            Record::Gal { s, g, k } => {
+                let seq = self.gallery_seq.entry(s.clone()).or_insert(0);
+                *seq = (*seq).max(g.id);
+                let keep = if k == 0 { usize::MAX } else { k as usize };
+                let list = self.galleries.entry(s).or_default();
+                list.push_back(g);
+                while list.len() > keep {
+                    list.pop_front();
+                }
+            }
+            Record::UpBegin { s, up } => {
+                let q = self.quotas.entry(s).or_default();
+                q.uploads.retain(|x| x.upload_id != up.upload_id);
+                q.uploads.push(up);
+            }
+            Record::Done { s, u, o, n } => {
+                let q = self.quotas.entry(s).or_default();
+                q.uploads.retain(|x| x.upload_id != u);
+                let parts: u64 = q.parts.remove(&u).map(|p| p.values().sum()).unwrap_or(0);
+                let old = q.objects.insert(o, n).unwrap_or(0);
+                q.shift(parts + old, n);
+            }
+            Record::Abort { s, u } => {
+                let q = self.quotas.entry(s).or_default();
+                q.uploads.retain(|x| x.upload_id != u);
+                let parts: u64 = q.parts.remove(&u).map(|p| p.values().sum()).unwrap_or(0);
+                q.shift(parts, 0);
+            }
+            Record::ObjReset { s } => {
+                let q = self.quotas.entry(s).or_default();
+                let objects: u64 = q.objects.drain().map(|(_, n)| n).sum();
+                q.shift(objects, 0);
+            }
             Record::KeyDel { h } => {
                 if let Some(hash) = parse_hex32(&h) {
                     self.keys.remove(&hash);
@@ -224,10 +337,34 @@ impl Inner {
             }));
         }
         for (s, q) in &self.quotas {
-            if q.used > 0 {
+            // Ledger entries replay into usage; `Used` carries the rest
+            // (image quotas, or settled units outside the ledger).
+            for (o, &n) in &q.objects {
+                live.push(Record::Obj {
+                    s: s.clone(),
+                    o: o.clone(),
+                    n,
+                });
+            }
+            for (u, parts) in &q.parts {
+                for (&p, &n) in parts {
+                    live.push(Record::Part {
+                        s: s.clone(),
+                        u: u.clone(),
+                        p,
+                        n,
+                    });
+                }
+            }
+            live.extend(q.uploads.iter().map(|up| Record::UpBegin {
+                s: s.clone(),
+                up: up.clone(),
+            }));
+            let rest = q.used.saturating_sub(q.ledger_total());
+            if rest > 0 {
                 live.push(Record::Used {
                     s: s.clone(),
-                    n: q.used,
+                    n: rest,
                 });
             }
         }
@@ -247,6 +384,13 @@ impl Inner {
                 ms: st.total_response_time_ms,
             },
         }));
+        for (s, list) in &self.galleries {
+            live.extend(list.iter().map(|g| Record::Gal {
+                s: s.clone(),
+                g: g.clone(),
+                k: 0,
+            }));
+        }
         live.extend(self.keys.values().map(|k| Record::KeyPut { k: k.clone() }));
         self.compact_at = COMPACT_EVERY.max(live.len() as u64 * COMPACT_RATIO);
         self.journal()?.rewrite(&live)
@@ -340,6 +484,23 @@ impl Quotas for EmbeddedState {
         })
     }
 
+    async fn admit_and_reserve(
+        &self,
+        rate: &PendingRateLimit,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<(RateDecision, Option<Reservation>), StateError> {
+        // In process: two calls cost nothing extra.
+        let decision = self
+            .rate_limit(&rate.bucket, 1, rate.limit, rate.window)
+            .await?;
+        if !decision.allowed {
+            return Ok((decision, None));
+        }
+        Ok((decision, self.quota_reserve(subject, amount, limit).await?))
+    }
+
     async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError> {
         let inner = self.inner.lock();
         Ok(inner
@@ -350,6 +511,198 @@ impl Quotas for EmbeddedState {
                 reserved: q.reserved(),
             })
             .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl StorageLedger for EmbeddedState {
+    async fn storage_reserve(
+        &self,
+        subject: &str,
+        slot: &LedgerSlot,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Option<Reservation>, StateError> {
+        let mut inner = self.inner.lock();
+        inner.next_reservation += 1;
+        let id = inner.next_reservation;
+        let q = inner.quotas.entry(subject.to_string()).or_default();
+        let need = amount.saturating_sub(q.slot_size(slot));
+        if q.used + q.reserved() + need > limit {
+            return Ok(None);
+        }
+        q.held.insert(id, need);
+        Ok(Some(Reservation { id, amount: need }))
+    }
+
+    async fn storage_commit(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        slot: &LedgerSlot,
+        size: u64,
+    ) -> Result<(), StateError> {
+        let mut inner = self.inner.lock();
+        if let Some(q) = inner.quotas.get_mut(subject) {
+            q.held.remove(&reservation.id);
+        }
+        let s = subject.to_string();
+        inner.commit(match slot {
+            LedgerSlot::Object(o) => Record::Obj {
+                s,
+                o: o.clone(),
+                n: size,
+            },
+            LedgerSlot::Part { upload_id, part } => Record::Part {
+                s,
+                u: upload_id.clone(),
+                p: *part,
+                n: size,
+            },
+        })
+    }
+
+    async fn storage_release(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+    ) -> Result<(), StateError> {
+        if let Some(q) = self.inner.lock().quotas.get_mut(subject) {
+            q.held.remove(&reservation.id);
+        }
+        Ok(())
+    }
+
+    async fn storage_remove(&self, subject: &str, object: &str) -> Result<u64, StateError> {
+        let mut inner = self.inner.lock();
+        let size = match inner
+            .quotas
+            .get(subject)
+            .and_then(|q| q.objects.get(object))
+        {
+            Some(&n) => n,
+            None => return Ok(0),
+        };
+        inner.commit(Record::ObjDel {
+            s: subject.to_string(),
+            o: object.to_string(),
+        })?;
+        Ok(size)
+    }
+
+    async fn storage_complete(
+        &self,
+        subject: &str,
+        upload_id: &str,
+        object: &str,
+        size: u64,
+    ) -> Result<(), StateError> {
+        self.inner.lock().commit(Record::Done {
+            s: subject.to_string(),
+            u: upload_id.to_string(),
+            o: object.to_string(),
+            n: size,
+        })
+    }
+
+    async fn storage_upload_begin(
+        &self,
+        subject: &str,
+        upload: OpenUpload,
+    ) -> Result<(), StateError> {
+        self.inner.lock().commit(Record::UpBegin {
+            s: subject.to_string(),
+            up: upload,
+        })
+    }
+
+    async fn storage_uploads(&self, subject: &str) -> Result<Vec<OpenUpload>, StateError> {
+        Ok(self
+            .inner
+            .lock()
+            .quotas
+            .get(subject)
+            .map(|q| q.uploads.clone())
+            .unwrap_or_default())
+    }
+
+    async fn storage_abort(&self, subject: &str, upload_id: &str) -> Result<u64, StateError> {
+        let mut inner = self.inner.lock();
+        let held: u64 = inner
+            .quotas
+            .get(subject)
+            .and_then(|q| q.parts.get(upload_id))
+            .map(|p| p.values().sum())
+            .unwrap_or(0);
+        inner.commit(Record::Abort {
+            s: subject.to_string(),
+            u: upload_id.to_string(),
+        })?;
+        Ok(held)
+    }
+
+    async fn storage_reconcile(
+        &self,
+        subject: &str,
+        objects: Vec<(String, u64)>,
+    ) -> Result<u64, StateError> {
+        let mut inner = self.inner.lock();
+        let s = subject.to_string();
+        inner.commit(Record::ObjReset { s: s.clone() })?;
+        for (o, n) in objects {
+            inner.commit(Record::Obj { s: s.clone(), o, n })?;
+        }
+        Ok(inner.quotas.get(subject).map(|q| q.used).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl Galleries for EmbeddedState {
+    async fn gallery_add(
+        &self,
+        subject: &str,
+        mut record: GalleryRecord,
+        keep: u64,
+    ) -> Result<(u64, Vec<GalleryRecord>), StateError> {
+        let mut inner = self.inner.lock();
+        record.id = inner.gallery_seq.get(subject).copied().unwrap_or(0) + 1;
+        let id = record.id;
+        let keep = keep.max(1) as usize;
+        let before: Vec<GalleryRecord> = inner
+            .galleries
+            .get(subject)
+            .map(|l| {
+                let over = (l.len() + 1).saturating_sub(keep);
+                l.iter().take(over).cloned().collect()
+            })
+            .unwrap_or_default();
+        inner.commit(Record::Gal {
+            s: subject.to_string(),
+            g: record,
+            k: keep as u64,
+        })?;
+        Ok((id, before))
+    }
+
+    async fn gallery_page(
+        &self,
+        subject: &str,
+        page: u64,
+        limit: u64,
+    ) -> Result<(Vec<GalleryRecord>, u64), StateError> {
+        let inner = self.inner.lock();
+        let Some(list) = inner.galleries.get(subject) else {
+            return Ok((Vec::new(), 0));
+        };
+        let skip = (page.saturating_sub(1) * limit) as usize;
+        let records = list
+            .iter()
+            .rev()
+            .skip(skip)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        Ok((records, list.len() as u64))
     }
 }
 
@@ -408,6 +761,15 @@ impl KeyStore for EmbeddedState {
         }
         inner.commit(Record::KeyDel { h: hex(hash) })?;
         Ok(true)
+    }
+
+    async fn key_get_by_access_key(&self, id: &str) -> Result<Option<ApiKey>, StateError> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .keys
+            .values()
+            .find(|k| k.s3.as_ref().is_some_and(|c| c.access_key_id == id))
+            .cloned())
     }
 
     async fn key_list(&self) -> Result<Vec<ApiKey>, StateError> {
@@ -594,6 +956,8 @@ mod tests {
             expires_at: None,
             quota: 5,
             rate_limit_per_minute: Some(3),
+            bucket: None,
+            s3: None,
         };
         EmbeddedState::open(&path)
             .unwrap()

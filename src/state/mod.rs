@@ -11,8 +11,9 @@ use std::sync::Arc;
 pub use self::redis::{RedisConfig, RedisState};
 pub use embedded::EmbeddedState;
 pub use kikaku_filters::state::{
-    KeyStore, LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog,
-    RequestLogs, RequestStats, Reservation, StateError, StateStore,
+    Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
+    Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats, Reservation,
+    StateError, StateStore, StorageLedger,
 };
 
 use crate::config::{Config, StateBackend};

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use kikaku_filters::context::PendingRateLimit;
 use kikaku_filters::state::SlidingLog;
 use parking_lot::Mutex;
 use rand::Rng;
@@ -27,8 +28,9 @@ use kikaku_filters::keys::hex;
 use kikaku_filters::ApiKey;
 
 use super::{
-    KeyStore, LogPage, LogQuery, QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog,
-    RequestLogs, RequestStats, Reservation, StateError, StateStore,
+    Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
+    Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats, Reservation,
+    StateError, StateStore, StorageLedger,
 };
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -73,7 +75,8 @@ enum Conn {
 }
 
 pub struct RedisState {
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (taken out to shut it down without blocking).
+    rt: Option<tokio::runtime::Runtime>,
     conn: Conn,
     cfg: RedisConfig,
     /// Request logs kept per key (newest first).
@@ -90,6 +93,106 @@ struct Scripts {
     refund: Script,
     usage: Script,
     log: Script,
+    admit_reserve: Script,
+    ledger: LedgerScripts,
+    gallery: Script,
+}
+
+/// The storage byte ledger: objects in `kikaku:{s}:objects` (object →
+/// bytes), parts of open uploads in `kikaku:{s}:mpu:<upload>` (part →
+/// bytes), open uploads in `kikaku:{s}:mpus`. Usage is the quota hash's
+/// `used`, moved by every change.
+struct LedgerScripts {
+    reserve: Script,
+    commit: Script,
+    remove: Script,
+    complete: Script,
+    abort: Script,
+    reconcile: Script,
+}
+
+/// Lua: `used = max(0, used + delta)` on KEYS[1].
+/// (Zero is skipped: Lua writes `-0`, which HINCRBY refuses.)
+const SHIFT_USED: &str = "local function shift(delta)
+  if delta == 0 then return end
+  local u = redis.call('HINCRBY', KEYS[1], 'used', string.format('%d', delta))
+  if u < 0 then redis.call('HSET', KEYS[1], 'used', 0) end
+end
+local function sum(hash)
+  local t = 0
+  for _, v in ipairs(redis.call('HVALS', hash)) do t = t + tonumber(v) end
+  return t
+end
+";
+
+impl LedgerScripts {
+    fn new() -> LedgerScripts {
+        LedgerScripts {
+            // KEYS quota, held, slot hash; ARGV field, amount, limit, id, ttl_ms.
+            reserve: Script::new(&format!(
+                "{NOW}local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+local held = 0
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local amount, exp = string.match(all[i + 1], '^(%d+):(%d+)$')
+  if tonumber(exp) <= now then redis.call('HDEL', KEYS[2], all[i]) else held = held + tonumber(amount) end
+end
+local old = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+local need = math.max(0, tonumber(ARGV[2]) - old)
+if used + held + need > tonumber(ARGV[3]) then return -1 end
+redis.call('HSET', KEYS[2], ARGV[4], need .. ':' .. (now + tonumber(ARGV[5])))
+return need"
+            )),
+            // KEYS quota, held, slot hash, uploads set; ARGV id, field, size, upload ('' for objects).
+            commit: Script::new(&format!(
+                "{SHIFT_USED}redis.call('HDEL', KEYS[2], ARGV[1])
+local old = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+shift(tonumber(ARGV[3]) - old)
+if ARGV[4] ~= '' then redis.call('SADD', KEYS[4], ARGV[4]) end
+return 1"
+            )),
+            // KEYS quota, objects; ARGV object. Returns the bytes freed.
+            remove: Script::new(&format!(
+                "{SHIFT_USED}local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+redis.call('HDEL', KEYS[2], ARGV[1])
+shift(-old)
+return old"
+            )),
+            // KEYS quota, parts, objects, uploads, open uploads; ARGV upload, object, size.
+            complete: Script::new(&format!(
+                "{SHIFT_USED}local parts = sum(KEYS[2])
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
+local old = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+shift(tonumber(ARGV[3]) - parts - old)
+return 1"
+            )),
+            // KEYS quota, parts, uploads, open uploads; ARGV upload. Returns the bytes freed.
+            abort: Script::new(&format!(
+                "{SHIFT_USED}local parts = sum(KEYS[2])
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+shift(-parts)
+return parts"
+            )),
+            // KEYS quota, objects; ARGV object, size, object, size, ...
+            reconcile: Script::new(&format!(
+                "{SHIFT_USED}local old = sum(KEYS[2])
+redis.call('DEL', KEYS[2])
+local new = 0
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  new = new + tonumber(ARGV[i + 1])
+end
+shift(new - old)
+return tonumber(redis.call('HGET', KEYS[1], 'used') or '0')"
+            )),
+        }
+    }
 }
 
 /// `now` in ms from Redis's clock, at the top of every script.
@@ -171,6 +274,53 @@ if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[3], 'ok', 1) else redis.call('
 redis.call('HINCRBY', KEYS[3], 'ms', tonumber(ARGV[3]))
 return id",
             ),
+            // The rate script, then (only when admitted) the reserve script,
+            // as one: KEYS rl zset, quota, held (one hash tag: the subject);
+            // ARGV window_ms, limit, member, amount, quota limit, id, ttl_ms.
+            // Returns {allowed, held, reset, reserved (1/0)}.
+            admit_reserve: Script::new(&format!(
+                "{NOW}local window = tonumber(ARGV[1]); local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local allowed = 0
+local reserved = 0
+if count + 1 <= limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  count = count + 1
+  allowed = 1
+  local used = tonumber(redis.call('HGET', KEYS[2], 'used') or '0')
+  local held = 0
+  local all = redis.call('HGETALL', KEYS[3])
+  for i = 1, #all, 2 do
+    local amount, exp = string.match(all[i + 1], '^(%d+):(%d+)$')
+    if tonumber(exp) <= now then redis.call('HDEL', KEYS[3], all[i]) else held = held + tonumber(amount) end
+  end
+  local amount = tonumber(ARGV[4])
+  if used + held + amount <= tonumber(ARGV[5]) then
+    redis.call('HSET', KEYS[3], ARGV[6], amount .. ':' .. (now + tonumber(ARGV[7])))
+    reserved = 1
+  end
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local reset = 0
+if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+return {{allowed, count, reset, reserved}}"
+            )),
+            ledger: LedgerScripts::new(),
+            // KEYS[1] gallery list (newest first), KEYS[2] id counter; ARGV
+            // json with \"id\":0 first, keep. Returns the id, then the
+            // records pushed out.
+            gallery: Script::new(
+                "local id = redis.call('INCR', KEYS[2])
+local entry = '{\"id\":' .. id .. string.sub(ARGV[1], 8)
+redis.call('LPUSH', KEYS[1], entry)
+local keep = tonumber(ARGV[2])
+local out = redis.call('LRANGE', KEYS[1], keep, -1)
+redis.call('LTRIM', KEYS[1], 0, keep - 1)
+table.insert(out, 1, tostring(id))
+return out",
+            ),
         }
     }
 }
@@ -231,7 +381,7 @@ impl RedisState {
             }
         })?;
         Ok(RedisState {
-            rt,
+            rt: Some(rt),
             conn,
             cfg,
             logs_per_key: logs_per_key.max(1),
@@ -251,12 +401,24 @@ impl RedisState {
         let timeout = Duration::from_millis(self.cfg.timeout_ms.max(1));
         let handle = self
             .rt
+            .as_ref()
+            .expect("the runtime lives as long as the state")
             .spawn(async move { tokio::time::timeout(timeout, fut).await });
         match handle.await {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(unavailable(e)),
             Ok(Err(_)) => Err(StateError::Unavailable("redis: timed out".into())),
             Err(e) => Err(StateError::Unavailable(format!("redis task: {e}"))),
+        }
+    }
+}
+
+/// A runtime may not be dropped (blocking) inside another: let it go in the
+/// background, so the state can be dropped anywhere.
+impl Drop for RedisState {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -382,6 +544,45 @@ impl Quotas for RedisState {
         .map(|_| ())
     }
 
+    async fn admit_and_reserve(
+        &self,
+        rate: &PendingRateLimit,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<(RateDecision, Option<Reservation>), StateError> {
+        let rl = format!("kikaku:{}", rate.bucket);
+        let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        let window_ms = rate.window.as_millis() as u64;
+        let (rate_limit, id) = (rate.limit, rand::thread_rng().gen::<u64>());
+        let member = format!("{id:016x}");
+        let ttl = self.cfg.reservation_ttl_seconds * 1000;
+        let (allowed, held, reset, reserved): (u32, u64, i64, u32) = self
+            .run(move |c, s| async move {
+                let mut inv = s.admit_reserve.prepare_invoke();
+                inv.key(rl).key(q).key(h);
+                inv.arg(window_ms)
+                    .arg(rate_limit)
+                    .arg(member)
+                    .arg(amount)
+                    .arg(limit)
+                    .arg(id)
+                    .arg(ttl);
+                c.invoke(inv).await
+            })
+            .await?;
+        let decision = RateDecision {
+            allowed: allowed == 1,
+            limit: rate.limit,
+            remaining: u64::from(rate.limit).saturating_sub(held) as u32,
+            reset_after: Duration::from_millis(reset.max(0) as u64),
+        };
+        Ok((
+            decision,
+            (reserved == 1).then_some(Reservation { id, amount }),
+        ))
+    }
+
     async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError> {
         let (q, h) = (key(subject, "quota"), key(subject, "held"));
         let (used, reserved): (u64, u64) = self
@@ -392,6 +593,250 @@ impl Quotas for RedisState {
             })
             .await?;
         Ok(QuotaUsage { used, reserved })
+    }
+}
+
+/// The hash a ledger slot lives in, and its field.
+fn slot_keys(subject: &str, slot: &LedgerSlot) -> (String, String, String) {
+    match slot {
+        LedgerSlot::Object(o) => (key(subject, "objects"), o.clone(), String::new()),
+        LedgerSlot::Part { upload_id, part } => (
+            key(subject, &format!("mpu:{upload_id}")),
+            part.to_string(),
+            upload_id.clone(),
+        ),
+    }
+}
+
+#[async_trait]
+impl StorageLedger for RedisState {
+    async fn storage_reserve(
+        &self,
+        subject: &str,
+        slot: &LedgerSlot,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Option<Reservation>, StateError> {
+        let id: u64 = rand::thread_rng().gen();
+        let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        let (hash, field, _) = slot_keys(subject, slot);
+        let ttl = self.cfg.reservation_ttl_seconds * 1000;
+        let need: i64 = self
+            .run(move |c, s| async move {
+                let mut inv = s.ledger.reserve.prepare_invoke();
+                inv.key(q).key(h).key(hash);
+                inv.arg(field).arg(amount).arg(limit).arg(id).arg(ttl);
+                c.invoke(inv).await
+            })
+            .await?;
+        Ok((need >= 0).then_some(Reservation {
+            id,
+            amount: need as u64,
+        }))
+    }
+
+    async fn storage_commit(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        slot: &LedgerSlot,
+        size: u64,
+    ) -> Result<(), StateError> {
+        let (q, h, up) = (
+            key(subject, "quota"),
+            key(subject, "held"),
+            key(subject, "mpus"),
+        );
+        let (hash, field, upload) = slot_keys(subject, slot);
+        self.run(move |c, s| async move {
+            let mut inv = s.ledger.commit.prepare_invoke();
+            inv.key(q).key(h).key(hash).key(up);
+            inv.arg(reservation.id).arg(field).arg(size).arg(upload);
+            c.invoke::<i64>(inv).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn storage_release(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+    ) -> Result<(), StateError> {
+        let h = key(subject, "held");
+        self.run(move |c, _| async move {
+            c.query::<i64>(redis::cmd("HDEL").arg(h).arg(reservation.id).clone())
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn storage_remove(&self, subject: &str, object: &str) -> Result<u64, StateError> {
+        let (q, o, object) = (
+            key(subject, "quota"),
+            key(subject, "objects"),
+            object.to_string(),
+        );
+        self.run(move |c, s| async move {
+            let mut inv = s.ledger.remove.prepare_invoke();
+            inv.key(q).key(o).arg(object);
+            c.invoke::<u64>(inv).await
+        })
+        .await
+    }
+
+    async fn storage_complete(
+        &self,
+        subject: &str,
+        upload_id: &str,
+        object: &str,
+        size: u64,
+    ) -> Result<(), StateError> {
+        let keys = [
+            key(subject, "quota"),
+            key(subject, &format!("mpu:{upload_id}")),
+            key(subject, "objects"),
+            key(subject, "mpus"),
+            key(subject, "uploads"),
+        ];
+        let (u, o) = (upload_id.to_string(), object.to_string());
+        self.run(move |c, s| async move {
+            let mut inv = s.ledger.complete.prepare_invoke();
+            for k in keys {
+                inv.key(k);
+            }
+            inv.arg(u).arg(o).arg(size);
+            c.invoke::<i64>(inv).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn storage_abort(&self, subject: &str, upload_id: &str) -> Result<u64, StateError> {
+        let keys = [
+            key(subject, "quota"),
+            key(subject, &format!("mpu:{upload_id}")),
+            key(subject, "mpus"),
+            key(subject, "uploads"),
+        ];
+        let u = upload_id.to_string();
+        self.run(move |c, s| async move {
+            let mut inv = s.ledger.abort.prepare_invoke();
+            for k in keys {
+                inv.key(k);
+            }
+            inv.arg(u);
+            c.invoke::<u64>(inv).await
+        })
+        .await
+    }
+
+    async fn storage_upload_begin(
+        &self,
+        subject: &str,
+        upload: OpenUpload,
+    ) -> Result<(), StateError> {
+        let k = key(subject, "uploads");
+        let id = upload.upload_id.clone();
+        let json =
+            serde_json::to_string(&upload).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        self.run(move |c, _| async move {
+            c.query::<i64>(redis::cmd("HSET").arg(k).arg(id).arg(json).clone())
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn storage_uploads(&self, subject: &str) -> Result<Vec<OpenUpload>, StateError> {
+        let k = key(subject, "uploads");
+        let raw: Vec<String> = self
+            .run(move |c, _| async move { c.query(redis::cmd("HVALS").arg(k).clone()).await })
+            .await?;
+        let mut ups: Vec<OpenUpload> = raw
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect();
+        ups.sort_by_key(|u| u.initiated_ms);
+        Ok(ups)
+    }
+
+    async fn storage_reconcile(
+        &self,
+        subject: &str,
+        objects: Vec<(String, u64)>,
+    ) -> Result<u64, StateError> {
+        let (q, o) = (key(subject, "quota"), key(subject, "objects"));
+        self.run(move |c, s| async move {
+            let mut inv = s.ledger.reconcile.prepare_invoke();
+            inv.key(q).key(o);
+            for (name, size) in objects {
+                inv.arg(name).arg(size);
+            }
+            c.invoke::<u64>(inv).await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Galleries for RedisState {
+    async fn gallery_add(
+        &self,
+        subject: &str,
+        mut record: GalleryRecord,
+        keep: u64,
+    ) -> Result<(u64, Vec<GalleryRecord>), StateError> {
+        record.id = 0;
+        let json =
+            serde_json::to_string(&record).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        debug_assert!(json.starts_with("{\"id\":0,"));
+        let (l, seq) = (key(subject, "gallery"), key(subject, "galseq"));
+        let keep = keep.max(1);
+        let out: Vec<String> = self
+            .run(move |c, s| async move {
+                let mut inv = s.gallery.prepare_invoke();
+                inv.key(l).key(seq).arg(json).arg(keep);
+                c.invoke(inv).await
+            })
+            .await?;
+        let id = out
+            .first()
+            .and_then(|i| i.parse().ok())
+            .ok_or_else(|| StateError::Corrupt("gallery id".into()))?;
+        let evicted = out[1..]
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect();
+        Ok((id, evicted))
+    }
+
+    async fn gallery_page(
+        &self,
+        subject: &str,
+        page: u64,
+        limit: u64,
+    ) -> Result<(Vec<GalleryRecord>, u64), StateError> {
+        let l = key(subject, "gallery");
+        let start = page.saturating_sub(1) * limit;
+        let stop = start + limit.max(1) - 1;
+        let (raw, total): (Vec<String>, u64) = self
+            .run(move |c, _| async move {
+                let raw: Vec<String> = c
+                    .clone()
+                    .query(redis::cmd("LRANGE").arg(&l).arg(start).arg(stop).clone())
+                    .await?;
+                let total: u64 = c.query(redis::cmd("LLEN").arg(&l).clone()).await?;
+                Ok((raw, total))
+            })
+            .await?;
+        Ok((
+            raw.iter()
+                .filter_map(|r| serde_json::from_str(r).ok())
+                .collect(),
+            total,
+        ))
     }
 }
 
@@ -457,6 +902,8 @@ impl RequestLogs for RedisState {
 
 /// Stored keys: one hash, field = key hash (hex), value = the record as JSON.
 const KEYS: &str = "kikaku:keys";
+/// S3 access key id → key hash (hex), for the S3 endpoint's lookups.
+const ACCESS_KEYS: &str = "kikaku:keys:s3";
 
 #[async_trait]
 impl KeyStore for RedisState {
@@ -479,12 +926,39 @@ impl KeyStore for RedisState {
             hex(&key.hash),
             serde_json::to_string(key).map_err(|e| StateError::Corrupt(e.to_string()))?,
         );
+        // The access-key index first: a lookup always re-checks the record
+        // it points at, so an index entry without (or ahead of) its key is harmless.
+        if let Some(cred) = &key.s3 {
+            let (id, f) = (cred.access_key_id.clone(), field.clone());
+            self.run(move |c, _| async move {
+                c.query::<i64>(redis::cmd("HSET").arg(ACCESS_KEYS).arg(id).arg(f).clone())
+                    .await
+            })
+            .await?;
+        }
         self.run(move |c, _| async move {
             c.query::<i64>(redis::cmd("HSET").arg(KEYS).arg(field).arg(json).clone())
                 .await
         })
         .await
         .map(|_| ())
+    }
+
+    async fn key_get_by_access_key(&self, id: &str) -> Result<Option<ApiKey>, StateError> {
+        let ak = id.to_string();
+        let field: Option<String> = self
+            .run(move |c, _| async move {
+                c.query(redis::cmd("HGET").arg(ACCESS_KEYS).arg(ak).clone())
+                    .await
+            })
+            .await?;
+        let Some(hash) = field.as_deref().and_then(kikaku_filters::keys::parse_hex32) else {
+            return Ok(None);
+        };
+        Ok(self
+            .key_get(&hash)
+            .await?
+            .filter(|k| k.s3.as_ref().is_some_and(|c| c.access_key_id == id)))
     }
 
     async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError> {
