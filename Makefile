@@ -1,5 +1,5 @@
 # The two commands of the README, and a few more for developers.
-.PHONY: run test bench lint prereqs
+.PHONY: run test bench harness lint prereqs
 
 # Run the gateway on the offline default config (release build).
 run: prereqs
@@ -12,6 +12,12 @@ test: prereqs
 
 bench: prereqs
 	cargo bench --bench filter_chain
+
+# kikaku-edge against nginx and LiteLLM on one simulator; writes BENCHMARKS.md.
+# Needs nginx (apt), oha (cargo install oha --locked), LiteLLM (pip install 'litellm[proxy]').
+harness:
+	cargo build --release
+	python3 benches/harness/run.py
 
 lint: prereqs
 	cargo fmt --all --check

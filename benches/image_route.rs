@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+mod support;
 use kikaku_edge::image_api::models::default_models;
 use kikaku_edge::image_api::validate::validate;
 use serde_json::json;
+use support::{free_port, Running};
 
 fn fourteen_refs_body() -> Vec<u8> {
     let jpeg = kikaku_edge::ark_sim::jpeg::encode(1024, 1024);
@@ -34,24 +37,6 @@ fn fourteen_refs_body() -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The gateway process, and its temp dir (kept until the process is gone).
-struct Running(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A private redis-server for the Redis run.
@@ -94,27 +79,8 @@ routes:\n  - name: images\n    match: {{path_prefix: /v1/images/generations}}\n 
 keys:\n  - {{key: kikaku_bench_key, owner: bench, quota: 1000000000000, rate_limit_per_minute: 4000000000}}\n",
         data = dir.path().join("data").display()
     );
-    let cfg = dir.path().join("bench.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_kikaku-edge"))
-        .args(["serve", "-c"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", public)).is_ok()
-            && std::net::TcpStream::connect(("127.0.0.1", sim)).is_ok()
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
     (
-        Running(child, dir),
+        support::start_gateway(dir, &yaml, &[public, sim]),
         format!("http://127.0.0.1:{public}/v1/images/generations"),
     )
 }

@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""Performance harness: kikaku-edge against nginx (plain proxy_pass) and
+LiteLLM's proxy, on one upstream (the Ark simulator), side by side in one run.
+
+    python3 benches/harness/run.py            # full run, writes BENCHMARKS.md
+    python3 benches/harness/run.py --quick    # short smoke: 2 s per point
+
+Needs: a release build (`cargo build --release`), nginx (Debian), oha
+(`cargo install oha`), and optionally LiteLLM (`pip install 'litellm[proxy]'`);
+whatever is missing is reported in the table as not run.
+
+Scenarios (issue 6): (1) image route with every filter, at full speed;
+(2) the same at fixed rates, for added latency; (3) a pass-through route;
+(5) a config reload every second under load; (6) RSS idle and with 1,000
+open keep-alive connections. (4), storage streaming, is `cargo bench --bench
+storage` for now.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / "target" / "release" / "kikaku-edge"
+BODY_GATEWAY = json.dumps({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"})
+# What the gateway sends upstream for that body (alias resolved, defaults filled):
+# the direct and nginx runs send it as is.
+BODY_UPSTREAM = json.dumps({"model": "seedream-4-0-250828", "prompt": "a cat", "size": "1024x1024"})
+KEY = "kikaku_bench_key"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def children(pid):
+    """A process and its descendants (nginx workers, uvicorn workers)."""
+    out = [pid]
+    try:
+        kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    except FileNotFoundError:
+        kids = []
+    for k in kids:
+        out.extend(children(int(k)))
+    return out
+
+
+class Proc:
+    def __init__(self, args, env=None, cwd=None):
+        self.p = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def pids(self):
+        return children(self.p.pid)
+
+    def stop(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            self.p.wait(timeout=10)
+        except Exception:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except Exception:
+                pass
+
+
+def oha(url, seconds, conns, body=None, headers=(), rate=None, method="POST"):
+    """Run oha; returns its JSON summary."""
+    args = ["oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(conns),
+            "-m", method, url]
+    for h in headers:
+        args += ["-H", h]
+    if body is not None:
+        args += ["-d", body, "-T", "application/json"]
+    if rate:
+        args += ["-q", str(rate)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"oha failed: {out.stderr[-500:]}")
+    return json.loads(out.stdout)
+
+
+def summarize(j):
+    s = j["summary"]
+    p = j.get("latencyPercentiles", {})
+    codes = j.get("statusCodeDistribution", {})
+    # Requests still in flight when the duration ends are cut off by oha
+    # itself ("aborted due to deadline"): not failures of the target.
+    failed = {k: v for k, v in j.get("errorDistribution", {}).items() if "aborted due to deadline" not in k}
+    errors = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(failed.values())
+    return {
+        "rps": s.get("requestsPerSec") or 0.0,
+        "p50": (p.get("p50") or 0) * 1000,
+        "p90": (p.get("p90") or 0) * 1000,
+        "p99": (p.get("p99") or 0) * 1000,
+        "errors": errors,
+        "requests": sum(codes.values()) + sum(failed.values()),
+    }
+
+
+def nginx_conf(dir_, port, upstream_port):
+    conf = f"""
+worker_processes 2;
+pid {dir_}/nginx.pid;
+error_log {dir_}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir_}/body;
+  proxy_temp_path {dir_}/proxy;
+  fastcgi_temp_path {dir_}/fastcgi;
+  uwsgi_temp_path {dir_}/uwsgi;
+  scgi_temp_path {dir_}/scgi;
+  upstream sim {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://sim;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+    path = Path(dir_) / "nginx.conf"
+    path.write_text(conf)
+    return path
+
+
+def gateway_conf(dir_, public, admin, sim_port):
+    """conf/bench.yaml, pointed at the external simulator, plus a pass-through route."""
+    cfg = yaml.safe_load((ROOT / "conf" / "bench.yaml").read_text())
+    cfg.pop("simulators", None)
+    cfg.pop("storage", None)
+    cfg["routes"] = [r for r in cfg["routes"] if "handler" in r and r["handler"]["type"] in (
+        "image_generation", "image_usage", "image_logs")]
+    cfg["upstreams"] = {"ark": {"endpoints": [{"address": f"127.0.0.1:{sim_port}"}],
+                                "keepalive": {"enabled": True, "idle_seconds": 60}}}
+    cfg["routes"].append({"name": "passthrough", "match": {"path_prefix": "/healthz"},
+                          "upstream": "ark"})
+    cfg["listeners"] = {"public": {"address": f"127.0.0.1:{public}"},
+                        "admin": {"address": f"127.0.0.1:{admin}"}}
+    cfg["data_dir"] = str(Path(dir_) / "data")
+    cfg["logging"] = {"access_log": "off"}
+    cfg["server"] = {"threads": 2}
+    path = Path(dir_) / "gateway.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def litellm_conf(dir_, sim_port):
+    cfg = {
+        "model_list": [{
+            "model_name": "seedream-4.0",
+            "litellm_params": {"model": "openai/seedream-4-0-250828",
+                               "api_base": f"http://127.0.0.1:{sim_port}/api/v3",
+                               "api_key": "sim-key"},
+        }],
+        "general_settings": {"master_key": "sk-bench-master"},
+        "litellm_settings": {"set_verbose": False},
+    }
+    path = Path(dir_) / "litellm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def version(args):
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        return (out.stdout + out.stderr).strip().splitlines()[0]
+    except Exception as e:
+        return f"not available ({e.__class__.__name__})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="2 s per point (a smoke test)")
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--no-litellm", action="store_true")
+    args = ap.parse_args()
+    secs = 2 if args.quick else 10
+    if not BIN.exists():
+        sys.exit("build first: cargo build --release")
+    if not shutil.which("oha"):
+        sys.exit("oha is missing: cargo install oha --locked")
+
+    tmp = tempfile.mkdtemp(prefix="kikaku-harness-")
+    procs = []
+    results = {}
+    try:
+        sim0, sim50 = free_port(), free_port()
+        procs.append(Proc([str(BIN), "sim-ark", "--listen", f"127.0.0.1:{sim0}"]))
+        procs.append(Proc([str(BIN), "sim-ark", "--listen", f"127.0.0.1:{sim50}", "--latency-ms", "50"]))
+        wait_port(sim0)
+        wait_port(sim50)
+
+        targets = {}
+        for sim, label in [(sim0, "0ms"), (sim50, "50ms")]:
+            targets[("direct", label)] = (f"http://127.0.0.1:{sim}/api/v3/images/generations", BODY_UPSTREAM,
+                                          ["Authorization: Bearer sim-key"], None)
+            ng = free_port()
+            d = Path(tmp) / f"nginx-{label}"
+            d.mkdir()
+            nginx = Proc(["nginx", "-c", str(nginx_conf(d, ng, sim)), "-g", "daemon off;"])
+            procs.append(nginx)
+            wait_port(ng)
+            targets[("nginx", label)] = (f"http://127.0.0.1:{ng}/api/v3/images/generations", BODY_UPSTREAM,
+                                         ["Authorization: Bearer sim-key"], nginx)
+            pub, adm = free_port(), free_port()
+            d = Path(tmp) / f"kikaku-{label}"
+            d.mkdir()
+            conf = gateway_conf(d, pub, adm, sim)
+            gw = Proc([str(BIN), "serve", "-c", str(conf)])
+            procs.append(gw)
+            wait_port(pub)
+            targets[("kikaku-edge", label)] = (f"http://127.0.0.1:{pub}/v1/images/generations", BODY_GATEWAY,
+                                               [f"Authorization: Bearer {KEY}"], gw)
+            if not args.no_litellm and shutil.which("litellm"):
+                lp = free_port()
+                ll = Proc(["litellm", "--config", str(litellm_conf(d, sim)), "--port", str(lp),
+                           "--host", "127.0.0.1", "--num_workers", "1"])
+                procs.append(ll)
+                try:
+                    wait_port(lp, timeout=120)
+                    targets[("LiteLLM", label)] = (f"http://127.0.0.1:{lp}/v1/images/generations",
+                                                   json.dumps({"model": "seedream-4.0", "prompt": "a cat", "size": "1024x1024"}),
+                                                   ["Authorization: Bearer sk-bench-master"], ll)
+                except RuntimeError:
+                    pass
+        gw0 = targets[("kikaku-edge", "0ms")][3]
+
+        # (6) idle RSS, before any load.
+        idle = {name: rss_kib(t[3].pids()) for (name, label), t in targets.items() if t[3] and label == "0ms"}
+
+        # (1) full speed, 64 connections.
+        for (name, label), (url, body, headers, _) in targets.items():
+            results[("1", name, label)] = summarize(oha(url, secs, 64, body, headers))
+
+        # (2) fixed rates against the zero-latency simulator.
+        for rate in (500, 1000):
+            for (name, label), (url, body, headers, _) in targets.items():
+                if label == "0ms":
+                    results[(f"2@{rate}", name, label)] = summarize(oha(url, secs, 32, body, headers, rate=rate))
+
+        # (3) pass-through: GET /healthz of the simulator.
+        for name, url in [("direct", f"http://127.0.0.1:{sim0}/healthz"),
+                          ("nginx", targets[("nginx", "0ms")][0].replace("/api/v3/images/generations", "/healthz")),
+                          ("kikaku-edge", targets[("kikaku-edge", "0ms")][0].replace("/v1/images/generations", "/healthz"))]:
+            results[("3", name, "0ms")] = summarize(oha(url, secs, 64, method="GET"))
+
+        # (5) a reload (SIGHUP) every second during load on the image route.
+        url, body, headers, _ = targets[("kikaku-edge", "0ms")]
+        loader = subprocess.Popen(["oha", "--no-tui", "--output-format", "json", "-z", f"{secs * 2}s", "-c", "32",
+                                   "-m", "POST", url, "-d", body, "-T", "application/json"] +
+                                  sum([["-H", h] for h in headers], []), stdout=subprocess.PIPE, text=True)
+        reloads = 0
+        t_end = time.time() + secs * 2 - 0.5
+        while time.time() < t_end:
+            time.sleep(1)
+            os.kill(gw0.p.pid, signal.SIGHUP)
+            reloads += 1
+        out, _ = loader.communicate(timeout=secs * 2 + 120)
+        results[("5", "kikaku-edge", "0ms")] = dict(summarize(json.loads(out)), reloads=reloads)
+
+        # (6) RSS with 1,000 open keep-alive connections (pass-through, slow rate).
+        held = {}
+        for (name, label), t in targets.items():
+            if label != "0ms" or not t[3]:
+                continue
+            url = t[0]
+            loader = subprocess.Popen(["oha", "--no-tui", "--output-format", "json", "-z", f"{secs + 2}s", "-c", "1000",
+                                       "-q", "2000", "-m", "POST", url, "-d", t[1], "-T", "application/json"] +
+                                      sum([["-H", h] for h in t[2]], []),
+                                      stdout=subprocess.PIPE, text=True)
+            time.sleep(secs)
+            held[name] = rss_kib(t[3].pids())
+            loader.communicate(timeout=secs + 120)
+        write_report(args, results, idle, held, secs)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_report(args, results, idle, held, secs):
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `python3 benches/harness/run.py{' --quick' if args.quick else ''}` on "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Every figure below comes from this one run;",
+        "compare within a table, not with other runs.",
+        "",
+        f"- Machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}",
+        f"- kikaku-edge `{rev}` (release build), {version(['nginx', '-v'])}, {version(['oha', '--version'])}, "
+        f"LiteLLM {version(['litellm', '--version'])}",
+        f"- Load: oha, {secs} s per point. The client, the proxies and the simulator share the machine.",
+        "- Image requests: `{\"model\":\"seedream-4.0\",\"prompt\":\"a cat\",\"size\":\"1K\"}` through kikaku-edge "
+        "(key auth, rate limit, quota, validation, alias rewrite, accounting, request log); the already-rewritten "
+        "body direct and through nginx (`proxy_pass`, keep-alive).",
+        "",
+    ]
+
+    def table(title, key, names, label="0ms", added=True):
+        lines.append(f"## {title}")
+        lines.append("")
+        lines.append("| | requests/s | p50 ms | p90 ms | p99 ms | added p50 / p99 ms | errors |")
+        lines.append("|---|---|---|---|---|---|---|")
+        base = results.get((key, "direct", label))
+        for n in names:
+            r = results.get((key, n, label))
+            if not r:
+                lines.append(f"| {n} | not run | | | | | |")
+                continue
+            add = f"{r['p50'] - base['p50']:.2f} / {r['p99'] - base['p99']:.2f}" if base and added and n != "direct" else "—"
+            lines.append(f"| {n} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p90']:.2f} | {r['p99']:.2f} | {add} | {r['errors']} |")
+        lines.append("")
+
+    names = ["direct", "nginx", "kikaku-edge", "LiteLLM"]
+    table("1. Image route, every filter, 64 connections (simulator at 0 ms)", "1", names)
+    table("1b. The same, simulator at 50 ms", "1", names, label="50ms")
+    for rate in (500, 1000):
+        table(f"2. Fixed rate {rate} requests/s (simulator at 0 ms)", f"2@{rate}", names)
+    table("3. Pass-through route (GET /healthz of the simulator)", "3", ["direct", "nginx", "kikaku-edge"])
+    r = results.get(("5", "kikaku-edge", "0ms"))
+    lines += ["## 5. Config reload every second under load", ""]
+    if r:
+        lines.append(f"{r['reloads']} reloads (SIGHUP) during {r['requests']} requests at {r['rps']:.0f}/s: **{r['errors']} failed**.")
+    lines += ["", "## 6. Resident memory", "", "| | idle | 1,000 open connections |", "|---|---|---|"]
+    for n in ["nginx", "kikaku-edge", "LiteLLM"]:
+        if n in idle:
+            lines.append(f"| {n} | {idle[n] / 1024:.1f} MiB | {held.get(n, 0) / 1024:.1f} MiB |")
+    lines.append("")
+    lines += goals(results, idle, held)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def goals(results, idle, held):
+    """Issue 6's goals, read against this run."""
+    def get(key, name, field="rps"):
+        r = results.get((key, name, "0ms"))
+        return r[field] if r else None
+
+    rows = []
+
+    def row(goal, value, ok):
+        rows.append(f"| {goal} | {value} | {'met' if ok else 'not met'} |")
+
+    k, n, ll = get("1", "kikaku-edge"), get("1", "nginx"), get("1", "LiteLLM")
+    if k and n:
+        row("image route ≥ 60% of nginx requests/s", f"{k / n:.0%}", k / n >= 0.6)
+    r = results.get(("2@1000", "kikaku-edge", "0ms"))
+    d = results.get(("2@1000", "direct", "0ms"))
+    if r and d:
+        added = r["p99"] - d["p99"]
+        row("added p99 ≤ 1 ms at 1,000 requests/s", f"{added:.2f} ms", added <= 1.0)
+    if k and ll:
+        row("≥ 20× LiteLLM's requests/s", f"{k / ll:.0f}×", k / ll >= 20)
+    kl = results.get(("2@1000", "kikaku-edge", "0ms"))
+    ll2 = results.get(("2@1000", "LiteLLM", "0ms"))
+    if kl and ll2 and d:
+        ka, la = kl["p50"] - d["p50"], ll2["p50"] - d["p50"]
+        if ka > 0:
+            row("≤ 1/20 of LiteLLM's added latency (p50)", f"1/{la / ka:.0f}", la / ka >= 20)
+    kp, np_ = get("3", "kikaku-edge"), get("3", "nginx")
+    if kp and np_:
+        row("pass-through ≥ 85% of nginx requests/s", f"{kp / np_:.0%}", kp / np_ >= 0.85)
+    if "kikaku-edge" in idle:
+        row("RSS ≤ 50 MiB idle", f"{idle['kikaku-edge'] / 1024:.1f} MiB", idle["kikaku-edge"] <= 50 * 1024)
+    if "kikaku-edge" in held:
+        row("RSS ≤ 150 MiB with 1,000 connections", f"{held['kikaku-edge'] / 1024:.1f} MiB",
+            held["kikaku-edge"] <= 150 * 1024)
+    r5 = results.get(("5", "kikaku-edge", "0ms"))
+    if r5:
+        row("zero failed requests during reloads", str(r5["errors"]), r5["errors"] == 0)
+    if not rows:
+        return []
+    return ["## Goals (issue 6), read against this run", "", "| goal | this run | |", "|---|---|---|"] + rows + [""]
+
+
+if __name__ == "__main__":
+    main()
