@@ -9,6 +9,15 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 # The Redis backend's tests start their own redis-server processes.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+
+# The storage tests drive the gateway with real S3 clients (boto3, the AWS
+# CLI) and use moto's server as a second S3 implementation: from PyPI, pinned.
+here="$(cd "$(dirname "$0")" && pwd)"
+if ! python3 -c "import boto3, moto.server" >/dev/null 2>&1 || ! command -v aws >/dev/null 2>&1; then
+  echo "prereqs: installing the S3 test clients from PyPI" >&2
+  python3 -m pip install -q -r "$here/../tests/s3/requirements.txt"
+fi
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -4,19 +4,44 @@
 //! known, and the route's response filters (request id, rate-limit headers).
 
 use bytes::Bytes;
-use kikaku_filters::{FilterChain, GatewayError, RequestCtx};
+use kikaku_filters::{ErrorFormat, FilterChain, GatewayError, RequestCtx};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+/// The status, content type and body of an error, in the request's format:
+/// JSON, or an S3 `<Error>` document on the S3 endpoint.
+pub fn error_parts(
+    err: &GatewayError,
+    ctx: &RequestCtx,
+    path: &str,
+) -> (u16, &'static str, Vec<u8>) {
+    match ctx.error_format {
+        ErrorFormat::Json => (err.status(), "application/json", err.body()),
+        ErrorFormat::S3Xml => (
+            err.s3_status(),
+            "application/xml",
+            crate::s3::xml::error_document(
+                err.s3_code(),
+                &err.message,
+                path,
+                ctx.request_id.as_deref().unwrap_or(""),
+            )
+            .into_bytes(),
+        ),
+    }
+}
+
 /// Build the response header for an error.
-pub fn error_header(
+fn error_header(
+    status: u16,
+    content_type: &str,
     err: &GatewayError,
     body_len: usize,
     chain: Option<&FilterChain>,
     ctx: &RequestCtx,
 ) -> pingora::Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build(err.status(), Some(6))?;
-    resp.insert_header("content-type", "application/json")?;
+    let mut resp = ResponseHeader::build(status, Some(6))?;
+    resp.insert_header("content-type", content_type)?;
     resp.insert_header("content-length", body_len.to_string())?;
     resp.insert_header("cache-control", "no-store")?;
     if let Some(after) = err.retry_after {
@@ -43,17 +68,23 @@ pub async fn respond(
         // A handler already answered; a second answer would corrupt the stream.
         return Ok(());
     }
-    let body = err.body();
-    let mut resp = error_header(err, body.len(), chain, ctx)?;
+    let (status, content_type, body) = error_parts(err, ctx, session.req_header().uri.path());
+    let head_request = session.req_header().method == http::Method::HEAD;
+    let mut resp = error_header(status, content_type, err, body.len(), chain, ctx)?;
     for (name, value) in extra {
         resp.insert_header(*name, value.as_str())?;
     }
     // The request body was not read; do not try to reuse the connection.
     session.set_keepalive(None);
-    session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await?;
+    if head_request {
+        // HEAD answers carry the length, never a body.
+        session.write_response_header(Box::new(resp), true).await?;
+    } else {
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+    }
     linger(session).await;
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod ark_sim;
 pub mod config;
+pub mod gallery;
 pub mod handlers;
 pub mod http_error;
 pub mod image_api;
@@ -11,7 +12,9 @@ pub mod keys_cmd;
 pub mod metrics;
 pub mod reload;
 pub mod routing;
+pub mod s3;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod storage_cmd;
 pub mod upstreams;

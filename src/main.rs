@@ -37,6 +37,13 @@ enum Command {
     },
     /// Run the Ark (SeedDream) simulator alone, for tests and benchmarks.
     SimArk(kikaku_edge::ark_sim::SimConfig),
+    /// Storage maintenance: `reconcile` recomputes usage from the backend.
+    Storage {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: kikaku_edge::storage_cmd::StorageCommand,
+    },
     /// Manage the keys kept in the configured state store.
     Keys {
         #[arg(short, long)]
@@ -71,6 +78,15 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Storage { config, command } => {
+            match kikaku_edge::storage_cmd::run(&config, command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kikaku-edge storage: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Keys { config, command } => match kikaku_edge::keys_cmd::run(&config, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

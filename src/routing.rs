@@ -1,7 +1,8 @@
 //! Route matching: method + path prefix (whole segments) + optional host.
 //!
-//! The most specific route wins: one with a host beats one without, then the
-//! longer path prefix, then the earlier route in the file.
+//! The most specific route wins: one for SigV4-signed requests beats one
+//! without, then one with a host, then the longer path prefix, then the
+//! earlier route in the file.
 
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ pub struct Route {
     pub methods: Vec<Method>,
     pub path_prefix: String,
     pub host: Option<String>,
+    /// Only requests signed with AWS SigV4 (the S3 endpoint on the shared listener).
+    pub sigv4: bool,
     pub chain: FilterChain,
     pub target: Target,
 }
@@ -61,9 +64,9 @@ impl Router {
     pub fn new(routes: Vec<Route>) -> Router {
         let mut indexed: Vec<(usize, Route)> = routes.into_iter().enumerate().collect();
         indexed.sort_by(|(ia, a), (ib, b)| {
-            b.host
-                .is_some()
-                .cmp(&a.host.is_some())
+            b.sigv4
+                .cmp(&a.sigv4)
+                .then(b.host.is_some().cmp(&a.host.is_some()))
                 .then(b.path_prefix.len().cmp(&a.path_prefix.len()))
                 .then(ia.cmp(ib))
         });
@@ -72,10 +75,20 @@ impl Router {
         }
     }
 
-    pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> RouteMatch<'_> {
+    /// `sigv4`: the request carries an AWS SigV4 signature.
+    pub fn find(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        path: &str,
+        sigv4: bool,
+    ) -> RouteMatch<'_> {
         let host = host.map(host_only);
         let mut allowed: Vec<Method> = Vec::new();
         for r in &self.routes {
+            if r.sigv4 && !sigv4 {
+                continue;
+            }
             if r.host
                 .as_deref()
                 .is_some_and(|h| Some(h) != host.as_deref())
@@ -113,13 +126,14 @@ mod tests {
             methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
             path_prefix: prefix.into(),
             host: host.map(Into::into),
+            sigv4: false,
             chain: FilterChain::default(),
             target: Target::Handler(Handler::NotImplemented("x".into())),
         }
     }
 
     fn found(r: &Router, m: &str, host: Option<&str>, path: &str) -> Option<String> {
-        match r.find(&m.parse().unwrap(), host, path) {
+        match r.find(&m.parse().unwrap(), host, path, false) {
             RouteMatch::Found(r) => Some(r.name.clone()),
             _ => None,
         }
@@ -153,10 +167,10 @@ mod tests {
     fn wrong_method_is_distinguished_from_no_route() {
         let r = Router::new(vec![route("images", &["POST"], "/v1/images", None)]);
         assert!(
-            matches!(r.find(&Method::GET, None, "/v1/images"), RouteMatch::MethodNotAllowed(m) if m == vec![Method::POST])
+            matches!(r.find(&Method::GET, None, "/v1/images", false), RouteMatch::MethodNotAllowed(m) if m == vec![Method::POST])
         );
         assert!(matches!(
-            r.find(&Method::GET, None, "/nope"),
+            r.find(&Method::GET, None, "/nope", false),
             RouteMatch::NotFound
         ));
     }

@@ -14,6 +14,8 @@ use crate::config::ConfigError;
 use crate::config::{parse_sha256, parse_time, quota_amount, Config, ConfigErrors, KeyConfig};
 use crate::handlers::{Handler, HandlerEnv};
 use crate::routing::{Route, Router, Target};
+use crate::s3::backend::S3Backend;
+use crate::s3::Storage;
 use crate::upstreams::Upstream;
 
 pub struct Snapshot {
@@ -23,6 +25,8 @@ pub struct Snapshot {
     pub router: Router,
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub keys: Arc<KeyDirectory>,
+    /// The storage backend and ledger, when `storage` is configured.
+    pub storage: Option<Arc<Storage>>,
 }
 
 /// Defaults from DESIGN §2 and the issue: 1000 images, 1 GiB.
@@ -66,10 +70,33 @@ impl Snapshot {
             stored_keys,
             state: state.clone(),
         };
+        let storage = match &config.storage {
+            Some(sc) => match upstreams.get(&sc.backend.upstream) {
+                Some(up) => {
+                    match S3Backend::new(&sc.backend, up.clone(), config.server.ca_file.as_deref())
+                    {
+                        Ok(b) => Some(Arc::new(Storage::new(b, state.clone(), sc.gallery.clone()))),
+                        Err(e) => {
+                            errors.push(ConfigError::new("storage.backend", e));
+                            None
+                        }
+                    }
+                }
+                None => {
+                    errors.push(ConfigError::new(
+                        "storage.backend.upstream",
+                        format!("no upstream {:?}", sc.backend.upstream),
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
         let handler_env = HandlerEnv {
             upstreams: &upstreams,
             state,
             ca_file: config.server.ca_file.as_deref(),
+            storage: storage.clone(),
         };
 
         let mut routes = Vec::new();
@@ -98,6 +125,7 @@ impl Snapshot {
                     .collect(),
                 path_prefix: r.matcher.path_prefix.clone(),
                 host: r.matcher.host.as_deref().map(crate::routing::host_only),
+                sigv4: r.matcher.sigv4,
                 chain: build_chain(&r.filters, &env),
                 target,
             });
@@ -112,6 +140,7 @@ impl Snapshot {
             router: Router::new(routes),
             upstreams,
             keys,
+            storage,
         })
     }
 }
@@ -139,6 +168,8 @@ fn compile_key(k: &KeyConfig) -> Result<ApiKey, ()> {
         expires_at: k.expires_at.as_deref().and_then(parse_time),
         quota,
         rate_limit_per_minute: k.rate_limit_per_minute,
+        bucket: k.bucket.clone(),
+        s3: k.s3.clone(),
     })
 }
 

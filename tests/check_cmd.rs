@@ -15,8 +15,10 @@ fn check_path(path: &std::path::Path) -> (i32, String, String) {
         .args(["check", "-c"])
         .arg(path)
         .env_remove("KIKAKU_HTTP_ADDR")
-        // conf/production.example.yaml requires it, as it should.
+        // conf/production.example.yaml requires these, as it should.
         .env("ARK_API_KEY", "test-ark-key")
+        .env("S3_ACCESS_KEY_ID", "test-s3-id")
+        .env("S3_SECRET_ACCESS_KEY", "test-s3-secret")
         .output()
         .unwrap();
     (

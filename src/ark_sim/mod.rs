@@ -135,6 +135,15 @@ impl Simulator {
     /// Accept and serve until the task is dropped.
     pub async fn serve(self: Arc<Self>) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(&self.config.listen).await?;
+        self.serve_on(listener).await
+    }
+
+    /// Serve on a listener bound by the caller (the gateway binds it before
+    /// its first health check, so the check never sees a closed port).
+    pub async fn serve_on(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<()> {
         log::info!("sim-ark listening on {}", self.config.listen);
         loop {
             let (stream, _) = match listener.accept().await {

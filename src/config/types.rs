@@ -27,6 +27,84 @@ pub struct Config {
     /// Built-in stand-ins for upstreams, started with the gateway (offline use, tests).
     #[serde(default)]
     pub simulators: Simulators,
+    /// The S3 backend behind storage keys and the gallery.
+    pub storage: Option<StorageConfig>,
+}
+
+/// Where objects live. The gateway signs to the backend with its own
+/// credentials; tenants never see them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub backend: S3BackendConfig,
+    /// An S3 server on local disk, started in-process (the offline default).
+    /// Point `backend.upstream` at its `listen` address.
+    pub embedded: Option<EmbeddedS3Config>,
+    /// Where generated images are copied for the gallery.
+    #[serde(default)]
+    pub gallery: GalleryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3BackendConfig {
+    /// An entry of `upstreams` (endpoints, TLS, timeouts, health checks).
+    pub upstream: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Backend bucket names are `<prefix><tenant>-<bucket>`; the tenant part
+    /// keeps every storage key inside its own buckets.
+    #[serde(default = "default_bucket_prefix")]
+    pub bucket_prefix: String,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_bucket_prefix() -> String {
+    "kk-".into()
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedS3Config {
+    /// `IP:PORT` for the in-process S3 server.
+    pub listen: String,
+    /// Directory of the objects; default `<data_dir>/s3`.
+    pub root: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GalleryConfig {
+    pub enabled: bool,
+    /// The backend bucket holding every gallery image (not a tenant bucket).
+    pub bucket: String,
+    /// Copies in flight at once.
+    pub concurrency: usize,
+    /// Attempts per image before it is given up (and logged).
+    pub attempts: u32,
+    /// Records kept per key; the oldest go first (their objects too).
+    pub max_images_per_key: u64,
+    /// Base of the gallery URLs (`https://img.example.com`); default: the
+    /// scheme and Host of the request listing them.
+    pub public_url: Option<String>,
+}
+
+impl Default for GalleryConfig {
+    fn default() -> Self {
+        GalleryConfig {
+            enabled: true,
+            bucket: "kk-gallery".into(),
+            concurrency: 4,
+            attempts: 5,
+            max_images_per_key: 10_000,
+            public_url: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -54,6 +132,15 @@ pub struct Listeners {
 pub struct ListenerConfig {
     /// `IP:PORT` to bind.
     pub address: String,
+    /// Serve HTTPS with this certificate (PEM chain) and key (PEM).
+    pub tls: Option<ListenerTls>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -294,6 +381,11 @@ pub struct MatchConfig {
     pub path_prefix: String,
     /// Exact `Host` (port ignored); absent matches any host.
     pub host: Option<String>,
+    /// Match only requests signed with AWS SigV4 (`Authorization:
+    /// AWS4-HMAC-SHA256 ...` or `X-Amz-Algorithm` in the query): the S3
+    /// endpoint sharing the public listener.
+    #[serde(default)]
+    pub sigv4: bool,
 }
 
 /// Local handlers, chosen by `type`.
@@ -308,12 +400,34 @@ pub enum HandlerConfig {
     ImageUsage,
     /// `GET /v1/logs` for the authenticated image key.
     ImageLogs,
+    /// The S3-compatible endpoint for storage keys (needs `storage`).
+    S3Endpoint,
+    /// `/s3/upload`, `/s3/files`, `/s3/usage` for storage keys (needs `storage`).
+    StorageApi,
+    /// `GET /v1/gallery` for the authenticated image key (needs `storage`).
+    ImageGallery,
+    /// `GET /gallery/<token>.jpeg`, no key: the token is unguessable (needs `storage`).
+    GalleryFile,
 }
 
 impl HandlerConfig {
     /// Handlers that serve a customer's own data need `key_auth` first.
     pub fn needs_key(&self) -> bool {
-        !matches!(self, HandlerConfig::NotImplemented { .. })
+        !matches!(
+            self,
+            HandlerConfig::NotImplemented { .. } | HandlerConfig::GalleryFile
+        )
+    }
+
+    /// Handlers that work on the storage backend.
+    pub fn needs_storage(&self) -> bool {
+        matches!(
+            self,
+            HandlerConfig::S3Endpoint
+                | HandlerConfig::StorageApi
+                | HandlerConfig::ImageGallery
+                | HandlerConfig::GalleryFile
+        )
     }
 }
 
@@ -338,6 +452,10 @@ pub struct KeyConfig {
     pub quota: Option<QuotaValue>,
     /// Requests per minute (default 10).
     pub rate_limit_per_minute: Option<u32>,
+    /// Storage keys: the default bucket (`/s3/*` works in it). Default `default`.
+    pub bucket: Option<String>,
+    /// Storage keys: the S3 credential for the S3-compatible endpoint.
+    pub s3: Option<kikaku_filters::keys::S3Credential>,
 }
 
 fn active() -> KeyStatus {

@@ -19,6 +19,16 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             "must be IP:PORT, e.g. 127.0.0.1:8080",
         );
     }
+    if let Some(tls) = &c.listeners.public.tls {
+        for (field, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+            if std::fs::metadata(path).is_err() {
+                err(
+                    format!("listeners.public.tls.{field}"),
+                    "cannot be read (no such file)",
+                );
+            }
+        }
+    }
     if let Some(admin) = &c.listeners.admin {
         if admin.address.parse::<SocketAddr>().is_err() {
             err(
@@ -196,11 +206,22 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             }
             _ => {}
         }
-        if r.handler.as_ref().is_some_and(|h| h.needs_key())
-            && !r
-                .filters
-                .iter()
-                .any(|f| matches!(f, kikaku_filters::FilterConfig::KeyAuth(_)))
+        let has = |want: fn(&kikaku_filters::FilterConfig) -> bool| r.filters.iter().any(want);
+        if r.handler.as_ref().is_some_and(|h| h.needs_storage()) && c.storage.is_none() {
+            err(
+                format!("{p}.handler"),
+                "this handler needs the storage section (an S3 backend)",
+            );
+        }
+        if matches!(r.handler, Some(HandlerConfig::S3Endpoint)) {
+            if !has(|f| matches!(f, kikaku_filters::FilterConfig::S3Auth(_))) {
+                err(
+                    format!("{p}.filters"),
+                    "the S3 endpoint needs s3_auth in its chain",
+                );
+            }
+        } else if r.handler.as_ref().is_some_and(|h| h.needs_key())
+            && !has(|f| matches!(f, kikaku_filters::FilterConfig::KeyAuth(_)))
         {
             err(
                 format!("{p}.filters"),
@@ -213,8 +234,51 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
     }
 
     let mut seen_keys = HashSet::new();
+    let mut seen_access = HashSet::new();
     for (i, k) in c.keys.iter().enumerate() {
-        check_key(&format!("keys[{i}]"), k, &mut seen_keys, &mut err);
+        let p = format!("keys[{i}]");
+        check_key(&p, k, &mut seen_keys, &mut err);
+        if let Some(cred) = &k.s3 {
+            if !seen_access.insert(cred.access_key_id.clone()) {
+                err(format!("{p}.s3.access_key_id"), "is used by another key");
+            }
+        }
+    }
+    if let Some(st) = &c.storage {
+        if !c.upstreams.contains_key(&st.backend.upstream) {
+            err(
+                "storage.backend.upstream".into(),
+                "must name an entry of upstreams",
+            );
+        }
+        let prefix = &st.backend.bucket_prefix;
+        if prefix.len() > crate::s3::names::MAX_PREFIX_LEN
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            err(
+                "storage.backend.bucket_prefix".into(),
+                "must be at most 10 of a-z, 0-9 and '-'",
+            );
+        }
+        if st.backend.access_key_id.is_empty() || st.backend.secret_access_key.is_empty() {
+            err(
+                "storage.backend".into(),
+                "access_key_id and secret_access_key must not be empty",
+            );
+        }
+        if let Some(e) = &st.embedded {
+            if e.listen.parse::<SocketAddr>().is_err() {
+                err("storage.embedded.listen".into(), "must be IP:PORT");
+            }
+        }
+        if st.gallery.concurrency == 0 || st.gallery.attempts == 0 {
+            err(
+                "storage.gallery".into(),
+                "concurrency and attempts must be > 0",
+            );
+        }
     }
     errs
 }
@@ -284,6 +348,36 @@ fn check_key(
     let key_type = k
         .key_type
         .or_else(|| k.key.as_deref().and_then(KeyType::from_key));
+    if key_type == Some(KeyType::Image) && (k.s3.is_some() || k.bucket.is_some()) {
+        err(
+            p.to_string(),
+            "bucket and s3 belong to storage keys (kikaku_s3_...)",
+        );
+    }
+    if let Some(b) = &k.bucket {
+        if let Err(m) = crate::s3::names::check_tenant_bucket(b) {
+            err(format!("{p}.bucket"), &m);
+        }
+    }
+    if let Some(cred) = &k.s3 {
+        if cred.access_key_id.len() < 16
+            || !cred
+                .access_key_id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            err(
+                format!("{p}.s3.access_key_id"),
+                "must be at least 16 of A-Z and 0-9",
+            );
+        }
+        if cred.secret_access_key.len() < 16 {
+            err(
+                format!("{p}.s3.secret_access_key"),
+                "must be at least 16 characters",
+            );
+        }
+    }
     if let (Some(q), Some(t)) = (&k.quota, key_type) {
         if let Err(m) = quota_amount(q, t) {
             err(format!("{p}.quota"), &m);

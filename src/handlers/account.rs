@@ -13,13 +13,13 @@ use serde_json::{json, Value};
 
 use super::images::subject;
 
-fn rfc3339(unix_ms: i64) -> Value {
+pub(crate) fn rfc3339(unix_ms: i64) -> Value {
     DateTime::<Utc>::from_timestamp_millis(unix_ms)
         .map(|t| Value::from(t.to_rfc3339_opts(SecondsFormat::Secs, true)))
         .unwrap_or(Value::Null)
 }
 
-fn unavailable(e: impl std::fmt::Display) -> GatewayError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::unavailable("Account data", e)
 }
 
@@ -27,7 +27,7 @@ fn invalid(msg: String) -> GatewayError {
     GatewayError::new(ErrorKind::InvalidParameter, msg)
 }
 
-async fn send(
+pub(crate) async fn send(
     session: &mut Session,
     chain: &FilterChain,
     ctx: &RequestCtx,

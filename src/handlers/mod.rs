@@ -2,7 +2,10 @@
 
 pub mod account;
 pub mod admin;
+pub mod gallery;
 pub mod images;
+pub mod s3_endpoint;
+pub mod storage_api;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +22,10 @@ pub enum Handler {
     ImageGeneration(Arc<images::ImageGeneration>),
     ImageUsage(Arc<dyn StateStore>),
     ImageLogs(Arc<dyn StateStore>),
+    S3Endpoint(Arc<s3_endpoint::S3Endpoint>),
+    StorageApi(Arc<storage_api::StorageApi>),
+    ImageGallery(Arc<crate::s3::Storage>),
+    GalleryFile(Arc<crate::s3::Storage>),
 }
 
 /// What handlers may capture when a snapshot is compiled.
@@ -26,6 +33,7 @@ pub struct HandlerEnv<'a> {
     pub upstreams: &'a HashMap<String, Arc<Upstream>>,
     pub state: Arc<dyn StateStore>,
     pub ca_file: Option<&'a str>,
+    pub storage: Option<Arc<crate::s3::Storage>>,
 }
 
 impl Handler {
@@ -43,11 +51,30 @@ impl Handler {
                     upstream,
                     env.state.clone(),
                     env.ca_file,
+                    env.storage.as_ref().map(|s| s.gallery.clone()),
                 )?))
             }
             HandlerConfig::ImageUsage => Handler::ImageUsage(env.state.clone()),
             HandlerConfig::ImageLogs => Handler::ImageLogs(env.state.clone()),
+            HandlerConfig::S3Endpoint => Handler::S3Endpoint(Arc::new(
+                s3_endpoint::S3Endpoint::new(env.storage.clone().ok_or_else(needs_storage)?),
+            )),
+            HandlerConfig::ImageGallery => {
+                Handler::ImageGallery(env.storage.clone().ok_or_else(needs_storage)?)
+            }
+            HandlerConfig::GalleryFile => {
+                Handler::GalleryFile(env.storage.clone().ok_or_else(needs_storage)?)
+            }
+            HandlerConfig::StorageApi => Handler::StorageApi(Arc::new(
+                storage_api::StorageApi::new(env.storage.clone().ok_or_else(needs_storage)?),
+            )),
         })
+    }
+
+    /// Whether the handler counts the route's rate limit itself (the image
+    /// handler does, in one state round trip with its quota reservation).
+    pub fn counts_rate_limit(&self) -> bool {
+        matches!(self, Handler::ImageGeneration(_))
     }
 
     /// Serve the request. Errors are answered by [`crate::http_error`].
@@ -64,6 +91,14 @@ impl Handler {
             Handler::ImageGeneration(h) => h.handle(session, chain, ctx).await,
             Handler::ImageUsage(state) => account::usage(state, session, chain, ctx).await,
             Handler::ImageLogs(state) => account::logs(state, session, chain, ctx).await,
+            Handler::S3Endpoint(h) => h.handle(session, chain, ctx).await,
+            Handler::StorageApi(h) => h.handle(session, chain, ctx).await,
+            Handler::ImageGallery(s) => gallery::list(s, session, chain, ctx).await,
+            Handler::GalleryFile(s) => gallery::file(s, session, chain, ctx).await,
         }
     }
+}
+
+fn needs_storage() -> String {
+    "this handler needs the `storage` section (an S3 backend)".into()
 }

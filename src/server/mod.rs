@@ -17,16 +17,60 @@ use crate::access_log::AccessLog;
 use crate::handlers::admin::AdminApp;
 use crate::reload::{ConfigHolder, Watcher};
 
+/// Bind a loopback service's port before the server starts, so that the
+/// first health check (which runs at once) never finds it closed.
+fn bind_now(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// A listener bound in `serve`, handed to the runtime of the service using
+/// it; `None` when the port was busy at start (a graceful upgrade, where the
+/// old process still holds it): then the service keeps trying to bind.
+type Bound = std::sync::Mutex<Option<std::net::TcpListener>>;
+
+async fn adopt_or_bind(bound: &Bound, addr: &str) -> tokio::net::TcpListener {
+    let early = bound.lock().ok().and_then(|mut b| b.take());
+    if let Some(l) = early.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+        return l;
+    }
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) => {
+                log::debug!("waiting to bind {addr}: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 /// The in-process Ark simulator, bound at start (not reloadable).
-struct SimService(crate::ark_sim::SimConfig);
+struct SimService(crate::ark_sim::SimConfig, Bound);
 
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for SimService {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         let sim = crate::ark_sim::Simulator::new(self.0.clone());
         tokio::select! {
-            r = sim.serve() => if let Err(e) = r {
+            r = async { sim.serve_on(adopt_or_bind(&self.1, &self.0.listen).await).await } => if let Err(e) = r {
                 log::error!("ark simulator on {} failed: {e}", self.0.listen);
+            },
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The embedded S3 backend, bound at start (not reloadable).
+struct EmbeddedS3Service(crate::s3::embedded::EmbeddedS3, Bound);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for EmbeddedS3Service {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        tokio::select! {
+            r = async { self.0.serve_on(adopt_or_bind(&self.1, &self.0.listen).await).await } => if let Err(e) = r {
+                log::error!("embedded S3 backend failed: {e}");
             },
             _ = shutdown.changed() => {}
         }
@@ -93,7 +137,12 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
         gateway,
         "kikaku-edge public",
     );
-    public.add_tcp(&cfg.listeners.public.address);
+    match &cfg.listeners.public.tls {
+        Some(tls) => public
+            .add_tls(&cfg.listeners.public.address, &tls.cert_file, &tls.key_file)
+            .map_err(|e| format!("listeners.public.tls: {e}"))?,
+        None => public.add_tcp(&cfg.listeners.public.address),
+    }
     server.add_service(public);
 
     if let Some(admin) = &cfg.listeners.admin {
@@ -101,7 +150,12 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
             holder: holder.clone(),
         });
         let mut svc = Service::new("kikaku-edge admin".to_string(), app);
-        svc.add_tcp(&admin.address);
+        match &admin.tls {
+            Some(tls) => svc
+                .add_tls(&admin.address, &tls.cert_file, &tls.key_file)
+                .map_err(|e| format!("listeners.admin.tls: {e}"))?,
+            None => svc.add_tcp(&admin.address),
+        }
         server.add_service(svc);
     }
     server.add_service(background_service(
@@ -111,7 +165,48 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
         },
     ));
     if let Some(sim) = &cfg.simulators.ark {
-        server.add_service(background_service("ark simulator", SimService(sim.clone())));
+        let bound = bind_now(&sim.listen)
+            .map_err(|e| log::warn!("simulators.ark.listen {}: {e}; retrying", sim.listen))
+            .ok();
+        server.add_service(background_service(
+            "ark simulator",
+            SimService(sim.clone(), Bound::new(bound)),
+        ));
+    }
+    if let Some(storage) = &cfg.storage {
+        if let Some(embedded) = &storage.embedded {
+            let root = embedded
+                .root
+                .clone()
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("s3"));
+            // Busy at start: another gateway on this machine serves the same
+            // offline config (or the old process of a graceful upgrade). Use
+            // that server, and take the port over once it is free.
+            let bound = match bind_now(&embedded.listen) {
+                Ok(l) => Some(l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    log::info!(
+                        "embedded S3 backend: {} is already served, using that server",
+                        embedded.listen
+                    );
+                    None
+                }
+                Err(e) => return Err(format!("storage.embedded.listen {}: {e}", embedded.listen)),
+            };
+            server.add_service(background_service(
+                "embedded s3",
+                EmbeddedS3Service(
+                    crate::s3::embedded::EmbeddedS3 {
+                        listen: embedded.listen.clone(),
+                        root,
+                        access_key_id: storage.backend.access_key_id.clone(),
+                        secret_access_key: storage.backend.secret_access_key.clone(),
+                    },
+                    Bound::new(bound),
+                ),
+            ));
+        }
     }
 
     log::info!(

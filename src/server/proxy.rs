@@ -37,6 +37,8 @@ pub struct Ctx {
     pub upstream_host: Option<String>,
     pub upstream_sent: Option<Instant>,
     pub upstream_latency: Option<Duration>,
+    /// The route's handler ran (it records its own refusals).
+    pub handler_ran: bool,
 }
 
 /// A path with `.` or `..` segments (also percent-encoded) is refused before
@@ -92,7 +94,8 @@ impl Gateway {
             .inc();
         // An image key refused by a filter still gets a line in its logs
         // (written first, so it is there when the client looks).
-        if let (Some(route), Some(key), Some(_)) = (&ctx.route, &ctx.req.key, ctx.req.rejected_by) {
+        let by_filter = ctx.req.rejected_by.is_some() && !ctx.handler_ran;
+        if let (Some(route), Some(key), true) = (&ctx.route, &ctx.req.key, by_filter) {
             if let Target::Handler(Handler::ImageGeneration(h)) = &route.target {
                 h.record_refusal(key, ctx.req.started, &err).await;
             }
@@ -116,6 +119,7 @@ impl ProxyHttp for Gateway {
             upstream_host: None,
             upstream_sent: None,
             upstream_latency: None,
+            handler_ran: false,
         }
     }
 
@@ -137,6 +141,16 @@ impl ProxyHttp for Gateway {
             return self.answer(session, ctx, err, &[]).await;
         }
         let path = req.uri.path();
+        let sigv4 = kikaku_filters::sigv4::is_aws_signed(
+            req.headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            req.uri.query(),
+        );
+        if sigv4 {
+            // S3 clients get S3 XML errors from the first check on.
+            ctx.req.error_format = kikaku_filters::ErrorFormat::S3Xml;
+        }
         if has_dot_segments(path) {
             let err = GatewayError::new(
                 ErrorKind::BadRequest,
@@ -150,7 +164,7 @@ impl ProxyHttp for Gateway {
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .or(req.uri.host());
-        let found = match snapshot.router.find(&req.method, host, path) {
+        let found = match snapshot.router.find(&req.method, host, path, sigv4) {
             RouteMatch::Found(r) => Ok(r.clone()),
             RouteMatch::MethodNotAllowed(allowed) => Err((
                 GatewayError::new(
@@ -180,6 +194,8 @@ impl ProxyHttp for Gateway {
             Err((err, extra)) => return self.answer(session, ctx, err, &extra).await,
         };
         ctx.route = Some(route.clone());
+        ctx.req.defer_rate_limit =
+            matches!(&route.target, Target::Handler(h) if h.counts_rate_limit());
 
         if let Err(err) = route
             .chain
@@ -190,10 +206,14 @@ impl ProxyHttp for Gateway {
         }
         match &route.target {
             Target::Upstream(_) => Ok(false),
-            Target::Handler(h) => match h.handle(session, &route.chain, &mut ctx.req).await {
-                Ok(()) => Ok(true),
-                Err(err) => self.answer(session, ctx, err, &[]).await,
-            },
+            Target::Handler(h) => {
+                ctx.handler_ran = true;
+                let handled = h.handle(session, &route.chain, &mut ctx.req).await;
+                match handled {
+                    Ok(()) => Ok(true),
+                    Err(err) => self.answer(session, ctx, err, &[]).await,
+                }
+            }
         }
     }
 

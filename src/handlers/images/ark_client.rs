@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -47,36 +46,7 @@ impl ArkClient {
         api_key: String,
         ca_file: Option<&str>,
     ) -> Result<ArkClient, String> {
-        let ca = match ca_file {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-                Some(
-                    reqwest::Certificate::from_pem_bundle(&pem)
-                        .map_err(|e| format!("{path}: {e}"))?,
-                )
-            }
-            None => None,
-        };
-        let t = &upstream.config.timeouts;
-        let mut clients = HashMap::new();
-        for ep in upstream.endpoints() {
-            let mut b = reqwest::Client::builder()
-                .no_proxy()
-                .connect_timeout(Duration::from_millis(t.connect_ms))
-                .read_timeout(Duration::from_millis(t.read_ms))
-                .pool_idle_timeout(Duration::from_secs(upstream.config.keepalive.idle_seconds))
-                .resolve(&ep.sni, ep.addr);
-            for cert in ca.iter().flatten() {
-                b = b.add_root_certificate(cert.clone());
-            }
-            if upstream.tls && !upstream.verify {
-                b = b.danger_accept_invalid_certs(true);
-            }
-            if !upstream.config.keepalive.enabled {
-                b = b.pool_max_idle_per_host(0);
-            }
-            clients.insert(ep.addr, b.build().map_err(|e| e.to_string())?);
-        }
+        let clients = upstream.http_clients(ca_file)?;
         Ok(ArkClient {
             upstream,
             api_key,
@@ -90,11 +60,7 @@ impl ArkClient {
             .select_endpoint()
             .ok_or(ArkFailure::NoEndpoint)?;
         let client = self.clients.get(&ep.addr).ok_or(ArkFailure::NoEndpoint)?;
-        let url = if self.upstream.tls {
-            format!("https://{}:{}{PATH}", ep.sni, ep.addr.port())
-        } else {
-            format!("http://{}{PATH}", ep.addr)
-        };
+        let url = format!("{}{PATH}", self.upstream.base_url(ep));
         let resp = client
             .post(url)
             .header(reqwest::header::HOST, &ep.host_header)

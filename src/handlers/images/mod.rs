@@ -7,6 +7,8 @@
 pub mod ark_client;
 pub mod response;
 
+use crate::gallery::Gallery;
+use kikaku_filters::context::PendingRateLimit;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -61,11 +63,23 @@ pub struct ImageGeneration {
     models: Vec<ModelSpec>,
     ark: ArkClient,
     state: Arc<dyn StateStore>,
+    /// Where successful images are kept (when storage is configured).
+    gallery: Option<Arc<Gallery>>,
+}
+
+/// What the client asked for (as the gallery shows it), and the rate-limit
+/// check the `rate_limit` filter left to the handler with its outcome.
+#[derive(Default)]
+struct Asked {
+    prompt: String,
+    size: String,
+    rate: Option<PendingRateLimit>,
+    decision: Option<kikaku_filters::RateDecision>,
 }
 
 /// The state-store name of a key (its hash, never the key).
 pub fn subject(key: &ApiKey) -> String {
-    key.hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+    key.subject()
 }
 
 fn now_ms() -> i64 {
@@ -148,6 +162,7 @@ impl ImageGeneration {
         upstream: Arc<crate::upstreams::Upstream>,
         state: Arc<dyn StateStore>,
         ca_file: Option<&str>,
+        gallery: Option<Arc<Gallery>>,
     ) -> Result<ImageGeneration, String> {
         let ark = ArkClient::new(upstream, cfg.api_key.clone(), ca_file)?;
         Ok(ImageGeneration {
@@ -155,6 +170,7 @@ impl ImageGeneration {
             cfg,
             ark,
             state,
+            gallery,
         })
     }
 
@@ -168,7 +184,19 @@ impl ImageGeneration {
         let subject = subject(&key);
         let started = Instant::now();
         let mut alias = String::from("-");
-        let result = self.generate(session, &key, &subject, &mut alias).await;
+        let mut asked = Asked {
+            rate: ctx.pending_rate_limit.take(),
+            ..Asked::default()
+        };
+        let result = self
+            .generate(session, &key, &subject, &mut alias, &mut asked)
+            .await;
+        if let Some(d) = asked.decision {
+            ctx.rate_limit = Some(d);
+            if !d.allowed {
+                ctx.rejected_by = Some("rate_limit");
+            }
+        }
         match result {
             Ok((answer, held)) => {
                 // Bill and record before answering, so a client that asks
@@ -181,6 +209,15 @@ impl ImageGeneration {
                     error: None,
                 };
                 self.record(&subject, &alias, started, outcome).await;
+                if let Some(g) = &self.gallery {
+                    g.save(Gallery::pending_from_answer(
+                        &answer.body,
+                        &subject,
+                        &asked.prompt,
+                        &alias,
+                        &asked.size,
+                    ));
+                }
                 let body = serde_json::to_vec(&answer.body).unwrap_or_default();
                 let sent = crate::http_error::respond_json(
                     session,
@@ -257,18 +294,56 @@ impl ImageGeneration {
         key: &ApiKey,
         subject: &str,
         alias: &mut String,
+        asked: &mut Asked,
     ) -> Result<(response::Answer, HeldQuota), GatewayError> {
         let deadline = Instant::now() + Duration::from_secs(self.cfg.deadline_seconds);
-        let body = read_body(session, self.cfg.max_body_bytes).await?;
-        let v = validate(&body, &self.models)?;
+        let checked = read_body(session, self.cfg.max_body_bytes)
+            .await
+            .and_then(|body| validate(&body, &self.models));
+        let v = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                // A bad request still counts against the rate limit, and a
+                // client over its limit hears that first.
+                if let Some(rate) = asked.rate.take() {
+                    let d = self
+                        .state
+                        .rate_limit(&rate.bucket, 1, rate.limit, rate.window)
+                        .await
+                        .map_err(|e| GatewayError::unavailable("Rate limiting", e))?;
+                    asked.decision = Some(d);
+                    if !d.allowed {
+                        return Err(kikaku_filters::rate_limit::refused(&d));
+                    }
+                }
+                return Err(e);
+            }
+        };
         *alias = v.model.alias.clone();
+        asked.prompt = v.prompt.clone();
+        asked.size = v.size.clone();
 
         let n = u64::from(v.expected_images);
-        let reservation = self
-            .state
-            .quota_reserve(subject, n, key.quota)
-            .await
-            .map_err(|e| GatewayError::unavailable("Quota accounting", e))?;
+        let reservation = match asked.rate.take() {
+            // Rate limit and reservation in one state round trip.
+            Some(rate) => {
+                let (d, r) = self
+                    .state
+                    .admit_and_reserve(&rate, subject, n, key.quota)
+                    .await
+                    .map_err(|e| GatewayError::unavailable("Quota accounting", e))?;
+                asked.decision = Some(d);
+                if !d.allowed {
+                    return Err(kikaku_filters::rate_limit::refused(&d));
+                }
+                r
+            }
+            None => self
+                .state
+                .quota_reserve(subject, n, key.quota)
+                .await
+                .map_err(|e| GatewayError::unavailable("Quota accounting", e))?,
+        };
         let Some(reservation) = reservation else {
             let usage = self.state.quota_usage(subject).await.unwrap_or_default();
             return Err(GatewayError::new(

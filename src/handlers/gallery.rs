@@ -1,0 +1,110 @@
+//! The gallery (DESIGN §3): `GET /v1/gallery` for image keys, and
+//! `GET /gallery/<token>.jpeg` serving the kept copies.
+
+use std::sync::Arc;
+
+use kikaku_filters::{ErrorKind, FilterChain, GatewayError, RequestCtx};
+use pingora::proxy::Session;
+use serde_json::{json, Value};
+
+use super::account::{parse_log_query, rfc3339, send, unavailable};
+use super::images::subject;
+
+/// `GET /v1/gallery?page&limit`: the key's kept images, newest first, each
+/// with a gateway URL that outlives the upstream's.
+pub async fn list(
+    storage: &Arc<crate::s3::Storage>,
+    session: &mut Session,
+    chain: &FilterChain,
+    ctx: &RequestCtx,
+) -> Result<(), GatewayError> {
+    let key = ctx.require_key("image_gallery")?;
+    // Same paging rules as the logs (page ≥ 1, limit 1–100, default 20).
+    let q = parse_log_query(session.req_header().uri.query())?;
+    let (records, total) = storage
+        .state
+        .gallery_page(&subject(&key), q.page, q.limit)
+        .await
+        .map_err(unavailable)?;
+    let base = match &storage.gallery.cfg.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let host = session
+                .req_header()
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            format!("{}://{host}", if tls { "https" } else { "http" })
+        }
+    };
+    let images: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "prompt": r.prompt,
+                "model": r.model,
+                "s3_url": format!("{base}/gallery/{}", crate::gallery::object_name(&r.token)),
+                "image_size": r.image_size,
+                "created_at": rfc3339(r.created_at_ms),
+            })
+        })
+        .collect();
+    let v = json!({
+        "images": images,
+        "pagination": {"page": q.page, "limit": q.limit, "total": total},
+    });
+    send(session, chain, ctx, v).await
+}
+
+/// `GET /gallery/<token>.jpeg`: a kept image. The token is the credential
+/// (128 random bits), so the URL works in an `<img>` without a key.
+pub async fn file(
+    storage: &Arc<crate::s3::Storage>,
+    session: &mut Session,
+    chain: &FilterChain,
+    ctx: &RequestCtx,
+) -> Result<(), GatewayError> {
+    let path = session.req_header().uri.path().to_string();
+    let not_found = || GatewayError::new(ErrorKind::NotFound, "No such gallery image.");
+    let token = path
+        .rsplit('/')
+        .next()
+        .and_then(|f| f.strip_suffix(".jpeg"))
+        .filter(|t| crate::gallery::valid_token(t))
+        .ok_or_else(not_found)?;
+    let mut req = crate::s3::backend::BackendRequest::new(
+        session.req_header().method.clone(),
+        Some(storage.gallery.bucket().to_string()),
+        Some(crate::gallery::object_name(token)),
+    );
+    if let Some(r) = session
+        .req_header()
+        .headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+    {
+        req.headers.push(("range".into(), r.to_string()));
+    }
+    let resp = storage
+        .backend
+        .send(req)
+        .await
+        .map_err(crate::s3::backend_unavailable)?;
+    if resp.status().as_u16() == 404 {
+        return Err(not_found());
+    }
+    super::s3_endpoint::relay::relay(
+        session,
+        chain,
+        ctx,
+        resp,
+        super::s3_endpoint::relay::Relay {
+            bucket: None,
+            rewrite_success: false,
+        },
+    )
+    .await
+}

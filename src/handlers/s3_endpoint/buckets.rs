@@ -1,0 +1,128 @@
+//! Bucket operations: ListBuckets (the tenant's only), GetBucketLocation,
+//! CreateBucket, DeleteBucket (refused while anything is in it).
+
+use kikaku_filters::{ErrorKind, FilterChain, GatewayError, RequestCtx};
+use pingora::proxy::Session;
+
+use super::relay::{access_denied, relay, respond_xml};
+use super::{read_verified, s3_error, Call, MAX_XML_BODY};
+use crate::s3::backend::{BackendError, BackendRequest};
+use crate::s3::{backend_unavailable, xml};
+
+/// ListBuckets: the backend's buckets under the tenant's prefix, renamed.
+pub(super) async fn list(
+    call: &Call<'_>,
+    session: &mut Session,
+    chain: &FilterChain,
+    ctx: &RequestCtx,
+) -> Result<(), GatewayError> {
+    let tenant = call.key.tenant_id();
+    let all = call
+        .storage
+        .backend
+        .list_buckets()
+        .await
+        .map_err(backend_unavailable)?;
+    let map = &call.storage.backend.buckets;
+    let mut own: Vec<(String, String)> = all
+        .into_iter()
+        .filter_map(|(name, created)| Some((map.to_tenant(&tenant, &name)?.to_string(), created)))
+        .collect();
+    own.sort();
+    let body = xml::list_buckets(&tenant, &call.key.owner, &own);
+    respond_xml(session, chain, ctx, 200, body, &[]).await
+}
+
+/// GetBucketLocation, answered here: the backend's region is the only one.
+pub(super) async fn location(
+    call: &Call<'_>,
+    session: &mut Session,
+    chain: &FilterChain,
+    ctx: &RequestCtx,
+) -> Result<(), GatewayError> {
+    call.bucket()?;
+    let region = call.storage.backend.region();
+    let loc = if region == "us-east-1" { "" } else { region };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
+        xml::NS,
+        xml::escape(loc)
+    );
+    respond_xml(session, chain, ctx, 200, body, &[]).await
+}
+
+pub(super) async fn create(
+    call: &Call<'_>,
+    session: &mut Session,
+    chain: &FilterChain,
+    ctx: &RequestCtx,
+) -> Result<(), GatewayError> {
+    // The body (CreateBucketConfiguration) names a region; the backend's
+    // region is the only one there is.
+    let _ = read_verified(session, &call.sig, MAX_XML_BODY).await?;
+    let backend_bucket = call.backend_bucket()?;
+    let resp = call
+        .storage
+        .send(BackendRequest::new(
+            http::Method::PUT,
+            Some(backend_bucket.to_string()),
+            None,
+        ))
+        .await?;
+    if resp.status().is_success() {
+        call.storage.bucket_changed(backend_bucket, true);
+        let loc = format!("/{}", call.bucket()?);
+        return respond_xml(
+            session,
+            chain,
+            ctx,
+            200,
+            String::new(),
+            &[("location", loc)],
+        )
+        .await;
+    }
+    relay(session, chain, ctx, resp, call.relay(false)).await
+}
+
+/// S3 refuses to delete a bucket with objects or open uploads; not every
+/// backend does (s3s-fs deletes the lot), and the ledger counts on it.
+pub(super) async fn delete(
+    call: &Call<'_>,
+    session: &mut Session,
+    chain: &FilterChain,
+    ctx: &RequestCtx,
+) -> Result<(), GatewayError> {
+    let (bucket, backend_bucket) = (call.bucket()?, call.backend_bucket()?);
+    let page = call
+        .storage
+        .backend
+        .list_objects(backend_bucket, "", None, 1)
+        .await;
+    let open = call
+        .storage
+        .state
+        .storage_uploads(&call.subject())
+        .await
+        .map_err(|e| GatewayError::unavailable("The storage ledger", e))?
+        .iter()
+        .any(|u| u.bucket == bucket);
+    match page {
+        Ok(p) if p.objects.is_empty() && !open => {}
+        Ok(_) => {
+            return Err(s3_error(
+                ErrorKind::BadRequest,
+                409,
+                "BucketNotEmpty",
+                "The bucket you tried to delete is not empty",
+            ))
+        }
+        Err(BackendError::Status(404, _)) => return Err(access_denied()),
+        Err(e) => return Err(backend_unavailable(e)),
+    }
+    let resp = call.storage.send(call.to_backend(false)).await?;
+    if resp.status().is_success() {
+        call.storage.bucket_changed(backend_bucket, false);
+    }
+    relay(session, chain, ctx, resp, call.relay(false)).await
+}

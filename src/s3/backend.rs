@@ -1,0 +1,363 @@
+//! The storage backend client: every call the gateway makes to S3 (on
+//! behalf of a tenant or for itself), signed with the backend's own
+//! credential. Bodies stream; nothing here buffers an object.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kikaku_filters::sigv4::{self, SigningCredential, UNSIGNED_PAYLOAD};
+
+use super::names::BucketMap;
+use super::xml;
+use crate::config::S3BackendConfig;
+use crate::upstreams::Upstream;
+
+/// Why a backend call produced no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendError {
+    /// No healthy endpoint in the pool.
+    NoEndpoint,
+    Transport(String),
+    Timeout,
+    /// An answer that is not what S3 sends (e.g. unparsable XML).
+    BadAnswer(String),
+    /// A non-2xx answer: status and S3 error code.
+    Status(u16, String),
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendError::NoEndpoint => write!(f, "no healthy storage backend endpoint"),
+            BackendError::Transport(m) => write!(f, "storage backend: {m}"),
+            BackendError::Timeout => write!(f, "storage backend timed out"),
+            BackendError::BadAnswer(m) => write!(f, "storage backend answered badly: {m}"),
+            BackendError::Status(s, c) => write!(f, "storage backend answered {s} {c}"),
+        }
+    }
+}
+
+/// One request to the backend. Names are the backend's (already mapped).
+pub struct BackendRequest {
+    pub method: http::Method,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    /// Decoded query pairs.
+    pub query: Vec<(String, String)>,
+    /// Lower-case names; `x-amz-*` and `content-md5` are signed, the rest
+    /// (Range, If-*, Content-Type, ...) forwarded as they are.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<reqwest::Body>,
+}
+
+impl BackendRequest {
+    pub fn new(method: http::Method, bucket: Option<String>, key: Option<String>) -> Self {
+        BackendRequest {
+            method,
+            bucket,
+            key,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+}
+
+impl BackendRequest {
+    /// A request on one object.
+    pub fn object(method: http::Method, bucket: &str, key: &str) -> Self {
+        BackendRequest::new(method, Some(bucket.to_string()), Some(key.to_string()))
+    }
+
+    pub fn with_query(mut self, query: &[(&str, &str)]) -> Self {
+        self.query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A body held in memory, with its length.
+    pub fn with_body(mut self, body: bytes::Bytes) -> Self {
+        self.headers
+            .push(("content-length".into(), body.len().to_string()));
+        self.body = Some(reqwest::Body::from(body));
+        self
+    }
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: String,
+    pub etag: String,
+}
+
+/// A page of ListObjectsV2.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListPage {
+    pub objects: Vec<ListedObject>,
+    pub next_token: Option<String>,
+}
+
+pub struct S3Backend {
+    upstream: Arc<Upstream>,
+    clients: HashMap<SocketAddr, reqwest::Client>,
+    region: String,
+    access_key_id: String,
+    secret_access_key: String,
+    pub buckets: BucketMap,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn transport(e: reqwest::Error) -> BackendError {
+    if e.is_timeout() {
+        return BackendError::Timeout;
+    }
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    BackendError::Transport(msg)
+}
+
+impl S3Backend {
+    pub fn new(
+        cfg: &S3BackendConfig,
+        upstream: Arc<Upstream>,
+        ca_file: Option<&str>,
+    ) -> Result<S3Backend, String> {
+        Ok(S3Backend {
+            clients: upstream.http_clients(ca_file)?,
+            upstream,
+            region: cfg.region.clone(),
+            access_key_id: cfg.access_key_id.clone(),
+            secret_access_key: cfg.secret_access_key.clone(),
+            buckets: BucketMap {
+                prefix: cfg.bucket_prefix.clone(),
+            },
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Send one signed request; the answer's body is left to the caller.
+    pub async fn send(&self, req: BackendRequest) -> Result<reqwest::Response, BackendError> {
+        let ep = self
+            .upstream
+            .select_endpoint()
+            .ok_or(BackendError::NoEndpoint)?;
+        let client = self.clients.get(&ep.addr).ok_or(BackendError::NoEndpoint)?;
+        let mut path = String::from("/");
+        if let Some(b) = &req.bucket {
+            path.push_str(b);
+            if let Some(k) = &req.key {
+                path.push('/');
+                path.push_str(k);
+            }
+        }
+        let mut signed: Vec<(String, String)> = vec![("host".into(), ep.host_header.clone())];
+        let mut unsigned: Vec<(String, String)> = Vec::new();
+        for (name, value) in req.headers {
+            if name.starts_with("x-amz-") || name == "content-md5" {
+                signed.push((name, value));
+            } else {
+                unsigned.push((name, value));
+            }
+        }
+        let authorization = sigv4::sign_request(
+            req.method.as_str(),
+            path.as_bytes(),
+            &req.query,
+            &mut signed,
+            UNSIGNED_PAYLOAD,
+            &SigningCredential {
+                access_key_id: &self.access_key_id,
+                secret_access_key: &self.secret_access_key,
+                region: &self.region,
+            },
+            now_unix(),
+        );
+        let mut url = self.upstream.base_url(ep);
+        url.push_str(&sigv4::uri_encode(path.as_bytes(), true));
+        if !req.query.is_empty() {
+            url.push('?');
+            let q: Vec<String> = req
+                .query
+                .iter()
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        sigv4::uri_encode(k.as_bytes(), false)
+                    } else {
+                        format!(
+                            "{}={}",
+                            sigv4::uri_encode(k.as_bytes(), false),
+                            sigv4::uri_encode(v.as_bytes(), false)
+                        )
+                    }
+                })
+                .collect();
+            url.push_str(&q.join("&"));
+        }
+        let mut builder = client.request(req.method, url);
+        for (name, value) in signed.iter().chain(unsigned.iter()) {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder = builder.header("authorization", authorization);
+        if let Some(body) = req.body {
+            builder = builder.body(body);
+        }
+        builder.send().await.map_err(transport)
+    }
+
+    /// Send, and turn a non-2xx answer into [`BackendError::Status`].
+    pub async fn call(&self, req: BackendRequest) -> Result<reqwest::Response, BackendError> {
+        let resp = self.send(req).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.unwrap_or_default();
+        let code = xml::texts_at(&body, &["Error", "Code"])
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default();
+        Err(BackendError::Status(status, code))
+    }
+
+    /// Create a bucket; one that exists already is fine.
+    pub async fn ensure_bucket(&self, bucket: &str) -> Result<(), BackendError> {
+        match self
+            .call(BackendRequest::new(
+                http::Method::PUT,
+                Some(bucket.to_string()),
+                None,
+            ))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(BackendError::Status(409, c))
+                if c == "BucketAlreadyOwnedByYou" || c == "BucketAlreadyExists" =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The size of an object, `None` when it does not exist.
+    pub async fn object_size(&self, bucket: &str, key: &str) -> Result<Option<u64>, BackendError> {
+        let resp = self
+            .send(BackendRequest::new(
+                http::Method::HEAD,
+                Some(bucket.to_string()),
+                Some(key.to_string()),
+            ))
+            .await?;
+        match resp.status().as_u16() {
+            404 => Ok(None),
+            s if (200..300).contains(&s) => Ok(resp
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()?.parse().ok())),
+            s => Err(BackendError::Status(s, String::new())),
+        }
+    }
+
+    /// Every bucket of the backend with its creation date.
+    pub async fn list_buckets(&self) -> Result<Vec<(String, String)>, BackendError> {
+        let body = self
+            .call(BackendRequest::new(http::Method::GET, None, None))
+            .await?
+            .bytes()
+            .await
+            .map_err(transport)?;
+        let groups = xml::groups_at(
+            &body,
+            &["ListAllMyBucketsResult", "Buckets", "Bucket"],
+            &["Name", "CreationDate"],
+        )
+        .ok_or_else(|| BackendError::BadAnswer("ListBuckets is not XML".into()))?;
+        Ok(groups
+            .into_iter()
+            .filter_map(|mut g| {
+                let created = g.pop()?.1.unwrap_or_default();
+                Some((g.pop()?.1?, created))
+            })
+            .collect())
+    }
+
+    /// One page of ListObjectsV2.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, BackendError> {
+        let mut req = BackendRequest::new(http::Method::GET, Some(bucket.to_string()), None);
+        req.query = vec![
+            ("list-type".into(), "2".into()),
+            ("max-keys".into(), max_keys.to_string()),
+        ];
+        if !prefix.is_empty() {
+            req.query.push(("prefix".into(), prefix.to_string()));
+        }
+        if let Some(t) = token {
+            req.query.push(("continuation-token".into(), t.to_string()));
+        }
+        let body = self.call(req).await?.bytes().await.map_err(transport)?;
+        let bad = || BackendError::BadAnswer("ListObjectsV2 is not XML".into());
+        let groups = xml::groups_at(
+            &body,
+            &["ListBucketResult", "Contents"],
+            &["Key", "Size", "LastModified", "ETag"],
+        )
+        .ok_or_else(bad)?;
+        let objects = groups
+            .into_iter()
+            .filter_map(|g| {
+                let mut it = g.into_iter().map(|(_, v)| v);
+                Some(ListedObject {
+                    key: it.next()??,
+                    size: it.next()??.parse().ok()?,
+                    last_modified: it.next()?.unwrap_or_default(),
+                    etag: it.next()?.unwrap_or_default(),
+                })
+            })
+            .collect();
+        let truncated = xml::texts_at(&body, &["ListBucketResult", "IsTruncated"])
+            .ok_or_else(bad)?
+            .first()
+            .is_some_and(|t| t == "true");
+        let next_token = if truncated {
+            xml::texts_at(&body, &["ListBucketResult", "NextContinuationToken"])
+                .ok_or_else(bad)?
+                .pop()
+        } else {
+            None
+        };
+        Ok(ListPage {
+            objects,
+            next_token,
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! S3 plumbing shared by the storage handlers: names and their mapping to
+//! the backend, payload verification of client uploads, streaming uploads
+//! under the byte quota, the signed client for the storage backend, and the
+//! embedded backend.
+
+pub mod backend;
+pub mod embedded;
+pub mod names;
+pub mod payload;
+pub mod upload;
+pub mod xml;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kikaku_filters::{ApiKey, GatewayError, StateStore};
+
+use backend::{BackendError, S3Backend};
+
+/// What every storage handler works with: the backend and the ledger.
+pub struct Storage {
+    pub backend: Arc<S3Backend>,
+    pub state: Arc<dyn StateStore>,
+    pub gallery: Arc<crate::gallery::Gallery>,
+    /// Backend buckets seen to exist, and when.
+    existing: parking_lot::Mutex<HashMap<String, Instant>>,
+}
+
+/// How long a bucket seen to exist is trusted without asking again. A bucket
+/// deleted through another instance stays "existing" here at most this long;
+/// the backend still refuses writes into it.
+const EXISTS_TTL: Duration = Duration::from_secs(5);
+
+impl Storage {
+    pub fn new(
+        backend: S3Backend,
+        state: Arc<dyn StateStore>,
+        gallery: crate::config::GalleryConfig,
+    ) -> Storage {
+        let backend = Arc::new(backend);
+        Storage {
+            gallery: Arc::new(crate::gallery::Gallery::new(
+                gallery,
+                backend.clone(),
+                state.clone(),
+            )),
+            backend,
+            state,
+            existing: Default::default(),
+        }
+    }
+
+    /// Whether a backend bucket exists: the tenant owns it exactly when it
+    /// does (names are per tenant). Every bucket-scoped operation asks, so
+    /// isolation does not depend on how a backend treats missing buckets.
+    pub async fn bucket_exists(&self, backend_bucket: &str) -> Result<bool, GatewayError> {
+        if self.seen_recently(backend_bucket) {
+            return Ok(true);
+        }
+        let resp = self
+            .backend
+            .send(backend::BackendRequest::new(
+                http::Method::HEAD,
+                Some(backend_bucket.to_string()),
+                None,
+            ))
+            .await
+            .map_err(backend_unavailable)?;
+        let exists = resp.status().is_success();
+        let mut cache = self.existing.lock();
+        if exists {
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            cache.insert(backend_bucket.to_string(), Instant::now());
+        } else {
+            cache.remove(backend_bucket);
+        }
+        Ok(exists)
+    }
+
+    /// A bucket was created (`true`) or deleted (`false`) through this instance.
+    pub fn bucket_changed(&self, backend_bucket: &str, exists: bool) {
+        let mut cache = self.existing.lock();
+        if exists {
+            cache.insert(backend_bucket.to_string(), Instant::now());
+        } else {
+            cache.remove(backend_bucket);
+        }
+    }
+
+    /// Send to the backend; a backend that cannot answer becomes 502/503/504.
+    pub async fn send(
+        &self,
+        req: backend::BackendRequest,
+    ) -> Result<reqwest::Response, GatewayError> {
+        self.backend.send(req).await.map_err(backend_unavailable)
+    }
+
+    /// Send, and read the (small) answer whole: status and body.
+    pub async fn send_read(
+        &self,
+        req: backend::BackendRequest,
+    ) -> Result<(u16, bytes::Bytes), GatewayError> {
+        let resp = self.send(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| {
+            GatewayError::new(
+                kikaku_filters::ErrorKind::BadGateway,
+                format!("storage backend: {e}"),
+            )
+        })?;
+        Ok((status, body))
+    }
+
+    /// The backend name of one of `key`'s buckets.
+    pub fn backend_bucket(&self, key: &ApiKey, bucket: &str) -> String {
+        self.backend.buckets.to_backend(&key.tenant_id(), bucket)
+    }
+
+    /// How an object is named in the ledger.
+    pub fn ledger_name(bucket: &str, object: &str) -> String {
+        format!("{bucket}/{object}")
+    }
+
+    /// Make sure the key's default bucket exists: created on first use,
+    /// then trusted like any bucket seen to exist.
+    pub async fn ensure_default_bucket(&self, key: &ApiKey) -> Result<(), GatewayError> {
+        let name = self.backend_bucket(key, key.default_bucket());
+        if self.seen_recently(&name) {
+            return Ok(());
+        }
+        self.backend
+            .ensure_bucket(&name)
+            .await
+            .map_err(backend_unavailable)?;
+        self.bucket_changed(&name, true);
+        Ok(())
+    }
+
+    fn seen_recently(&self, backend_bucket: &str) -> bool {
+        self.existing
+            .lock()
+            .get(backend_bucket)
+            .is_some_and(|at| at.elapsed() < EXISTS_TTL)
+    }
+}
+
+/// A backend that could not answer, as the client sees it.
+pub fn backend_unavailable(e: BackendError) -> GatewayError {
+    use kikaku_filters::ErrorKind;
+    match e {
+        BackendError::Timeout => GatewayError::new(ErrorKind::GatewayTimeout, e.to_string()),
+        BackendError::NoEndpoint => GatewayError::new(ErrorKind::ServiceUnavailable, e.to_string()),
+        _ => GatewayError::new(ErrorKind::BadGateway, e.to_string()),
+    }
+}

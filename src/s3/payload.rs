@@ -1,0 +1,610 @@
+//! Verifying an S3 request body while it streams through, in each of the
+//! payload modes SigV4 allows: unsigned, a SHA-256 of the whole body, and
+//! aws-chunked with chunk signatures and/or a trailing checksum.
+//!
+//! The verifier is fed the body as it arrives and hands back the bytes to
+//! forward. It always holds back the last piece until the next one (or the
+//! end) has been verified: the backend is told the decoded length up front,
+//! so it never sees a complete object unless every signature and checksum
+//! held. A tampered chunk, a bad trailer or a body longer or shorter than
+//! declared therefore stores nothing.
+
+use base64::Engine;
+use bytes::{Buf, Bytes, BytesMut};
+use kikaku_filters::sigv4::{signatures_match, ChunkSigner, PayloadMode};
+use sha2::{Digest, Sha256};
+
+/// The largest chunk accepted in aws-chunked bodies. A signed chunk is held
+/// whole until its signature is checked, so this bounds memory per upload.
+pub const MAX_CHUNK: usize = 16 << 20;
+/// The longest chunk-header or trailer line.
+const MAX_LINE: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadError(pub String);
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, PayloadError> {
+    Err(PayloadError(msg.into()))
+}
+
+/// A flexible-checksum algorithm (`x-amz-checksum-<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    /// From a header name such as `x-amz-checksum-crc32`.
+    pub fn from_header(name: &str) -> Option<ChecksumAlgorithm> {
+        Some(
+            match name
+                .trim()
+                .to_ascii_lowercase()
+                .strip_prefix("x-amz-checksum-")?
+            {
+                "crc32" => ChecksumAlgorithm::Crc32,
+                "crc32c" => ChecksumAlgorithm::Crc32c,
+                "crc64nvme" => ChecksumAlgorithm::Crc64Nvme,
+                "sha1" => ChecksumAlgorithm::Sha1,
+                "sha256" => ChecksumAlgorithm::Sha256,
+                _ => return None,
+            },
+        )
+    }
+}
+
+static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+static CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+static CRC64NVME: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_NVME);
+
+/// A running checksum of the decoded body.
+pub enum Checksum {
+    Crc32(crc::Digest<'static, u32>),
+    Crc32c(crc::Digest<'static, u32>),
+    Crc64Nvme(crc::Digest<'static, u64>),
+    Sha1(sha1::Sha1),
+    Sha256(Sha256),
+}
+
+impl Checksum {
+    pub fn new(alg: ChecksumAlgorithm) -> Checksum {
+        match alg {
+            ChecksumAlgorithm::Crc32 => Checksum::Crc32(CRC32.digest()),
+            ChecksumAlgorithm::Crc32c => Checksum::Crc32c(CRC32C.digest()),
+            ChecksumAlgorithm::Crc64Nvme => Checksum::Crc64Nvme(CRC64NVME.digest()),
+            ChecksumAlgorithm::Sha1 => Checksum::Sha1(sha1::Sha1::new()),
+            ChecksumAlgorithm::Sha256 => Checksum::Sha256(Sha256::new()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Checksum::Crc32(d) | Checksum::Crc32c(d) => d.update(data),
+            Checksum::Crc64Nvme(d) => d.update(data),
+            Checksum::Sha1(h) => h.update(data),
+            Checksum::Sha256(h) => h.update(data),
+        }
+    }
+
+    /// Base64 of the big-endian result, as S3 writes it.
+    pub fn finish_base64(self) -> String {
+        let bytes: Vec<u8> = match self {
+            Checksum::Crc32(d) | Checksum::Crc32c(d) => d.finalize().to_be_bytes().to_vec(),
+            Checksum::Crc64Nvme(d) => d.finalize().to_be_bytes().to_vec(),
+            Checksum::Sha1(h) => h.finalize().to_vec(),
+            Checksum::Sha256(h) => h.finalize().to_vec(),
+        };
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
+
+/// Feeds a request body through verification; see the module comment.
+pub struct PayloadVerifier {
+    kind: Kind,
+    /// The verified piece not yet released.
+    held: Option<Bytes>,
+    /// Decoded bytes seen so far.
+    decoded: u64,
+    /// The decoded length the client declared (Content-Length or
+    /// x-amz-decoded-content-length).
+    declared: u64,
+}
+
+enum Kind {
+    /// Nothing to verify beyond the length.
+    Plain,
+    /// The body's SHA-256 must equal the signed one.
+    Sha256 {
+        expected: String,
+        hasher: Sha256,
+    },
+    Chunked(Box<Chunked>),
+}
+
+impl PayloadVerifier {
+    /// `signer`: for signed chunks, the chain seeded with the request's
+    /// signature. `trailer`: the value of `x-amz-trailer`, if any.
+    pub fn new(
+        mode: &PayloadMode,
+        declared: u64,
+        signer: Option<ChunkSigner>,
+        trailer: Option<&str>,
+    ) -> Result<PayloadVerifier, PayloadError> {
+        let kind = match mode {
+            PayloadMode::Unsigned => Kind::Plain,
+            PayloadMode::Sha256(expected) => Kind::Sha256 {
+                expected: expected.clone(),
+                hasher: Sha256::new(),
+            },
+            PayloadMode::StreamingSigned { trailer: with } => {
+                let signer = match signer {
+                    Some(s) => s,
+                    None => return err("signed chunks need the request's signature"),
+                };
+                Kind::Chunked(Box::new(Chunked::new(
+                    Some(signer),
+                    trailer_checksum(*with, trailer)?,
+                )))
+            }
+            PayloadMode::StreamingUnsignedTrailer => Kind::Chunked(Box::new(Chunked::new(
+                None,
+                trailer_checksum(true, trailer)?,
+            ))),
+        };
+        Ok(PayloadVerifier {
+            kind,
+            held: None,
+            decoded: 0,
+            declared,
+        })
+    }
+
+    pub fn declared(&self) -> u64 {
+        self.declared
+    }
+
+    /// Feed the next raw bytes of the body; returns what may be forwarded.
+    pub fn push(&mut self, input: Bytes) -> Result<Vec<Bytes>, PayloadError> {
+        let verified = match &mut self.kind {
+            Kind::Plain => vec![input],
+            Kind::Sha256 { hasher, .. } => {
+                hasher.update(&input);
+                vec![input]
+            }
+            Kind::Chunked(c) => c.push(input)?,
+        };
+        let mut out = Vec::with_capacity(verified.len());
+        for piece in verified.into_iter().filter(|p| !p.is_empty()) {
+            self.decoded += piece.len() as u64;
+            if self.decoded > self.declared {
+                return err(format!(
+                    "the body is longer than the declared {} bytes",
+                    self.declared
+                ));
+            }
+            if let Some(prev) = self.held.replace(piece) {
+                out.push(prev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The body ended: verify what is left and release the held piece.
+    pub fn finish(&mut self) -> Result<Option<Bytes>, PayloadError> {
+        match &mut self.kind {
+            Kind::Plain => {}
+            Kind::Sha256 { expected, hasher } => {
+                let got = kikaku_filters::keys::hex(&std::mem::take(hasher).finalize());
+                if !signatures_match(expected, &got) {
+                    return err("The provided 'x-amz-content-sha256' header does not match what was computed.");
+                }
+            }
+            Kind::Chunked(c) => c.finish()?,
+        }
+        if self.decoded != self.declared {
+            return err(format!(
+                "the body has {} bytes, {} were declared",
+                self.decoded, self.declared
+            ));
+        }
+        Ok(self.held.take())
+    }
+}
+
+/// The checksum a trailer will carry: `x-amz-trailer` names it.
+fn trailer_checksum(
+    expected: bool,
+    trailer: Option<&str>,
+) -> Result<Option<(String, Checksum)>, PayloadError> {
+    match (expected, trailer) {
+        (false, _) | (true, None) => Ok(None),
+        (true, Some(name)) => {
+            let alg = ChecksumAlgorithm::from_header(name).ok_or_else(|| {
+                PayloadError(format!("unsupported x-amz-trailer {:?}", name.trim()))
+            })?;
+            Ok(Some((name.trim().to_ascii_lowercase(), Checksum::new(alg))))
+        }
+    }
+}
+
+enum State {
+    /// Reading `<hex size>[;chunk-signature=<sig>]\r\n`.
+    Header,
+    /// Reading `remaining` bytes of data.
+    Data {
+        remaining: usize,
+    },
+    /// Reading the `\r\n` after a chunk's data.
+    DataEnd,
+    /// After the zero-length chunk: trailer lines up to an empty line.
+    Trailer,
+    Done,
+}
+
+/// The aws-chunked decoder.
+struct Chunked {
+    signer: Option<ChunkSigner>,
+    /// `(header name, running checksum)` when a trailer is expected.
+    checksum: Option<(String, Checksum)>,
+    state: State,
+    buf: BytesMut,
+    /// The signature the current chunk claims, and its data so far.
+    chunk_sig: Option<String>,
+    chunk_data: BytesMut,
+    chunk_hasher: Sha256,
+    trailer_lines: Vec<(String, String)>,
+}
+
+impl Chunked {
+    fn new(signer: Option<ChunkSigner>, checksum: Option<(String, Checksum)>) -> Chunked {
+        Chunked {
+            signer,
+            checksum,
+            state: State::Header,
+            buf: BytesMut::new(),
+            chunk_sig: None,
+            chunk_data: BytesMut::new(),
+            chunk_hasher: Sha256::new(),
+            trailer_lines: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, input: Bytes) -> Result<Vec<Bytes>, PayloadError> {
+        self.buf.extend_from_slice(&input);
+        let mut out = Vec::new();
+        loop {
+            match self.state {
+                State::Header => {
+                    let Some(line) = self.take_line()? else { break };
+                    self.start_chunk(&line, &mut out)?;
+                }
+                State::Data { remaining } => {
+                    if self.buf.is_empty() {
+                        break;
+                    }
+                    let n = remaining.min(self.buf.len());
+                    let data = self.buf.split_to(n).freeze();
+                    if let Some((_, c)) = &mut self.checksum {
+                        c.update(&data);
+                    }
+                    if self.signer.is_some() {
+                        // Released only once the chunk's signature is checked.
+                        self.chunk_hasher.update(&data);
+                        self.chunk_data.extend_from_slice(&data);
+                    } else {
+                        out.push(data);
+                    }
+                    self.state = if n == remaining {
+                        State::DataEnd
+                    } else {
+                        State::Data {
+                            remaining: remaining - n,
+                        }
+                    };
+                }
+                State::DataEnd => {
+                    if self.buf.len() < 2 {
+                        break;
+                    }
+                    if &self.buf[..2] != b"\r\n" {
+                        return err("aws-chunked: chunk data is not followed by CRLF");
+                    }
+                    self.buf.advance(2);
+                    self.end_chunk(&mut out)?;
+                    self.state = State::Header;
+                }
+                State::Trailer => {
+                    let Some(line) = self.take_line()? else { break };
+                    if line.is_empty() {
+                        self.check_trailer()?;
+                        self.state = State::Done;
+                    } else {
+                        let (name, value) = line.split_once(':').ok_or_else(|| {
+                            PayloadError(format!("aws-chunked: bad trailer line {line:?}"))
+                        })?;
+                        if self.trailer_lines.len() > 16 {
+                            return err("aws-chunked: too many trailer lines");
+                        }
+                        self.trailer_lines
+                            .push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                    }
+                }
+                State::Done => {
+                    if !self.buf.is_empty() {
+                        return err("aws-chunked: data after the final chunk");
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One line without its CRLF, once it is all there.
+    fn take_line(&mut self) -> Result<Option<String>, PayloadError> {
+        match self.buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let raw = self.buf.split_to(i + 1);
+                let line = raw[..i].strip_suffix(b"\r").unwrap_or(&raw[..i]);
+                String::from_utf8(line.to_vec())
+                    .map(Some)
+                    .map_err(|_| PayloadError("aws-chunked: a header line is not UTF-8".into()))
+            }
+            None if self.buf.len() > MAX_LINE => err("aws-chunked: header line too long"),
+            None => Ok(None),
+        }
+    }
+
+    fn start_chunk(&mut self, line: &str, out: &mut Vec<Bytes>) -> Result<(), PayloadError> {
+        let (size, ext) = line.split_once(';').unwrap_or((line, ""));
+        let size = usize::from_str_radix(size.trim(), 16)
+            .map_err(|_| PayloadError(format!("aws-chunked: bad chunk size {size:?}")))?;
+        if size > MAX_CHUNK {
+            return err(format!(
+                "aws-chunked: chunk of {size} bytes exceeds {MAX_CHUNK}"
+            ));
+        }
+        self.chunk_sig = match &self.signer {
+            Some(_) => Some(
+                ext.trim()
+                    .strip_prefix("chunk-signature=")
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .ok_or_else(|| PayloadError("aws-chunked: chunk lacks its signature".into()))?,
+            ),
+            None => None,
+        };
+        if size == 0 {
+            // The final chunk; a (possibly empty) trailer section follows.
+            self.end_chunk(out)?;
+            self.state = State::Trailer;
+        } else {
+            self.state = State::Data { remaining: size };
+        }
+        Ok(())
+    }
+
+    /// Check the signature of the chunk just read and release its data.
+    fn end_chunk(&mut self, out: &mut Vec<Bytes>) -> Result<(), PayloadError> {
+        if let Some(signer) = &mut self.signer {
+            let hash =
+                kikaku_filters::keys::hex(&std::mem::take(&mut self.chunk_hasher).finalize());
+            let expected = signer.next_chunk(&hash);
+            let claimed = self.chunk_sig.take().unwrap_or_default();
+            if !signatures_match(&expected, &claimed) {
+                return err("aws-chunked: a chunk signature does not match");
+            }
+            let data = std::mem::take(&mut self.chunk_data).freeze();
+            if !data.is_empty() {
+                out.push(data);
+            }
+        }
+        Ok(())
+    }
+
+    /// The trailer: the checksum it carries must match the data, and with
+    /// signed chunks the trailer signature must match too.
+    fn check_trailer(&mut self) -> Result<(), PayloadError> {
+        let mut signed_lines = String::new();
+        let mut trailer_sig = None;
+        for (name, value) in &self.trailer_lines {
+            if name == "x-amz-trailer-signature" {
+                trailer_sig = Some(value.to_ascii_lowercase());
+            } else {
+                signed_lines.push_str(&format!("{name}:{value}\n"));
+            }
+        }
+        if let Some((name, checksum)) = self.checksum.take() {
+            let claimed = self
+                .trailer_lines
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| PayloadError(format!("aws-chunked: the trailer lacks {name}")))?;
+            if checksum.finish_base64() != claimed {
+                return err(format!(
+                    "The {name} you specified did not match the calculated checksum."
+                ));
+            }
+            if let Some(signer) = &mut self.signer {
+                let expected = signer.trailer(&signed_lines);
+                let claimed = trailer_sig.ok_or_else(|| {
+                    PayloadError("aws-chunked: trailer lacks its signature".into())
+                })?;
+                if !signatures_match(&expected, &claimed) {
+                    return err("aws-chunked: the trailer signature does not match");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), PayloadError> {
+        match self.state {
+            State::Done => Ok(()),
+            // Some clients end the body right after the last trailer line.
+            State::Trailer if self.buf.is_empty() => {
+                self.check_trailer()?;
+                self.state = State::Done;
+                Ok(())
+            }
+            _ => err("aws-chunked: the body ended before the final chunk"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kikaku_filters::sigv4::{sha256_hex, signing_key};
+
+    const SEED: &str = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+
+    fn signer() -> ChunkSigner {
+        let key = signing_key(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "20130524",
+            "us-east-1",
+            "s3",
+        );
+        ChunkSigner::new(
+            key,
+            "20130524T000000Z",
+            "20130524/us-east-1/s3/aws4_request",
+            SEED,
+        )
+    }
+
+    /// AWS's documented example body: 64 KiB + 1 KiB of 'a'.
+    fn aws_example_body() -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(b"10000;chunk-signature=ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648\r\n");
+        body.extend(std::iter::repeat_n(b'a', 65536));
+        body.extend_from_slice(b"\r\n400;chunk-signature=0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497\r\n");
+        body.extend(std::iter::repeat_n(b'a', 1024));
+        body.extend_from_slice(b"\r\n0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n");
+        body
+    }
+
+    /// Feed `body` in pieces of `step` bytes; the forwarded bytes, or the error.
+    fn run(mut v: PayloadVerifier, body: &[u8], step: usize) -> Result<Vec<u8>, PayloadError> {
+        let mut out = Vec::new();
+        for piece in body.chunks(step) {
+            for b in v.push(Bytes::copy_from_slice(piece))? {
+                out.extend_from_slice(&b);
+            }
+        }
+        if let Some(last) = v.finish()? {
+            out.extend_from_slice(&last);
+        }
+        Ok(out)
+    }
+
+    fn signed(declared: u64) -> PayloadVerifier {
+        PayloadVerifier::new(
+            &PayloadMode::StreamingSigned { trailer: false },
+            declared,
+            Some(signer()),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_aws_streaming_example_decodes_at_any_split() {
+        for step in [1, 7, 100, 4096, 70_000] {
+            let out = run(signed(66560), &aws_example_body(), step).unwrap();
+            assert_eq!(out.len(), 66560);
+            assert!(out.iter().all(|&b| b == b'a'));
+        }
+    }
+
+    #[test]
+    fn a_tampered_chunk_is_refused_before_the_body_completes() {
+        let mut body = aws_example_body();
+        let i = body.len() - 200;
+        body[i] = b'b'; // inside the second chunk's data
+        let mut v = signed(66560);
+        let mut forwarded = 0;
+        let mut failed = false;
+        for piece in body.chunks(1000) {
+            match v.push(Bytes::copy_from_slice(piece)) {
+                Ok(out) => forwarded += out.iter().map(|b| b.len()).sum::<usize>(),
+                Err(e) => {
+                    assert!(e.0.contains("signature"), "{e}");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed);
+        assert!(
+            forwarded < 66560,
+            "the backend must never see the whole body"
+        );
+    }
+
+    #[test]
+    fn lying_about_the_length_is_refused() {
+        assert!(run(signed(1000), &aws_example_body(), 4096).is_err());
+        assert!(run(signed(70_000), &aws_example_body(), 4096).is_err());
+    }
+
+    fn unsigned_trailer_body(data: &[u8], checksum: &str) -> Vec<u8> {
+        let mut body = format!("{:x}\r\n", data.len()).into_bytes();
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n0\r\n");
+        body.extend_from_slice(format!("x-amz-checksum-crc32:{checksum}\r\n\r\n").as_bytes());
+        body
+    }
+
+    fn crc32_b64(data: &[u8]) -> String {
+        let mut c = Checksum::new(ChecksumAlgorithm::Crc32);
+        c.update(data);
+        c.finish_base64()
+    }
+
+    #[test]
+    fn unsigned_trailer_checksum_is_verified() {
+        let data = b"hello world, this is a trailer test".repeat(100);
+        let mk = || {
+            PayloadVerifier::new(
+                &PayloadMode::StreamingUnsignedTrailer,
+                data.len() as u64,
+                None,
+                Some("x-amz-checksum-crc32"),
+            )
+            .unwrap()
+        };
+        let good = unsigned_trailer_body(&data, &crc32_b64(&data));
+        assert_eq!(run(mk(), &good, 333).unwrap(), data);
+        let bad = unsigned_trailer_body(&data, &crc32_b64(b"other"));
+        let e = run(mk(), &bad, 333).unwrap_err();
+        assert!(e.0.contains("did not match"), "{e}");
+    }
+
+    #[test]
+    fn crc32_matches_s3s_known_value() {
+        // The value s3s-fs answered for b"hello" * 1000 in a boto3 PutObject.
+        assert_eq!(crc32_b64(&b"hello".repeat(1000)), "ksWq1g==");
+    }
+
+    #[test]
+    fn whole_body_sha256_is_verified() {
+        let data = b"abc".to_vec();
+        let mk = |hash: &str| {
+            PayloadVerifier::new(&PayloadMode::Sha256(hash.into()), 3, None, None).unwrap()
+        };
+        assert_eq!(run(mk(&sha256_hex(&data)), &data, 1).unwrap(), data);
+        assert!(run(mk(&sha256_hex(b"abd")), &data, 1).is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! `kikaku-edge storage reconcile`: recompute every storage key's usage from
+//! what the backend really holds (DESIGN §4), after a crash between a write
+//! and its ledger entry, objects changed behind the gateway's back, or a
+//! restore. It lists each key's buckets and objects at the backend and
+//! restates the ledger; parts of multipart uploads in progress keep counting.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use clap::Subcommand;
+use kikaku_filters::{ApiKey, KeyType, StateStore};
+
+use crate::config::StateBackend;
+use crate::s3::Storage;
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Recompute storage usage from the backend, for every storage key (or one).
+    Reconcile {
+        /// One key (its reference `kikaku_s3_~abcd1234`, the key, or its SHA-256).
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+pub fn run(config: &Path, cmd: StorageCommand) -> Result<(), String> {
+    let cfg = crate::config::load_file(config).map_err(|e| e.to_string())?;
+    if cfg.state.backend == StateBackend::Embedded {
+        crate::keys_cmd::guard_embedded(Path::new(&cfg.data_dir))?;
+    }
+    let storage_cfg = cfg
+        .storage
+        .clone()
+        .ok_or("the config has no storage section")?;
+    let state: Arc<dyn StateStore> = crate::state::open(&cfg).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        // With the embedded backend and the gateway stopped, nobody serves
+        // the objects: serve them here for the length of the command.
+        if let Some(e) = &storage_cfg.embedded {
+            let server = crate::s3::embedded::EmbeddedS3 {
+                listen: e.listen.clone(),
+                root: e
+                    .root
+                    .clone()
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| Path::new(&cfg.data_dir).join("s3")),
+                access_key_id: storage_cfg.backend.access_key_id.clone(),
+                secret_access_key: storage_cfg.backend.secret_access_key.clone(),
+            };
+            if tokio::net::TcpStream::connect(&e.listen).await.is_err() {
+                tokio::spawn(async move {
+                    if let Err(e) = server.serve().await {
+                        eprintln!("embedded S3 backend: {e}");
+                    }
+                });
+                for _ in 0..100 {
+                    if tokio::net::TcpStream::connect(&e.listen).await.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+        let snap = crate::snapshot::Snapshot::compile(cfg, state.clone(), None, None, 1)
+            .map_err(|e| e.to_string())?;
+        let storage = snap.storage.clone().ok_or("storage did not start")?;
+        let mut keys: Vec<ApiKey> = snap
+            .keys
+            .all()
+            .into_iter()
+            .map(|k| (*k).clone())
+            .chain(state.key_list().await.map_err(|e| e.to_string())?)
+            .filter(|k| k.key_type == KeyType::Storage)
+            .collect();
+        let StorageCommand::Reconcile { key } = cmd;
+        if let Some(given) = key {
+            keys.retain(|k| matches_key(k, &given));
+            if keys.is_empty() {
+                return Err(format!("no storage key matches {given:?}"));
+            }
+        }
+        for k in keys {
+            let (before, after, objects) = reconcile(&storage, &k).await?;
+            println!(
+                "{} used {before} -> {after} bytes ({objects} objects)",
+                k.key_ref
+            );
+        }
+        Ok(())
+    })
+}
+
+fn matches_key(k: &ApiKey, given: &str) -> bool {
+    k.key_ref == given
+        || k.hash == kikaku_filters::keys::hash_key(given)
+        || kikaku_filters::keys::parse_hex32(given) == Some(k.hash)
+}
+
+/// Restate one key's objects; returns usage before and after, and the count.
+pub async fn reconcile(storage: &Storage, key: &ApiKey) -> Result<(u64, u64, usize), String> {
+    let subject = key.subject();
+    let before = storage
+        .state
+        .quota_usage(&subject)
+        .await
+        .map_err(|e| e.to_string())?
+        .used;
+    let tenant = key.tenant_id();
+    let map = &storage.backend.buckets;
+    let buckets: Vec<String> = storage
+        .backend
+        .list_buckets()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter_map(|(name, _)| map.to_tenant(&tenant, &name).map(str::to_string))
+        .collect();
+    let mut objects = Vec::new();
+    for bucket in buckets {
+        let backend_bucket = map.to_backend(&tenant, &bucket);
+        let mut token: Option<String> = None;
+        loop {
+            let page = storage
+                .backend
+                .list_objects(&backend_bucket, "", token.as_deref(), 1000)
+                .await
+                .map_err(|e| e.to_string())?;
+            objects.extend(
+                page.objects
+                    .into_iter()
+                    .map(|o| (Storage::ledger_name(&bucket, &o.key), o.size)),
+            );
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+    }
+    let count = objects.len();
+    let after = storage
+        .state
+        .storage_reconcile(&subject, objects)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((before, after, count))
+}

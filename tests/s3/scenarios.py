@@ -1,0 +1,604 @@
+"""S3 client scenarios against kikaku-edge, run by tests/s3_endpoint.rs.
+
+Real clients (boto3, the AWS CLI) talk to the gateway over HTTPS; where a
+client cannot be made to send something (signed aws-chunked bodies, a
+skewed clock, a tampered chunk), a small SigV4 signer written here from the
+AWS documentation does it, independent of the gateway's own code.
+
+Usage: python3 scenarios.py <scenario>. Environment: KK_ENDPOINT,
+AWS_CA_BUNDLE, and KK_{A,B,Q}_{ID,SECRET,BUCKET} for the three tenants.
+Exits non-zero (with a traceback) when an assertion fails.
+"""
+
+import concurrent.futures
+import datetime
+import hashlib
+import hmac
+import io
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from unittest import mock
+
+import boto3
+import botocore
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ENDPOINT = os.environ["KK_ENDPOINT"]
+CA = os.environ["AWS_CA_BUNDLE"]
+REGION = "us-east-1"
+MIB = 1 << 20
+
+
+def tenant(t):
+    return (
+        os.environ[f"KK_{t}_ID"],
+        os.environ[f"KK_{t}_SECRET"],
+        os.environ[f"KK_{t}_BUCKET"],
+    )
+
+
+def client(t, secret=None, endpoint=None, **cfg):
+    ak, sk, _ = tenant(t)
+    s3cfg = {"addressing_style": "path"}
+    s3cfg.update(cfg.pop("s3", {}))
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint or ENDPOINT,
+        aws_access_key_id=ak,
+        aws_secret_access_key=secret or sk,
+        region_name=REGION,
+        verify=CA,
+        # SigV4 everywhere: botocore still presigns with SigV2 by default
+        # for custom endpoints, and the gateway accepts SigV4 only.
+        config=Config(s3=s3cfg, retries={"max_attempts": 1}, signature_version="s3v4", **cfg),
+    )
+
+
+def error_code(fn):
+    try:
+        fn()
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError("expected an S3 error, the call succeeded")
+
+
+def record_payload_modes(c):
+    """The x-amz-content-sha256 of every request the client sends."""
+    seen = []
+
+    def before_send(request, **_):
+        seen.append(request.headers.get("x-amz-content-sha256", b""))
+
+    c.meta.events.register("before-send.s3", before_send)
+    return seen
+
+
+def as_text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+# --- an independent SigV4 signer (AWS docs), for what clients won't send ---
+
+def _hmac(key, msg):
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def signing_key(secret, date):
+    k = _hmac(("AWS4" + secret).encode(), date)
+    k = _hmac(k, REGION)
+    k = _hmac(k, "s3")
+    return _hmac(k, "aws4_request")
+
+
+def quote(s, safe="/"):
+    return urllib.parse.quote(s, safe=safe + "-_.~")
+
+
+def raw_request(t, method, path, body=b"", headers=None, payload_hash=None,
+                when=None, secret=None, chunked=None, query="", trailer=None):
+    """Sign and send one request by hand. `chunked`: (chunk size, decoded
+    length to declare, tamper index or None) for STREAMING-AWS4-HMAC-SHA256-PAYLOAD;
+    with `trailer` (the base64 CRC32 to claim) the -TRAILER variant, the
+    checksum and its signature after the last chunk. Returns (status, body)."""
+    ak, sk, _ = tenant(t)
+    sk = secret or sk
+    u = urllib.parse.urlparse(ENDPOINT)
+    host = u.netloc
+    when = when or datetime.datetime.now(datetime.timezone.utc)
+    amz_date = when.strftime("%Y%m%dT%H%M%SZ")
+    date = amz_date[:8]
+    scope = f"{date}/{REGION}/s3/aws4_request"
+    headers = dict(headers or {})
+    headers.setdefault("content-type", "application/octet-stream")
+    headers["host"] = host
+    headers["x-amz-date"] = amz_date
+    if chunked:
+        payload_hash = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+        headers["content-encoding"] = "aws-chunked"
+        headers["x-amz-decoded-content-length"] = str(chunked[1])
+        if trailer is not None:
+            payload_hash += "-TRAILER"
+            headers["x-amz-trailer"] = "x-amz-checksum-crc32"
+    payload_hash = payload_hash or hashlib.sha256(body).hexdigest()
+    headers["x-amz-content-sha256"] = payload_hash
+    signed = sorted(headers)
+    canonical_query = "&".join(
+        f"{quote(k, '')}={quote(v, '')}"
+        for k, v in sorted(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    )
+    canonical = "\n".join([
+        method,
+        quote(path),
+        canonical_query,
+        "".join(f"{h}:{headers[h].strip()}\n" for h in signed),
+        ";".join(signed),
+        payload_hash,
+    ])
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                     hashlib.sha256(canonical.encode()).hexdigest()])
+    key = signing_key(sk, date)
+    seed = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, "
+        f"SignedHeaders={';'.join(signed)}, Signature={seed}"
+    )
+    if chunked:
+        size, _, tamper = chunked
+        out, prev = b"", seed
+        pieces = [body[i:i + size] for i in range(0, len(body), size)] + [b""]
+        for piece in pieces:
+            csts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev,
+                              hashlib.sha256(b"").hexdigest(),
+                              hashlib.sha256(piece).hexdigest()])
+            prev = hmac.new(key, csts.encode(), hashlib.sha256).hexdigest()
+            out += f"{len(piece):x};chunk-signature={prev}\r\n".encode() + piece
+            out += b"\r\n" if (piece or trailer is None) else b""
+        if trailer is not None:
+            lines = f"x-amz-checksum-crc32:{trailer}\n"
+            tsts = "\n".join(["AWS4-HMAC-SHA256-TRAILER", amz_date, scope, prev,
+                              hashlib.sha256(lines.encode()).hexdigest()])
+            tsig = hmac.new(key, tsts.encode(), hashlib.sha256).hexdigest()
+            out += f"x-amz-checksum-crc32:{trailer}\r\nx-amz-trailer-signature:{tsig}\r\n\r\n".encode()
+        if tamper is not None:
+            # Flip one byte of data after signing: the chunk no longer matches.
+            i = out.index(b"\r\n") + 2 + tamper
+            out = out[:i] + bytes([out[i] ^ 1]) + out[i + 1:]
+        body = out
+    headers["content-length"] = str(len(body))
+    url = f"{ENDPOINT}{quote(path)}" + (f"?{query}" if query else "")
+    req = urllib.request.Request(url, data=body if method in ("PUT", "POST") else None,
+                                 method=method, headers=headers)
+    ctx = ssl.create_default_context(cafile=CA)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+# --- scenarios ---
+
+def basic():
+    a = client("A")
+    bucket = tenant("A")[2]
+    modes = record_payload_modes(a)
+    data = os.urandom(3 * MIB + 17)
+    a.put_object(Bucket=bucket, Key="docs/one.bin", Body=data)
+    # Current SDKs send a CRC32 trailer by default over HTTPS.
+    assert as_text(modes[-1]) == "STREAMING-UNSIGNED-PAYLOAD-TRAILER", modes
+    got = a.get_object(Bucket=bucket, Key="docs/one.bin")["Body"].read()
+    assert got == data
+    # Range reads.
+    part = a.get_object(Bucket=bucket, Key="docs/one.bin", Range="bytes=10-19")
+    assert part["Body"].read() == data[10:20]
+    assert part["ContentRange"] == f"bytes 10-19/{len(data)}"
+    head = a.head_object(Bucket=bucket, Key="docs/one.bin")
+    assert head["ContentLength"] == len(data)
+
+    # when_required: no checksum trailer; the body is sent as is.
+    w = client("A", request_checksum_calculation="when_required")
+    wmodes = record_payload_modes(w)
+    w.put_object(Bucket=bucket, Key="docs/two.txt", Body=b"two", ContentType="text/plain",
+                 Metadata={"origin": "test"})
+    assert not as_text(wmodes[-1]).startswith("STREAMING"), wmodes
+    h = w.head_object(Bucket=bucket, Key="docs/two.txt")
+    assert h["ContentType"] == "text/plain" and h["Metadata"] == {"origin": "test"}, h
+
+    # A signed single-chunk payload (the SHA-256 of the whole body).
+    s = client("A", request_checksum_calculation="when_required",
+               s3={"payload_signing_enabled": True})
+    smodes = record_payload_modes(s)
+    s.put_object(Bucket=bucket, Key="docs/three.txt", Body=b"three" * 1000)
+    assert len(as_text(smodes[-1])) == 64, smodes
+    assert s.get_object(Bucket=bucket, Key="docs/three.txt")["Body"].read() == b"three" * 1000
+
+    listed = a.list_objects_v2(Bucket=bucket, Prefix="docs/")
+    assert [o["Key"] for o in listed["Contents"]] == ["docs/one.bin", "docs/three.txt", "docs/two.txt"]
+    assert listed["Name"] == bucket
+    # Delimiter and pagination.
+    top = a.list_objects_v2(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in top.get("CommonPrefixes", [])] == ["docs/"], top
+    page = a.list_objects_v2(Bucket=bucket, Prefix="docs/", MaxKeys=2)
+    assert page["IsTruncated"] and len(page["Contents"]) == 2
+    rest = a.list_objects_v2(Bucket=bucket, Prefix="docs/", ContinuationToken=page["NextContinuationToken"])
+    assert [o["Key"] for o in rest["Contents"]] == ["docs/two.txt"]
+    v1 = a.list_objects(Bucket=bucket, Prefix="docs/", MaxKeys=1)
+    assert v1["IsTruncated"] and v1["Contents"][0]["Key"] == "docs/one.bin"
+
+    # Buckets: create, list (own only), copy within, delete.
+    a.create_bucket(Bucket="scratch-a")
+    names = [b["Name"] for b in a.list_buckets()["Buckets"]]
+    assert names == sorted([bucket, "scratch-a"]), names
+    a.copy_object(Bucket="scratch-a", Key="copy.txt", CopySource={"Bucket": bucket, "Key": "docs/two.txt"})
+    assert a.get_object(Bucket="scratch-a", Key="copy.txt")["Body"].read() == b"two"
+    a.head_bucket(Bucket="scratch-a")
+    assert error_code(lambda: a.delete_bucket(Bucket="scratch-a")) == "BucketNotEmpty"
+    res = a.delete_objects(Bucket="scratch-a", Delete={"Objects": [{"Key": "copy.txt"}]})
+    assert [d["Key"] for d in res["Deleted"]] == ["copy.txt"]
+    a.delete_bucket(Bucket="scratch-a")
+    assert error_code(lambda: a.create_bucket(Bucket="portal")) == "InvalidBucketName"
+
+    for k in ["docs/one.bin", "docs/two.txt", "docs/three.txt"]:
+        a.delete_object(Bucket=bucket, Key=k)
+    assert a.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert error_code(lambda: a.get_object(Bucket=bucket, Key="docs/one.bin")) == "NoSuchKey"
+
+
+def multipart():
+    a = client("A")
+    bucket = tenant("A")[2]
+    data = os.urandom(64 * MIB)
+    cfg = TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB, max_concurrency=4)
+    a.upload_fileobj(io.BytesIO(data), bucket, "big/64mib.bin", Config=cfg)
+    head = a.head_object(Bucket=bucket, Key="big/64mib.bin")
+    assert head["ContentLength"] == len(data)
+    out = io.BytesIO()
+    a.download_fileobj(bucket, "big/64mib.bin", out, Config=cfg)
+    assert hashlib.sha256(out.getvalue()).digest() == hashlib.sha256(data).digest()
+
+    # The low-level calls: create, upload, list parts, list uploads, abort.
+    up = a.create_multipart_upload(Bucket=bucket, Key="big/aborted.bin")
+    assert up["Bucket"] == bucket, up
+    a.upload_part(Bucket=bucket, Key="big/aborted.bin", UploadId=up["UploadId"], PartNumber=1, Body=os.urandom(5 * MIB))
+    parts = a.list_parts(Bucket=bucket, Key="big/aborted.bin", UploadId=up["UploadId"])
+    assert [p["PartNumber"] for p in parts["Parts"]] == [1]
+    uploads = a.list_multipart_uploads(Bucket=bucket)
+    assert [u["Key"] for u in uploads.get("Uploads", [])] == ["big/aborted.bin"], uploads
+    a.abort_multipart_upload(Bucket=bucket, Key="big/aborted.bin", UploadId=up["UploadId"])
+    assert not a.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    a.delete_object(Bucket=bucket, Key="big/64mib.bin")
+
+
+def presigned():
+    a, b = client("A"), client("B")
+    ba, bb = tenant("A")[2], tenant("B")[2]
+    ctx = ssl.create_default_context(cafile=CA)
+
+    put_url = a.generate_presigned_url("put_object", Params={"Bucket": ba, "Key": "p/up.txt"}, ExpiresIn=300)
+    # An explicit type: urllib would say form-urlencoded, which moto's server
+    # parses as a form instead of storing the bytes.
+    req = urllib.request.Request(put_url, data=b"presigned body", method="PUT",
+                                 headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req, context=ctx) as r:
+        assert r.status == 200
+    get_url = a.generate_presigned_url("get_object", Params={"Bucket": ba, "Key": "p/up.txt"}, ExpiresIn=300)
+    with urllib.request.urlopen(get_url, context=ctx) as r:
+        assert r.read() == b"presigned body"
+
+    # A SigV2 presigned URL (botocore's default for custom endpoints) gets a
+    # clear S3 error, not a 404.
+    v2 = boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id=tenant("A")[0],
+                      aws_secret_access_key=tenant("A")[1], region_name=REGION, verify=CA,
+                      config=Config(s3={"addressing_style": "path"}))
+    v2_url = v2.generate_presigned_url("get_object", Params={"Bucket": ba, "Key": "p/up.txt"}, ExpiresIn=300)
+    if "X-Amz-Algorithm" not in v2_url:
+        try:
+            urllib.request.urlopen(v2_url, context=ctx)
+            raise AssertionError("a SigV2 URL worked")
+        except urllib.error.HTTPError as e:
+            assert e.code == 400 and b"Signature Version 4" in e.read()
+
+    # Expired.
+    short = a.generate_presigned_url("get_object", Params={"Bucket": ba, "Key": "p/up.txt"}, ExpiresIn=1)
+    time.sleep(2)
+    try:
+        urllib.request.urlopen(short, context=ctx)
+        raise AssertionError("an expired URL worked")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403 and b"<Code>AccessDenied</Code>" in e.read()
+
+    # Tampered: the URL for one key used for another.
+    try:
+        urllib.request.urlopen(get_url.replace("p/up.txt", "p/other.txt"), context=ctx)
+        raise AssertionError("a tampered URL worked")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403 and b"SignatureDoesNotMatch" in e.read()
+
+    # A's URL for B's bucket reaches nothing of B's.
+    b.put_object(Bucket=bb, Key="secret.txt", Body=b"B's secret")
+    for method, op in [("GET", "get_object"), ("PUT", "put_object")]:
+        url = a.generate_presigned_url(op, Params={"Bucket": bb, "Key": "secret.txt"}, ExpiresIn=300)
+        req = urllib.request.Request(url, data=b"overwrite" if method == "PUT" else None, method=method)
+        try:
+            urllib.request.urlopen(req, context=ctx)
+            raise AssertionError(f"A's presigned {method} reached B's bucket")
+        except urllib.error.HTTPError as e:
+            assert e.code == 403, e.code
+    assert b.get_object(Bucket=bb, Key="secret.txt")["Body"].read() == b"B's secret"
+
+
+def refusals():
+    bucket = tenant("A")[2]
+    a = client("A")
+    # Wrong secret: refused, nothing stored.
+    bad = client("A", secret="not-the-secret-at-all-0000")
+    assert error_code(lambda: bad.put_object(Bucket=bucket, Key="r/wrong.txt", Body=b"x")) == "SignatureDoesNotMatch"
+    assert error_code(lambda: a.head_object(Bucket=bucket, Key="r/wrong.txt")) == "404"
+    # Unknown access key id.
+    unknown = boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id="NOSUCHACCESSKEY00000",
+                           aws_secret_access_key="x" * 40, region_name=REGION, verify=CA,
+                           config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    assert error_code(lambda: unknown.list_buckets()) == "InvalidAccessKeyId"
+
+    # A clock 20 minutes off: refused, nothing stored.
+    skewed = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=20)
+    status, body = raw_request("A", "PUT", f"/{bucket}/r/skewed.txt", body=b"late", when=skewed)
+    assert status == 403 and b"RequestTimeTooSkewed" in body, (status, body)
+    # ... and the same request on time is accepted (the signer is right).
+    status, body = raw_request("A", "PUT", f"/{bucket}/r/ontime.txt", body=b"on time")
+    assert status == 200, (status, body)
+    assert a.get_object(Bucket=bucket, Key="r/ontime.txt")["Body"].read() == b"on time"
+    assert error_code(lambda: a.head_object(Bucket=bucket, Key="r/skewed.txt")) == "404"
+
+    # A body that does not match its signed SHA-256.
+    status, body = raw_request("A", "PUT", f"/{bucket}/r/mismatch.txt", body=b"actual",
+                               payload_hash=hashlib.sha256(b"claimed").hexdigest())
+    assert status == 400 and b"XAmzContentSHA256Mismatch" in body, (status, body)
+    assert error_code(lambda: a.head_object(Bucket=bucket, Key="r/mismatch.txt")) == "404"
+
+    # Signed aws-chunked: good, tampered, and lying about its length.
+    data = os.urandom(200_000)
+    status, body = raw_request("A", "PUT", f"/{bucket}/r/chunked.bin", body=data, chunked=(65536, len(data), None))
+    assert status == 200, (status, body)
+    assert a.get_object(Bucket=bucket, Key="r/chunked.bin")["Body"].read() == data
+    status, body = raw_request("A", "PUT", f"/{bucket}/r/tampered.bin", body=data, chunked=(65536, len(data), 70000))
+    assert status == 403 and b"SignatureDoesNotMatch" in body, (status, body)
+    assert error_code(lambda: a.head_object(Bucket=bucket, Key="r/tampered.bin")) == "404"
+    status, body = raw_request("A", "PUT", f"/{bucket}/r/liar.bin", body=data, chunked=(65536, 1000, None))
+    assert status == 400 and b"IncompleteBody" in body, (status, body)
+    assert error_code(lambda: a.head_object(Bucket=bucket, Key="r/liar.bin")) == "404"
+
+    # Signed aws-chunked with a trailing CRC32 and trailer signature.
+    import base64, zlib
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    status, body = raw_request("A", "PUT", f"/{bucket}/r/trailer.bin", body=data,
+                               chunked=(65536, len(data), None), trailer=crc)
+    assert status == 200, (status, body)
+    assert a.get_object(Bucket=bucket, Key="r/trailer.bin")["Body"].read() == data
+    wrong = base64.b64encode((zlib.crc32(data) ^ 1).to_bytes(4, "big")).decode()
+    status, body = raw_request("A", "PUT", f"/{bucket}/r/badcrc.bin", body=data,
+                               chunked=(65536, len(data), None), trailer=wrong)
+    assert status == 400 and b"BadDigest" in body, (status, body)
+    assert error_code(lambda: a.head_object(Bucket=bucket, Key="r/badcrc.bin")) == "404"
+    a.delete_object(Bucket=bucket, Key="r/trailer.bin")
+
+    # Unsupported operations are refused, not forwarded.
+    assert error_code(lambda: a.get_bucket_acl(Bucket=bucket)) == "NotImplemented"
+    for k in ["r/ontime.txt", "r/chunked.bin"]:
+        a.delete_object(Bucket=bucket, Key=k)
+
+
+def isolation():
+    a, b = client("A"), client("B")
+    ba, bb = tenant("A")[2], tenant("B")[2]
+    a.put_object(Bucket=ba, Key="mine.txt", Body=b"A's data")
+    # B sees only its own buckets.
+    assert [x["Name"] for x in b.list_buckets()["Buckets"]] == [bb]
+    denied = [
+        lambda: b.get_object(Bucket=ba, Key="mine.txt"),
+        lambda: b.head_bucket(Bucket=ba),
+        lambda: b.list_objects_v2(Bucket=ba),
+        lambda: b.list_objects(Bucket=ba),
+        lambda: b.put_object(Bucket=ba, Key="mine.txt", Body=b"B was here"),
+        lambda: b.delete_object(Bucket=ba, Key="mine.txt"),
+        lambda: b.delete_objects(Bucket=ba, Delete={"Objects": [{"Key": "mine.txt"}]}),
+        lambda: b.copy_object(Bucket=bb, Key="stolen.txt", CopySource={"Bucket": ba, "Key": "mine.txt"}),
+        lambda: b.create_multipart_upload(Bucket=ba, Key="mine.txt"),
+        lambda: b.list_multipart_uploads(Bucket=ba),
+    ]
+    for i, call in enumerate(denied):
+        code = error_code(call)
+        assert code in ("AccessDenied", "403"), (i, code)
+    # The backend's own name for A's bucket means nothing to B (or to A).
+    for c in (a, b):
+        assert error_code(lambda: c.list_objects_v2(Bucket="kk-" + "0" * 12 + "-" + ba)) in ("AccessDenied", "InvalidBucketName")
+
+    # Path tricks, sent raw so no client normalises them.
+    tricks = [
+        f"/{bb}/../{ba}/mine.txt",
+        f"/{bb}/%2E%2E/{ba}/mine.txt",
+        f"/{bb}/..%2F{ba}%2Fmine.txt",
+        f"/{bb}%2F..%2F{ba}/mine.txt",
+        f"/{ba}%2Fmine.txt",
+        f"/{bb}/./x",
+    ]
+    for path in tricks:
+        status, body = raw_get_path("B", path)
+        assert status in (400, 403), (path, status, body)
+    # A's object is untouched, and nothing was written for B.
+    assert a.get_object(Bucket=ba, Key="mine.txt")["Body"].read() == b"A's data"
+    assert b.list_objects_v2(Bucket=bb).get("KeyCount", 0) == 0 or all(
+        o["Key"] != "stolen.txt" for o in b.list_objects_v2(Bucket=bb).get("Contents", []))
+    a.delete_object(Bucket=ba, Key="mine.txt")
+
+
+def raw_get_path(t, raw_path):
+    """GET a path exactly as written (percent-escapes and dots kept), signed
+    the way a client that did not normalise would sign it."""
+    ak, sk, _ = tenant(t)
+    u = urllib.parse.urlparse(ENDPOINT)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
+    empty = hashlib.sha256(b"").hexdigest()
+    canonical_path = quote(urllib.parse.unquote(raw_path))
+    canonical = f"GET\n{canonical_path}\n\nhost:{u.netloc}\nx-amz-content-sha256:{empty}\nx-amz-date:{amz_date}\n\nhost;x-amz-content-sha256;x-amz-date\n{empty}"
+    sts = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    sig = hmac.new(signing_key(sk, amz_date[:8]), sts.encode(), hashlib.sha256).hexdigest()
+    import http.client
+    conn = http.client.HTTPSConnection(u.hostname, u.port, context=ssl.create_default_context(cafile=CA))
+    conn.putrequest("GET", raw_path, skip_accept_encoding=True)
+    conn.putheader("x-amz-date", amz_date)
+    conn.putheader("x-amz-content-sha256", empty)
+    conn.putheader("authorization", f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}")
+    conn.endheaders()
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def quota():
+    """50 concurrent 1 MiB uploads against 10 MiB of quota, spread over every
+    gateway in KK_ENDPOINTS (several instances sharing one state)."""
+    endpoints = os.environ.get("KK_ENDPOINTS", ENDPOINT).split(",")
+    clients = [client("Q", endpoint=e, max_pool_connections=50) for e in endpoints]
+    q = clients[0]
+    bucket = tenant("Q")[2]
+    body = os.urandom(MIB)
+
+    def put(i):
+        try:
+            clients[i % len(clients)].put_object(Bucket=bucket, Key=f"race/{i:02}", Body=body)
+            return "ok"
+        except ClientError as e:
+            return e.response["Error"]["Code"]
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(put, range(50)))
+    ok = results.count("ok")
+    assert set(results) <= {"ok", "QuotaExceeded"}, results
+    listed = q.list_objects_v2(Bucket=bucket, Prefix="race/").get("Contents", [])
+    stored = sum(o["Size"] for o in listed)
+    assert stored <= 10 * MIB, stored
+    assert stored == ok * MIB, (stored, ok)
+    # The ledger agrees with the backend, on every gateway.
+    ctx = ssl.create_default_context(cafile=CA)
+    for e in endpoints:
+        req = urllib.request.Request(f"{e}/s3/usage", headers={"Authorization": f"Bearer {os.environ['KK_Q_KEY']}"})
+        with urllib.request.urlopen(req, context=ctx) as r:
+            usage = json.load(r)
+        assert usage["used"] == stored and usage["reserved"] == 0, (usage, stored)
+    # aws-chunked bodies that lie about their length cannot get around it.
+    data = os.urandom(3 * MIB)
+    status, resp = raw_request("Q", "PUT", f"/{bucket}/race/liar", body=data, chunked=(65536, 1024, None))
+    assert status in (400, 403), (status, resp)
+    assert error_code(lambda: q.head_object(Bucket=bucket, Key="race/liar")) == "404"
+    print(json.dumps({"ok": ok, "stored": stored}))
+
+
+def cli():
+    ak, sk, bucket = tenant("A")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ak, AWS_SECRET_ACCESS_KEY=sk, AWS_DEFAULT_REGION=REGION)
+    base = ["aws", "--endpoint-url", ENDPOINT, "--ca-bundle", CA]
+
+    def aws(*args, check=True):
+        r = subprocess.run(base + list(args), env=env, capture_output=True, text=True, timeout=300)
+        if check and r.returncode != 0:
+            raise AssertionError(f"aws {' '.join(args)} failed: {r.stderr}")
+        return r
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "src.bin")
+        data = os.urandom(20 * MIB + 5)
+        with open(src, "wb") as f:
+            f.write(data)
+        aws("s3", "cp", src, f"s3://{bucket}/cli/src.bin")
+        listing = aws("s3", "ls", f"s3://{bucket}/cli/").stdout
+        assert "src.bin" in listing and str(len(data)) in listing, listing
+        dst = os.path.join(d, "dst.bin")
+        aws("s3", "cp", f"s3://{bucket}/cli/src.bin", dst)
+        assert open(dst, "rb").read() == data
+        small = os.path.join(d, "small.txt")
+        open(small, "w").write("small")
+        aws("s3api", "put-object", "--bucket", bucket, "--key", "cli/small.txt", "--body", small)
+        out = json.loads(aws("s3api", "head-object", "--bucket", bucket, "--key", "cli/small.txt").stdout)
+        assert out["ContentLength"] == 5
+        aws("s3", "rm", f"s3://{bucket}/cli/", "--recursive")
+        assert aws("s3", "ls", f"s3://{bucket}/cli/", check=False).stdout.strip() == ""
+        # A wrong secret is refused by the CLI too.
+        bad = dict(env, AWS_SECRET_ACCESS_KEY="wrong" * 8)
+        r = subprocess.run(base + ["s3", "ls", f"s3://{bucket}/"], env=bad, capture_output=True, text=True)
+        assert r.returncode != 0 and "SignatureDoesNotMatch" in r.stderr, r.stderr
+
+
+class Pattern(io.RawIOBase):
+    """`size` bytes of a repeating pattern, never all in memory."""
+
+    def __init__(self, size):
+        self.left = size
+        self.block = bytes(range(256)) * 4096
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = min(len(b), self.left, len(self.block))
+        b[:n] = self.block[:n]
+        self.left -= n
+        return n
+
+
+def stream_1gib():
+    a = client("A")
+    bucket = tenant("A")[2]
+    size = 1 << 30
+    cfg = TransferConfig(multipart_threshold=size + 1)  # one PutObject, streamed
+    a.upload_fileobj(Pattern(size), bucket, "huge.bin", Config=cfg)
+    assert a.head_object(Bucket=bucket, Key="huge.bin")["ContentLength"] == size
+    body = a.get_object(Bucket=bucket, Key="huge.bin")["Body"]
+    n = 0
+    for chunk in body.iter_chunks(1 << 20):
+        n += len(chunk)
+    assert n == size, n
+    a.delete_object(Bucket=bucket, Key="huge.bin")
+
+
+def stored_key():
+    """Tenant S: a key created by `kikaku-edge keys` a moment ago."""
+    c = client("S")
+    bucket = tenant("S")[2]
+    c.put_object(Bucket=bucket, Key="hello.txt", Body=b"stored key")
+    assert c.get_object(Bucket=bucket, Key="hello.txt")["Body"].read() == b"stored key"
+    assert [b["Name"] for b in c.list_buckets()["Buckets"]] == [bucket]
+
+
+def suspended_soon():
+    """Poll as tenant S: say `ready` once a call works, then print when calls
+    start failing (the test suspends the key after `ready`)."""
+    c = client("S")
+    c.list_buckets()
+    print("ready", flush=True)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            c.list_buckets()
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "AccessDenied", e.response
+            print(json.dumps({"refused_at": time.time()}))
+            return
+        time.sleep(0.02)
+    raise AssertionError("still accepted 5 s after the suspension")
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]]()
+    print(f"scenario {sys.argv[1]}: ok")

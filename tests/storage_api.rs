@@ -1,0 +1,307 @@
+//! The simple storage API (`/s3/*`, DESIGN §4) through the real binary, on
+//! both backends; and the streaming proof: 1 GiB up and down through `/s3`
+//! and through the S3 endpoint with the gateway's RSS under 100 MiB.
+
+mod common;
+
+use bytes::Bytes;
+use common::s3::{Backend, StorageGateway, TENANTS};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+const A_KEY: &str = TENANTS[0].1;
+const B_KEY: &str = TENANTS[1].1;
+const Q_KEY: &str = TENANTS[2].1;
+const MIB: usize = 1 << 20;
+
+/// A multipart/form-data body: an optional `key` field, then `file`.
+fn form(key: Option<&str>, filename: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "kikaku-test-boundary-7f3a";
+    let mut body = Vec::new();
+    if let Some(k) = key {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n{k}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(g: &StorageGateway, key: &str, name: Option<&str>, data: &[u8]) -> (u16, Value) {
+    let (ct, body) = form(name, "upload.bin", data);
+    let r = g
+        .client()
+        .post(g.url("/s3/upload"))
+        .bearer_auth(key)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get_json(g: &StorageGateway, key: &str, path: &str) -> (u16, Value) {
+    let r = g
+        .client()
+        .get(g.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn the_storage_api(backend: Backend) {
+    let g = StorageGateway::start(backend);
+    let c = g.client();
+
+    // Upload: a small file under a chosen key, and a 20 MiB one (multipart
+    // to the backend) under its own filename.
+    let (s, v) = upload(&g, A_KEY, Some("docs/hello.txt"), b"hello storage").await;
+    assert_eq!((s, v["size"].as_u64()), (201, Some(13)), "{v}");
+    let big: Vec<u8> = (0..20 * MIB + 3).map(|i| (i % 251) as u8).collect();
+    let (s, v) = upload(&g, A_KEY, Some("big.bin"), &big).await;
+    assert_eq!(
+        (s, v["size"].as_u64()),
+        (201, Some(big.len() as u64)),
+        "{v}"
+    );
+
+    // Usage counts exactly the stored bytes.
+    let (_, u) = get_json(&g, A_KEY, "/s3/usage").await;
+    assert_eq!(u["used"].as_u64(), Some(13 + big.len() as u64), "{u}");
+    assert_eq!(u["status"], "active");
+    // An overwrite costs only the difference (both ways).
+    let (s, _) = upload(&g, A_KEY, Some("docs/hello.txt"), &[b'x'; 1013]).await;
+    assert_eq!(s, 201);
+    let (_, u) = get_json(&g, A_KEY, "/s3/usage").await;
+    assert_eq!(u["used"].as_u64(), Some(1013 + big.len() as u64), "{u}");
+    let (s, _) = upload(&g, A_KEY, Some("docs/hello.txt"), b"hello storage").await;
+    assert_eq!(s, 201);
+    let (_, u) = get_json(&g, A_KEY, "/s3/usage").await;
+    assert_eq!(u["used"].as_u64(), Some(13 + big.len() as u64), "{u}");
+
+    // List with paging.
+    let (_, page) = get_json(&g, A_KEY, "/s3/files?limit=1").await;
+    assert_eq!(page["files"].as_array().unwrap().len(), 1, "{page}");
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, rest) = get_json(&g, A_KEY, &format!("/s3/files?limit=10&cursor={cursor}")).await;
+    let keys: Vec<&str> = page["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["files"].as_array().unwrap())
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["big.bin", "docs/hello.txt"]);
+    let (_, pre) = get_json(&g, A_KEY, "/s3/files?prefix=docs/").await;
+    assert_eq!(pre["files"][0]["size"], 13);
+
+    // Download whole and by range.
+    let r = c
+        .get(g.url("/s3/files/big.bin"))
+        .bearer_auth(A_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &big[..]);
+    let r = c
+        .get(g.url("/s3/files/big.bin"))
+        .bearer_auth(A_KEY)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &big[100..200]);
+
+    // Another tenant sees none of it.
+    let (s, _) = get_json(&g, B_KEY, "/s3/files/docs/hello.txt").await;
+    assert_eq!(s, 404);
+    let (_, other) = get_json(&g, B_KEY, "/s3/files").await;
+    assert_eq!(other["files"].as_array().unwrap().len(), 0);
+
+    // Path tricks are refused before anything is mapped.
+    for p in ["/s3/files/..%2Fbeta%2Fx", "/s3/files/a%2F..%2F..%2Fx"] {
+        let (s, _) = get_json(&g, A_KEY, p).await;
+        assert_eq!(s, 400, "{p}");
+    }
+
+    // Delete returns the bytes.
+    let r = c
+        .delete(g.url("/s3/files/big.bin"))
+        .bearer_auth(A_KEY)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["freed_bytes"].as_u64(), Some(big.len() as u64));
+    let (_, u) = get_json(&g, A_KEY, "/s3/usage").await;
+    assert_eq!(u["used"].as_u64(), Some(13));
+    let (s, _) = get_json(&g, A_KEY, "/s3/files/big.bin").await;
+    assert_eq!(s, 404);
+
+    // Quota: 10 MiB. A 12 MiB upload stops part-way and leaves nothing.
+    let (s, v) = upload(&g, Q_KEY, Some("too-big"), &vec![7u8; 12 * MIB]).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "QuotaExceeded");
+    let (_, u) = get_json(&g, Q_KEY, "/s3/usage").await;
+    assert_eq!(u["used"], 0, "{u}");
+    assert_eq!(u["reserved"], 0, "{u}");
+    let (_, listed) = get_json(&g, Q_KEY, "/s3/files").await;
+    assert_eq!(listed["files"].as_array().unwrap().len(), 0, "{listed}");
+
+    // Bad input gets clear errors.
+    let r = c
+        .post(g.url("/s3/upload"))
+        .bearer_auth(A_KEY)
+        .body("not a form")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (s, _) = get_json(&g, common::IMAGE_KEY, "/s3/usage").await;
+    assert!(s == 401 || s == 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_api_on_the_embedded_backend() {
+    the_storage_api(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_api_on_moto() {
+    the_storage_api(Backend::Moto).await;
+}
+
+/// A stream of `size` bytes that never exists in memory at once.
+fn pattern_stream(size: usize) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    let block = Bytes::from((0..MIB).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+    futures_util::stream::iter((0..size.div_ceil(MIB)).map(move |i| {
+        let n = (size - i * MIB).min(MIB);
+        Ok(block.slice(..n))
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_gib_streams_through_both_apis_in_bounded_memory() {
+    const GIB: usize = 1 << 30;
+    let g = StorageGateway::start(Backend::Embedded);
+    let c = g.client();
+
+    // Through /s3: a form whose file part is 1 GiB, sent as a stream.
+    let boundary = "kikaku-1gib";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nhuge.bin\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"huge.bin\"\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let total = head.len() + GIB + tail.len();
+    let body = futures_util::stream::once(async move { Ok(Bytes::from(head)) })
+        .chain(pattern_stream(GIB))
+        .chain(futures_util::stream::once(
+            async move { Ok(Bytes::from(tail)) },
+        ));
+    let r = c
+        .post(g.url("/s3/upload"))
+        .bearer_auth(A_KEY)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .header("content-length", total)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = c
+        .get(g.url("/s3/files/huge.bin"))
+        .bearer_auth(A_KEY)
+        .send()
+        .await
+        .unwrap();
+    let mut got = 0usize;
+    let mut stream = r.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        got += chunk.unwrap().len();
+    }
+    assert_eq!(got, GIB);
+    c.delete(g.url("/s3/files/huge.bin"))
+        .bearer_auth(A_KEY)
+        .send()
+        .await
+        .unwrap();
+
+    // Through the S3 endpoint with boto3: one streamed PutObject, one GetObject.
+    g.scenario("stream_1gib");
+
+    let rss_mib = g.gw.peak_rss_kib() / 1024;
+    println!("gateway peak RSS after 2 GiB up and 2 GiB down: {rss_mib} MiB");
+    assert!(rss_mib < 100, "peak RSS {rss_mib} MiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconcile_restates_usage_from_the_backend() {
+    let mut g = StorageGateway::start(Backend::Embedded);
+    let (s, _) = upload(&g, A_KEY, Some("keep.txt"), b"kept bytes").await;
+    assert_eq!(s, 201);
+    let (s, _) = upload(&g, A_KEY, Some("gone.bin"), &vec![1u8; 300_000]).await;
+    assert_eq!(s, 201);
+    let (_, u) = get_json(&g, A_KEY, "/s3/usage").await;
+    assert_eq!(u["used"], 300_010);
+
+    // Stop the gateway, and lose an object behind its back.
+    let _ = g.gw.child.kill();
+    let _ = g.gw.child.wait();
+    let lost: Vec<_> = walk(&g.gw.dir.path().join("data/s3"))
+        .into_iter()
+        .filter(|p| p.ends_with("gone.bin"))
+        .collect();
+    assert_eq!(lost.len(), 1, "the embedded backend keeps objects as files");
+    std::fs::remove_file(&lost[0]).unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kikaku-edge"))
+        .args(["storage", "-c"])
+        .arg(&g.gw.config_path)
+        .args(["reconcile", "--key", A_KEY])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("used 300010 -> 10 bytes (1 objects)"),
+        "{stdout}"
+    );
+
+    g.gw = g.gw.kill9_and_restart();
+    let (_, u) = get_json(&g, A_KEY, "/s3/usage").await;
+    assert_eq!(u["used"], 10, "{u}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
