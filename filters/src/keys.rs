@@ -212,6 +212,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hex_round_trips_with_parse_hex32() {
+        let h = hash_key("kikaku_demo_key");
+        let text = hex(&h);
+        assert_eq!(text.len(), 64);
+        assert!(text
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert_eq!(parse_hex32(&text), Some(h));
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
+
+    #[test]
     fn storage_prefix_is_checked_first() {
         assert_eq!(KeyType::from_key("kikaku_s3_abc"), Some(KeyType::Storage));
         assert_eq!(KeyType::from_key("kikaku_abc"), Some(KeyType::Image));
@@ -249,8 +261,16 @@ mod hex32 {
     }
 }
 
+/// Lower-case hex, one allocation (this runs several times per request:
+/// state keys are named by the key's hash).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
 }
 
 pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
