@@ -345,17 +345,22 @@ pub trait StateStore:
     fn backend_name(&self) -> &'static str;
 }
 
-/// The exact sliding-window log both backends use: the admitted timestamps
-/// (milliseconds) of one bucket, oldest first. At most `limit` are kept.
+/// The exact sliding-window log both backends use: the admitted units of
+/// one bucket as runs of (time in ms, units admitted at that ms), oldest
+/// first. Hits within one millisecond share a run, so a busy key costs one
+/// entry per millisecond at most, not one per request (and the journal's
+/// compaction writes as many records).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SlidingLog {
-    hits: std::collections::VecDeque<u64>,
+    runs: std::collections::VecDeque<(u64, u64)>,
+    /// Sum of the runs' units.
+    held: u64,
 }
 
 impl SlidingLog {
     /// Admit `cost` units at `now_ms` if the hits inside
     /// `(now_ms - window_ms, now_ms]` plus `cost` stay within `limit`;
-    /// record them when admitted (one timestamp per unit).
+    /// record them when admitted.
     pub fn admit(&mut self, now_ms: u64, cost: u32, limit: u32, window_ms: u64) -> RateDecision {
         let decision = self.peek(now_ms, cost, limit, window_ms);
         if decision.allowed {
@@ -370,18 +375,26 @@ impl SlidingLog {
     /// `peek`, persist, then `push`.
     pub fn peek(&mut self, now_ms: u64, cost: u32, limit: u32, window_ms: u64) -> RateDecision {
         let floor = now_ms.saturating_sub(window_ms);
-        while self.hits.front().is_some_and(|&t| t <= floor) {
-            self.hits.pop_front();
+        while let Some(&(t, n)) = self.runs.front() {
+            if t > floor {
+                break;
+            }
+            self.held -= n;
+            self.runs.pop_front();
         }
         // A lowered limit leaves extra old hits; they expire on their own.
-        let held = self.hits.len() as u64;
+        let held = self.held;
         let allowed = held + u64::from(cost) <= u64::from(limit);
         let used = if allowed {
             held + u64::from(cost)
         } else {
             held
         };
-        let oldest = self.hits.front().copied().or(allowed.then_some(now_ms));
+        let oldest = self
+            .runs
+            .front()
+            .map(|&(t, _)| t)
+            .or(allowed.then_some(now_ms));
         RateDecision {
             allowed,
             limit,
@@ -394,22 +407,36 @@ impl SlidingLog {
         }
     }
 
-    /// Record `cost` admitted units at `now_ms`.
+    /// Record `cost` admitted units at `now_ms`. A clock that stepped back
+    /// still appends in order (the run keeps the later time), so expiry
+    /// from the front stays correct.
     pub fn push(&mut self, now_ms: u64, cost: u32) {
-        for _ in 0..cost {
-            self.hits.push_back(now_ms);
+        if cost == 0 {
+            return;
+        }
+        let cost = u64::from(cost);
+        self.held += cost;
+        match self.runs.back_mut() {
+            Some((t, n)) if *t >= now_ms => *n += cost,
+            _ => self.runs.push_back((now_ms, cost)),
         }
     }
 
     /// Whether every hit is older than the window (the bucket can be dropped).
     pub fn is_idle(&self, now_ms: u64, window_ms: u64) -> bool {
-        self.hits
+        self.runs
             .back()
-            .is_none_or(|&t| t <= now_ms.saturating_sub(window_ms))
+            .is_none_or(|&(t, _)| t <= now_ms.saturating_sub(window_ms))
     }
 
-    pub fn hits(&self) -> impl Iterator<Item = u64> + '_ {
-        self.hits.iter().copied()
+    /// The runs: (time in ms, units), oldest first.
+    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.runs.iter().copied()
+    }
+
+    /// Units held (not yet expired at the last `peek`).
+    pub fn held(&self) -> u64 {
+        self.held
     }
 }
 
@@ -462,6 +489,27 @@ mod tests {
             !fresh.admit(1_000, 11, 10, 60_000).allowed,
             "a cost over the limit never fits"
         );
+    }
+
+    #[test]
+    fn hits_in_one_millisecond_share_a_run() {
+        let mut log = SlidingLog::default();
+        for _ in 0..1000 {
+            assert!(log.admit(5_000, 1, 1_000_000, 60_000).allowed);
+        }
+        assert!(log.admit(5_001, 3, 1_000_000, 60_000).allowed);
+        assert_eq!(
+            log.runs().collect::<Vec<_>>(),
+            vec![(5_000, 1000), (5_001, 3)]
+        );
+        assert_eq!(log.held(), 1003);
+        // The whole first run leaves together.
+        let d = log.admit(65_000, 1, 1_000_000, 60_000);
+        assert_eq!(log.held(), 4);
+        assert_eq!(d.remaining, 1_000_000 - 4);
+        // A clock step back joins the newest run instead of breaking order.
+        log.push(64_000, 2);
+        assert_eq!(log.runs().last(), Some((65_000, 3)));
     }
 
     #[test]

@@ -329,12 +329,17 @@ impl Inner {
         let mut live: Vec<Record> = Vec::new();
         for (name, b) in &self.buckets {
             let floor = now.saturating_sub(b.window_ms);
-            live.extend(b.log.hits().filter(|&t| t > floor).map(|t| Record::Hit {
-                b: name.clone(),
-                t,
-                w: b.window_ms,
-                n: 1,
-            }));
+            live.extend(
+                b.log
+                    .runs()
+                    .filter(|&(t, _)| t > floor)
+                    .map(|(t, n)| Record::Hit {
+                        b: name.clone(),
+                        t,
+                        w: b.window_ms,
+                        n: n.min(u64::from(u32::MAX)) as u32,
+                    }),
+            );
         }
         for (s, q) in &self.quotas {
             // Ledger entries replay into usage; `Used` carries the rest
@@ -812,7 +817,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn compaction_keeps_live_hits_and_scales_with_them() {
+    async fn compaction_keeps_live_hits_as_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.journal");
         let w = Duration::from_secs(60);
@@ -823,13 +828,34 @@ mod tests {
         }
         {
             let inner = s.inner.lock();
-            // One compaction ran (at COMPACT_EVERY) and rewrote every live hit.
+            // One compaction ran (at COMPACT_EVERY); 10 hits came after it.
             assert_eq!(inner.journal.as_ref().unwrap().appended, 10);
-            assert_eq!(inner.compact_at, 2 * COMPACT_EVERY);
         }
         drop(s);
-        let lines = std::fs::read_to_string(&path).unwrap().lines().count() as u64;
-        assert_eq!(lines, n);
+        // Compaction wrote one record per millisecond run, not per hit, and
+        // the runs still hold every unit.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let units: u64 = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["n"].as_u64().unwrap_or(1)
+            })
+            .sum();
+        assert_eq!(units, n);
+        assert!(
+            (text.lines().count() as u64) < n / 10,
+            "{} lines",
+            text.lines().count()
+        );
+        let s = EmbeddedState::open(&path).unwrap();
+        assert!(!s.rate_limit("busy", 1, n as u32, w).await.unwrap().allowed);
+        assert!(
+            s.rate_limit("busy", 1, n as u32 + 1, w)
+                .await
+                .unwrap()
+                .allowed
+        );
     }
 
     fn log(status: &str, ts: i64) -> RequestLog {
