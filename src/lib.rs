@@ -2,6 +2,7 @@
 //! storage. See README.md for a tour and DESIGN.md for the contract.
 
 pub mod access_log;
+pub mod alloc;
 pub mod ark_sim;
 pub mod config;
 pub mod gallery;

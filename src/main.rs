@@ -5,6 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// glibc's allocator took ~14% of the gateway's CPU on the proxy path
+/// (Pingora allocates and frees buffers per request); mimalloc serves those
+/// from thread-local pages: 19% fewer instructions per image request. See
+/// BENCHMARKS.md, "Profile", and `kikaku_edge::alloc` for its settings.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kikaku-edge",
@@ -52,6 +59,19 @@ enum Command {
         command: kikaku_edge::keys_cmd::KeysCommand,
     },
 }
+
+/// mimalloc reads its options once, when it starts (a constructor of its
+/// own, before `main`); arenas made by then keep the defaults. Setting them
+/// from an earlier constructor (priority 101, before the default ones) is
+/// what the `MIMALLOC_*` environment variables would do.
+#[used]
+#[link_section = ".init_array.00101"]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = {
+    extern "C" fn configure() {
+        kikaku_edge::alloc::configure();
+    }
+    configure
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
