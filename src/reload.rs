@@ -139,8 +139,13 @@ fn warn_fixed_settings(old: &crate::config::Config, new: &crate::config::Config)
     if old.state != new.state || old.data_dir != new.data_dir {
         log::warn!("state/data_dir changed: they take effect at the next start");
     }
-    if old.server.threads != new.server.threads || old.server.ca_file != new.server.ca_file {
-        log::warn!("server.threads/ca_file changed: they take effect at the next start");
+    if old.server.threads != new.server.threads
+        || old.server.work_stealing != new.server.work_stealing
+        || old.server.ca_file != new.server.ca_file
+    {
+        log::warn!(
+            "server.threads/work_stealing/ca_file changed: they take effect at the next start"
+        );
     }
 }
 

@@ -148,6 +148,10 @@ pub struct ListenerTls {
 pub struct ServerSettings {
     /// Worker threads of the public listener.
     pub threads: usize,
+    /// Let idle worker threads take tasks from busy ones (one shared tokio
+    /// runtime). `false` gives each thread its own runtime, like nginx's
+    /// workers: less cross-thread waking, but no balancing of hot connections.
+    pub work_stealing: bool,
     /// Seconds to keep serving after SIGTERM/SIGQUIT before closing listeners.
     pub grace_period_seconds: u64,
     /// Seconds to let in-flight requests finish after the grace period.
@@ -165,6 +169,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             threads: 2,
+            work_stealing: true,
             grace_period_seconds: 0,
             graceful_shutdown_timeout_seconds: 10,
             max_request_header_bytes: 32 * 1024,

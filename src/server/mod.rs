@@ -101,6 +101,7 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
 
     let conf = ServerConf {
         threads: cfg.server.threads,
+        work_stealing: cfg.server.work_stealing,
         daemon: args.daemon,
         pid_file: in_data("kikaku-edge.pid"),
         upgrade_sock: in_data("kikaku-edge-upgrade.sock"),
