@@ -1,5 +1,5 @@
 # The two commands of the README, and a few more for developers.
-.PHONY: run test bench harness lint prereqs
+.PHONY: run test bench harness harness-smoke lint prereqs
 
 # Run the gateway on the offline default config (release build).
 run: prereqs
@@ -14,10 +14,18 @@ bench: prereqs
 	cargo bench --bench filter_chain
 
 # kikaku-edge against nginx and LiteLLM on one simulator; writes BENCHMARKS.md.
-# Needs nginx (apt), oha (cargo install oha --locked), LiteLLM (pip install 'litellm[proxy]').
-harness:
+# scripts/harness-prereqs.sh installs nginx (apt), oha (cargo) and LiteLLM (pip).
+harness: prereqs
+	./scripts/harness-prereqs.sh
 	cargo build --release
 	python3 benches/harness/run.py
+
+# CI: the harness on the debug build for 2 s a point; checks that everything
+# starts and answers and that a report comes out (target/harness-smoke.md).
+harness-smoke: prereqs
+	./scripts/harness-prereqs.sh
+	cargo build --bin kikaku-edge
+	python3 benches/harness/run.py --smoke
 
 lint: prereqs
 	cargo fmt --all --check

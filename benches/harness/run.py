@@ -11,9 +11,9 @@ whatever is missing is reported in the table as not run.
 
 Scenarios (issue 6): (1) image route with every filter, at full speed;
 (2) the same at fixed rates, for added latency; (3) a pass-through route;
-(5) a config reload every second under load; (6) RSS idle and with 1,000
-open keep-alive connections. (4), storage streaming, is `cargo bench --bench
-storage` for now.
+(4) 256 MiB PUT and GET through `/s3` and the S3 endpoint against the same
+backend directly (curl, SigV4 by `--aws-sigv4`); (5) a config reload every
+second under load; (6) RSS idle and with 1,000 open keep-alive connections.
 """
 
 import argparse
@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / "target" / "release" / "kikaku-edge"
+BIN = ROOT / "target" / "release" / "kikaku-edge"  # --bin overrides
 BODY_GATEWAY = json.dumps({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"})
 # What the gateway sends upstream for that body (alias resolved, defaults filled):
 # the direct and nginx runs send it as is.
@@ -201,6 +201,125 @@ def litellm_conf(dir_, sim_port):
     return path
 
 
+BACKEND_ID, BACKEND_SECRET = "bench-backend", "bench-backend-secret"
+S3_ID, S3_SECRET = "KIKAKUDEMOACCESSKEY0", "kikaku-demo-secret-key-for-local-use-only"
+
+
+def storage_backend_conf(dir_, public, admin, s3_port):
+    """A kikaku-edge process used only as the S3 backend (its embedded
+    s3s-fs server), so the gateway under test and the backend are separate
+    processes, as with MinIO."""
+    cfg = {
+        "listeners": {"public": {"address": f"127.0.0.1:{public}"}, "admin": {"address": f"127.0.0.1:{admin}"}},
+        "data_dir": str(Path(dir_) / "data"),
+        "logging": {"access_log": "off"},
+        "storage": {"backend": {"upstream": "s3", "region": "us-east-1", "access_key_id": BACKEND_ID,
+                                "secret_access_key": BACKEND_SECRET},
+                    "embedded": {"listen": f"127.0.0.1:{s3_port}"}},
+        "upstreams": {"s3": {"endpoints": [{"address": f"127.0.0.1:{s3_port}"}]}},
+        "routes": [],
+    }
+    path = Path(dir_) / "backend.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def storage_gateway_conf(dir_, public, admin, s3_port):
+    """conf/bench.yaml's storage routes, with the backend in another process."""
+    cfg = yaml.safe_load((ROOT / "conf" / "bench.yaml").read_text())
+    cfg.pop("simulators", None)
+    cfg["storage"] = {"backend": {"upstream": "s3", "region": "us-east-1", "access_key_id": BACKEND_ID,
+                                  "secret_access_key": BACKEND_SECRET}}
+    cfg["upstreams"] = {"s3": {"endpoints": [{"address": f"127.0.0.1:{s3_port}"}],
+                               "timeouts": {"connect_ms": 2000, "read_ms": 120000, "write_ms": 120000}}}
+    cfg["routes"] = [r for r in cfg["routes"] if r["handler"]["type"] in ("s3_endpoint", "storage_api")]
+    cfg["listeners"] = {"public": {"address": f"127.0.0.1:{public}"},
+                        "admin": {"address": f"127.0.0.1:{admin}"}}
+    cfg["data_dir"] = str(Path(dir_) / "data")
+    cfg["logging"] = {"access_log": "off"}
+    path = Path(dir_) / "storage-gateway.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def curl(args, timeout=600):
+    """Run curl; returns (http status, seconds)."""
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"] + args,
+                         capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"curl {args[-1]}: {out.stderr.strip()}")
+    code, secs = out.stdout.split()
+    return int(code), float(secs)
+
+
+def sigv4(id_, secret):
+    return ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{id_}:{secret}",
+            "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+
+
+def storage_scenario(tmp, procs, quick):
+    """(4): MiB/s of PUT and GET of one large object, direct to the backend,
+    through the S3 endpoint, and through `/s3`; median of the repetitions."""
+    mib = 64 if quick else 256
+    reps = 1 if quick else 3
+    blob = Path(tmp) / "blob.bin"
+    with open(blob, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+    d = Path(tmp) / "storage"
+    d.mkdir()
+    be_pub, be_adm, be_s3 = free_port(), free_port(), free_port()
+    procs.append(Proc([str(BIN), "serve", "-c", str(storage_backend_conf(d, be_pub, be_adm, be_s3))]))
+    wait_port(be_s3)
+    gw_pub, gw_adm = free_port(), free_port()
+    gw = Proc([str(BIN), "serve", "-c", str(storage_gateway_conf(d, gw_pub, gw_adm, be_s3))])
+    procs.append(gw)
+    wait_port(gw_pub)
+
+    direct = f"http://127.0.0.1:{be_s3}/bench-direct"
+    endpoint = f"http://127.0.0.1:{gw_pub}/demo"
+    bearer = ["-H", "Authorization: Bearer kikaku_s3_demo_key"]
+    curl(["-X", "PUT"] + sigv4(BACKEND_ID, BACKEND_SECRET) + [direct])
+    curl(["-X", "PUT"] + sigv4(S3_ID, S3_SECRET) + [endpoint])
+    ways = {
+        "direct": (lambda: ["-T", str(blob)] + sigv4(BACKEND_ID, BACKEND_SECRET) + [f"{direct}/blob.bin"],
+                   lambda: sigv4(BACKEND_ID, BACKEND_SECRET) + [f"{direct}/blob.bin"]),
+        "S3 endpoint": (lambda: ["-T", str(blob)] + sigv4(S3_ID, S3_SECRET) + [f"{endpoint}/blob.bin"],
+                        lambda: sigv4(S3_ID, S3_SECRET) + [f"{endpoint}/blob.bin"]),
+        "/s3 API": (lambda: bearer + ["-F", "key=blob.bin", "-F", f"file=@{blob}",
+                                      f"http://127.0.0.1:{gw_pub}/s3/upload"],
+                    lambda: bearer + [f"http://127.0.0.1:{gw_pub}/s3/files/blob.bin"]),
+    }
+    out = {"mib": mib, "reps": reps, "rows": {}}
+    peak = 0
+    for name, (put, get) in ways.items():
+        row = {}
+        for op, args in (("PUT", put), ("GET", get)):
+            times = []
+            for _ in range(reps):
+                code, secs = curl(args())
+                if code not in (200, 201):
+                    raise RuntimeError(f"{name} {op}: HTTP {code}")
+                times.append(secs)
+                peak = max(peak, rss_kib(gw.pids()))
+            times.sort()
+            row[op] = mib / times[len(times) // 2]
+        out["rows"][name] = row
+    out["gateway_rss_kib"] = peak
+    return out
+
+
+def smoke_check(results, storage):
+    """What the CI smoke asserts: every target started and answered."""
+    missing = [f"{key} {name}" for key in ("1", "3") for name in ("direct", "nginx", "kikaku-edge")
+               if not (results.get((key, name, "0ms")) or {}).get("requests")]
+    if storage is None or any(r["PUT"] <= 0 or r["GET"] <= 0 for r in storage["rows"].values()):
+        missing.append("4 storage")
+    if missing:
+        sys.exit(f"harness smoke: no answers from {', '.join(missing)}")
+    print("harness smoke: every target started and answered")
+
+
 def version(args):
     try:
         out = subprocess.run(args, capture_output=True, text=True, timeout=60)
@@ -210,14 +329,27 @@ def version(args):
 
 
 def main():
+    global BIN
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="2 s per point (a smoke test)")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--no-storage", action="store_true", help="skip scenario 4")
+    ap.add_argument("--bin", default=str(BIN), help="the kikaku-edge binary (default: the release build)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="CI smoke: --quick on the debug build, report to target/harness-smoke.md; "
+                         "checks that everything starts and a table comes out, not the figures")
     args = ap.parse_args()
+    if args.smoke:
+        args.quick = True
+        if args.bin == str(BIN):
+            args.bin = str(ROOT / "target" / "debug" / "kikaku-edge")
+        if args.out == str(ROOT / "BENCHMARKS.md"):
+            args.out = str(ROOT / "target" / "harness-smoke.md")
     secs = 2 if args.quick else 10
+    BIN = Path(args.bin)
     if not BIN.exists():
-        sys.exit("build first: cargo build --release")
+        sys.exit(f"{BIN} is missing: cargo build --release")
     if not shutil.which("oha"):
         sys.exit("oha is missing: cargo install oha --locked")
 
@@ -312,14 +444,17 @@ def main():
             time.sleep(secs)
             held[name] = rss_kib(t[3].pids())
             loader.communicate(timeout=secs + 120)
-        write_report(args, results, idle, held, secs)
+        storage = None if args.no_storage else storage_scenario(tmp, procs, args.quick)
+        write_report(args, results, idle, held, secs, storage)
+        if args.smoke:
+            smoke_check(results, storage)
     finally:
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_report(args, results, idle, held, secs):
+def write_report(args, results, idle, held, secs, storage):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
@@ -330,9 +465,11 @@ def write_report(args, results, idle, held, secs):
         "compare within a table, not with other runs.",
         "",
         f"- Machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}",
-        f"- kikaku-edge `{rev}` (release build), {version(['nginx', '-v'])}, {version(['oha', '--version'])}, "
+        f"- kikaku-edge `{rev}` (`{BIN.relative_to(ROOT) if BIN.is_relative_to(ROOT) else BIN}`), {version(['nginx', '-v'])}, {version(['oha', '--version'])}, "
         f"LiteLLM {version(['litellm', '--version'])}",
         f"- Load: oha, {secs} s per point. The client, the proxies and the simulator share the machine.",
+        *([f"- **Smoke run of a {BIN.parent.name} build: the figures say nothing about performance.**"]
+          if BIN.parent.name != "release" else []),
         "- Image requests: `{\"model\":\"seedream-4.0\",\"prompt\":\"a cat\",\"size\":\"1K\"}` through kikaku-edge "
         "(key auth, rate limit, quota, validation, alias rewrite, accounting, request log); the already-rewritten "
         "body direct and through nginx (`proxy_pass`, keep-alive).",
@@ -360,6 +497,18 @@ def write_report(args, results, idle, held, secs):
     for rate in (500, 1000):
         table(f"2. Fixed rate {rate} requests/s (simulator at 0 ms)", f"2@{rate}", names)
     table("3. Pass-through route (GET /healthz of the simulator)", "3", ["direct", "nginx", "kikaku-edge"])
+    if storage:
+        lines += [f"## 4. Storage streaming: one {storage['mib']} MiB object (curl; median of {storage['reps']})", "",
+                  "The backend is the embedded s3s-fs server in a process of its own; `direct` signs to it with the "
+                  "backend's credential. The gateway verifies the client's SigV4 (or key), checks the quota, "
+                  "re-signs and streams.", "",
+                  "| | PUT MiB/s | GET MiB/s | PUT vs direct | GET vs direct |", "|---|---|---|---|---|"]
+        base = storage["rows"]["direct"]
+        for name, row in storage["rows"].items():
+            put, get = (("—", "—") if name == "direct" else
+                        (f"{row['PUT'] / base['PUT']:.2f}×", f"{row['GET'] / base['GET']:.2f}×"))
+            lines.append(f"| {name} | {row['PUT']:.0f} | {row['GET']:.0f} | {put} | {get} |")
+        lines += ["", f"Gateway peak RSS during these transfers: {storage['gateway_rss_kib'] / 1024:.1f} MiB.", ""]
     r = results.get(("5", "kikaku-edge", "0ms"))
     lines += ["## 5. Config reload every second under load", ""]
     if r:
@@ -369,12 +518,12 @@ def write_report(args, results, idle, held, secs):
         if n in idle:
             lines.append(f"| {n} | {idle[n] / 1024:.1f} MiB | {held.get(n, 0) / 1024:.1f} MiB |")
     lines.append("")
-    lines += goals(results, idle, held)
+    lines += goals(results, idle, held, storage)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def goals(results, idle, held):
+def goals(results, idle, held, storage):
     """Issue 6's goals, read against this run."""
     def get(key, name, field="rps"):
         r = results.get((key, name, "0ms"))
@@ -404,6 +553,11 @@ def goals(results, idle, held):
     kp, np_ = get("3", "kikaku-edge"), get("3", "nginx")
     if kp and np_:
         row("pass-through ≥ 85% of nginx requests/s", f"{kp / np_:.0%}", kp / np_ >= 0.85)
+    if storage:
+        base = storage["rows"]["direct"]
+        worst = min(r[op] / base[op] for n, r in storage["rows"].items() if n != "direct" for op in ("PUT", "GET"))
+        row("S3 streaming ≥ 80% of direct throughput (worst of PUT/GET × S3 endpoint//s3)", f"{worst:.0%}",
+            worst >= 0.8)
     if "kikaku-edge" in idle:
         row("RSS ≤ 50 MiB idle", f"{idle['kikaku-edge'] / 1024:.1f} MiB", idle["kikaku-edge"] <= 50 * 1024)
     if "kikaku-edge" in held:
