@@ -64,6 +64,11 @@ impl AccessLog {
         Ok(AccessLog { tx: Some(tx) })
     }
 
+    /// Whether lines are written at all (`access_log: off` skips building them).
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     pub fn write(&self, rec: &AccessRecord<'_>) {
         let Some(tx) = &self.tx else { return };
         let Ok(mut line) = serde_json::to_vec(rec) else {

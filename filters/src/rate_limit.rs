@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use http::{HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 use serde::Deserialize;
 
@@ -17,6 +18,9 @@ use crate::state::RateLimits;
 /// DESIGN §2: a key without its own limit gets 10 requests per minute.
 pub const DEFAULT_PER_MINUTE: u32 = 10;
 const WINDOW: Duration = Duration::from_secs(60);
+const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -110,11 +114,14 @@ impl Filter for RateLimit {
 
     fn on_response(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
         if let Some(d) = ctx.rate_limit {
-            let _ = resp.insert_header("x-ratelimit-limit", d.limit.to_string());
-            let _ = resp.insert_header("x-ratelimit-remaining", d.remaining.to_string());
-            let _ = resp.insert_header("x-ratelimit-reset", ceil_secs(d.reset_after).to_string());
+            // Pre-parsed names and integer values: no parsing or string
+            // formatting on every answer.
+            let reset = HeaderValue::from(ceil_secs(d.reset_after));
+            let _ = resp.insert_header(LIMIT.clone(), HeaderValue::from(d.limit));
+            let _ = resp.insert_header(REMAINING.clone(), HeaderValue::from(d.remaining));
+            let _ = resp.insert_header(RESET.clone(), reset.clone());
             if !d.allowed {
-                let _ = resp.insert_header("retry-after", ceil_secs(d.reset_after).to_string());
+                let _ = resp.insert_header(http::header::RETRY_AFTER, reset);
             }
         }
     }

@@ -326,7 +326,7 @@ impl ProxyHttp for Gateway {
         let route = ctx.route.as_ref().map(|r| r.name.as_str());
         let route_label = route.unwrap_or("-");
         metrics::REQUESTS
-            .with_label_values(&[route_label, &status.to_string()])
+            .with_label_values(&[route_label, itoa::Buffer::new().format(status)])
             .inc();
         let total = ctx.req.started.elapsed();
         metrics::REQUEST_DURATION
@@ -340,6 +340,9 @@ impl ProxyHttp for Gateway {
             metrics::UPSTREAM_LATENCY
                 .with_label_values(&[route_label, up])
                 .observe(lat.as_secs_f64());
+        }
+        if !self.access_log.enabled() {
+            return;
         }
         let req = session.req_header();
         self.access_log.write(&AccessRecord {
