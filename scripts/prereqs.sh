@@ -9,6 +9,8 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 # The Redis backend's tests start their own redis-server processes.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# A storage test uploads with curl (it sends `Expect: 100-continue`).
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 
 # The storage tests drive the gateway with real S3 clients (boto3, the AWS
 # CLI) and use moto's server as a second S3 implementation: from PyPI, pinned.

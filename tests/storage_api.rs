@@ -185,6 +185,45 @@ async fn storage_api_on_moto() {
     the_storage_api(Backend::Moto).await;
 }
 
+/// curl sends `Expect: 100-continue` with any form over 1 MiB and holds the
+/// body back until `100 Continue` comes (or its timeout passes: one second
+/// by default, set here far above the deadline so a missing 100 fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn form_uploads_that_expect_100_continue_get_it() {
+    let g = StorageGateway::start(Backend::Embedded);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("three.bin");
+    std::fs::write(&file, vec![7u8; 3 * MIB]).unwrap();
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-v",
+            "--expect100-timeout",
+            "120",
+            "--max-time",
+            "60",
+        ])
+        .arg("--cacert")
+        .arg(&g.ca)
+        .args(["-H", &format!("Authorization: Bearer {A_KEY}")])
+        .args(["-F", "key=expect/three.bin"])
+        .arg("-F")
+        .arg(format!("file=@{}", file.display()))
+        .arg(g.url("/s3/upload"))
+        .output()
+        .await
+        .expect("curl runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "curl failed: {stderr}");
+    assert!(stderr.contains("Expect: 100-continue"), "{stderr}");
+    assert!(stderr.contains("HTTP/1.1 100 Continue"), "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["size"].as_u64(), Some(3 * MIB as u64), "{v}");
+}
+
 /// A stream of `size` bytes that never exists in memory at once.
 fn pattern_stream(size: usize) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     let block = Bytes::from((0..MIB).map(|i| (i % 253) as u8).collect::<Vec<u8>>());

@@ -23,7 +23,7 @@ use serde_json::json;
 use super::s3_endpoint::relay::{relay, Relay};
 use crate::s3::backend::{BackendError, BackendRequest};
 use crate::s3::names::check_object_key;
-use crate::s3::upload::Budget;
+use crate::s3::upload::{expects_continue, Budget};
 use crate::s3::{backend_unavailable, xml, Storage};
 
 /// Bytes buffered before a part goes to the backend (S3's minimum part is
@@ -300,6 +300,10 @@ impl StorageApi {
             .and_then(|v| v.to_str().ok())
             .and_then(|ct| multer::parse_boundary(ct).ok())
             .ok_or_else(|| bad("POST /s3/upload takes multipart/form-data with a `file` field"))?;
+        if expects_continue(session) {
+            // curl asks for it on any form over 1 MiB and otherwise waits a second.
+            let _ = session.write_continue_response().await;
+        }
         let uploaded = {
             let body = futures_util::stream::unfold(&mut *session, |s| async move {
                 match s.read_request_body().await {
@@ -494,7 +498,9 @@ impl StorageApi {
         }
     }
 
-    /// Send every part; each part's bytes are reserved before it goes.
+    /// Send every part; each part's bytes are reserved before it goes. The
+    /// next part is read from the client while the previous one uploads, so
+    /// neither side waits for the other (at most two parts are held).
     async fn send_parts(
         &self,
         key: &ApiKey,
@@ -504,68 +510,69 @@ impl StorageApi {
         field: &mut multer::Field<'_>,
         buf: &mut BytesMut,
     ) -> Result<(Vec<String>, u64), GatewayError> {
-        let subject = key.subject();
         let mut etags = Vec::new();
         let mut total = 0u64;
-        let mut finished = false;
-        while !finished {
-            while buf.len() < PART_SIZE {
-                match field
-                    .chunk()
-                    .await
-                    .map_err(|e| bad(format!("the upload broke off: {e}")))?
-                {
-                    Some(c) => buf.extend_from_slice(&c),
-                    None => {
-                        finished = true;
-                        break;
-                    }
-                }
-            }
-            if buf.is_empty() {
-                break;
-            }
-            let take = buf.len().min(PART_SIZE);
-            let data = buf.split_to(take).freeze();
-            let part = etags.len() as u32 + 1;
-            let budget = Budget {
-                state: &self.storage.state,
-                subject: &subject,
-                limit: key.quota,
-                slot: LedgerSlot::Part {
-                    upload_id: upload_id.to_string(),
-                    part,
-                },
-            };
+        let mut finished = fill_part(field, buf).await?;
+        while !buf.is_empty() {
+            let data = buf.split_to(buf.len().min(PART_SIZE)).freeze();
             let size = data.len() as u64;
-            let reservation = budget.reserve(size).await?;
-            let req = BackendRequest::object(http::Method::PUT, bucket, object)
-                .with_query(&[("partNumber", &part.to_string()), ("uploadId", upload_id)])
-                .with_body(data);
-            let result = self.storage.backend.call(req).await;
-            let etag = result.as_ref().ok().and_then(|r| {
-                r.headers()
-                    .get("etag")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            });
-            budget
-                .settle(reservation, etag.is_some().then_some(size))
-                .await;
-            let etag = match (result, etag) {
-                (Ok(_), Some(e)) => e,
-                (Err(e), _) => return Err(backend_unavailable(e)),
-                (Ok(_), None) => {
-                    return Err(GatewayError::new(
-                        ErrorKind::BadGateway,
-                        "the storage backend sent no ETag for a part",
-                    ))
-                }
+            let part = etags.len() as u32 + 1;
+            let upload = self.send_part(key, bucket, object, upload_id, part, data);
+            let (etag, more) = if finished {
+                (upload.await, Ok(true))
+            } else {
+                tokio::join!(upload, fill_part(field, buf))
             };
-            etags.push(etag);
+            etags.push(etag?);
             total += size;
+            finished = more?;
         }
         Ok((etags, total))
+    }
+
+    /// Upload part `part` under its own quota reservation; its ETag.
+    async fn send_part(
+        &self,
+        key: &ApiKey,
+        bucket: &str,
+        object: &str,
+        upload_id: &str,
+        part: u32,
+        data: Bytes,
+    ) -> Result<String, GatewayError> {
+        let subject = key.subject();
+        let budget = Budget {
+            state: &self.storage.state,
+            subject: &subject,
+            limit: key.quota,
+            slot: LedgerSlot::Part {
+                upload_id: upload_id.to_string(),
+                part,
+            },
+        };
+        let size = data.len() as u64;
+        let reservation = budget.reserve(size).await?;
+        let req = BackendRequest::object(http::Method::PUT, bucket, object)
+            .with_query(&[("partNumber", &part.to_string()), ("uploadId", upload_id)])
+            .with_body(data);
+        let result = self.storage.backend.call(req).await;
+        let etag = result.as_ref().ok().and_then(|r| {
+            r.headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+        budget
+            .settle(reservation, etag.is_some().then_some(size))
+            .await;
+        match (result, etag) {
+            (Ok(_), Some(e)) => Ok(e),
+            (Err(e), _) => Err(backend_unavailable(e)),
+            (Ok(_), None) => Err(GatewayError::new(
+                ErrorKind::BadGateway,
+                "the storage backend sent no ETag for a part",
+            )),
+        }
     }
 
     async fn abort(&self, subject: &str, bucket: &str, object: &str, upload_id: &str) {
@@ -578,4 +585,23 @@ impl StorageApi {
             log::warn!("ledger abort failed (reconcile will fix it): {e}");
         }
     }
+}
+
+/// Read from the form field until `buf` holds a whole part; true when the
+/// field has ended.
+async fn fill_part(
+    field: &mut multer::Field<'_>,
+    buf: &mut BytesMut,
+) -> Result<bool, GatewayError> {
+    while buf.len() < PART_SIZE {
+        match field
+            .chunk()
+            .await
+            .map_err(|e| bad(format!("the upload broke off: {e}")))?
+        {
+            Some(c) => buf.extend_from_slice(&c),
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
 }

@@ -151,7 +151,9 @@ async fn pump_and_send(
     }
 }
 
-fn expects_continue(session: &Session) -> bool {
+/// The client sent `Expect: 100-continue` and waits (curl: one second) for
+/// `100 Continue` before its body.
+pub fn expects_continue(session: &Session) -> bool {
     session
         .req_header()
         .headers
