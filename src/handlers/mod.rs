@@ -84,17 +84,22 @@ impl Handler {
         chain: &FilterChain,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
+        // Each handler's future is boxed on its own: inline, every request
+        // (even a proxied one) would move a future as large as the largest
+        // handler's (the S3 streaming ones) each time it is pinned.
         match self {
             Handler::NotImplemented(msg) => {
                 Err(GatewayError::new(ErrorKind::NotImplemented, msg.clone()))
             }
-            Handler::ImageGeneration(h) => h.handle(session, chain, ctx).await,
-            Handler::ImageUsage(state) => account::usage(state, session, chain, ctx).await,
-            Handler::ImageLogs(state) => account::logs(state, session, chain, ctx).await,
-            Handler::S3Endpoint(h) => h.handle(session, chain, ctx).await,
-            Handler::StorageApi(h) => h.handle(session, chain, ctx).await,
-            Handler::ImageGallery(s) => gallery::list(s, session, chain, ctx).await,
-            Handler::GalleryFile(s) => gallery::file(s, session, chain, ctx).await,
+            Handler::ImageGeneration(h) => Box::pin(h.handle(session, chain, ctx)).await,
+            Handler::ImageUsage(state) => {
+                Box::pin(account::usage(state, session, chain, ctx)).await
+            }
+            Handler::ImageLogs(state) => Box::pin(account::logs(state, session, chain, ctx)).await,
+            Handler::S3Endpoint(h) => Box::pin(h.handle(session, chain, ctx)).await,
+            Handler::StorageApi(h) => Box::pin(h.handle(session, chain, ctx)).await,
+            Handler::ImageGallery(s) => Box::pin(gallery::list(s, session, chain, ctx)).await,
+            Handler::GalleryFile(s) => Box::pin(gallery::file(s, session, chain, ctx)).await,
         }
     }
 }
