@@ -157,6 +157,33 @@ def measured(proc, run):
     return r
 
 
+def median_of(runs):
+    """One row from several rounds of the same point: the median of each
+    figure, errors and requests summed."""
+    if len(runs) == 1:
+        return runs[0]
+    out = {}
+    for field in ("rps", "p50", "p90", "p99", "cpu_us"):
+        vals = sorted(r[field] for r in runs if field in r)
+        if vals:
+            out[field] = vals[len(vals) // 2]
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["requests"] = sum(r["requests"] for r in runs)
+    out["rounds"] = len(runs)
+    return out
+
+
+def rounds(points, n, measure):
+    """Measure every point once per round, round after round (so a slow
+    minute on the shared machine hits every target alike); the median row
+    of each point."""
+    got = {key: [] for key in points}
+    for _ in range(n):
+        for key in points:
+            got[key].append(measure(key))
+    return {key: median_of(runs) for key, runs in got.items()}
+
+
 def nginx_conf(dir_, port, upstream_port):
     conf = f"""
 worker_processes 2;
@@ -282,7 +309,7 @@ def storage_scenario(tmp, procs, quick):
     """(4): MiB/s of PUT and GET of one large object, direct to the backend,
     through the S3 endpoint, and through `/s3`; median of the repetitions."""
     mib = 64 if quick else 256
-    reps = 1 if quick else 3
+    reps = 1 if quick else 5
     blob = Path(tmp) / "blob.bin"
     with open(blob, "wb") as f:
         for _ in range(mib):
@@ -319,19 +346,19 @@ def storage_scenario(tmp, procs, quick):
     mp = multipart_direct(f"http://127.0.0.1:{be_s3}", blob, mib, reps)
     if mp:
         out["multipart_direct_put"] = mp
-    for name, (put, get) in ways.items():
-        row = {}
-        for op, args in (("PUT", put), ("GET", get)):
-            times = []
-            for _ in range(reps):
-                code, secs = curl(args())
+    times = {(name, op): [] for name in ways for op in ("PUT", "GET")}
+    # Every way once per repetition, PUTs then GETs, so a slow minute on
+    # the shared machine hits every way alike; the median of each.
+    for op in ("PUT", "GET"):
+        for _ in range(reps):
+            for name, (put, get) in ways.items():
+                code, secs = curl((put if op == "PUT" else get)())
                 if code not in (200, 201):
                     raise RuntimeError(f"{name} {op}: HTTP {code}")
-                times.append(secs)
+                times[(name, op)].append(secs)
                 peak = max(peak, rss_kib(gw.pids()))
-            times.sort()
-            row[op] = mib / times[len(times) // 2]
-        out["rows"][name] = row
+    for name in ways:
+        out["rows"][name] = {op: mib / sorted(times[(name, op)])[reps // 2] for op in ("PUT", "GET")}
     out["gateway_rss_kib"] = peak
     return out
 
@@ -383,6 +410,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="2 s per point (a smoke test)")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of scenarios 1-3 (each point once per round; medians reported)")
     ap.add_argument("--no-litellm", action="store_true")
     ap.add_argument("--no-storage", action="store_true", help="skip scenario 4")
     ap.add_argument("--bin", default=str(BIN), help="the kikaku-edge binary (default: the release build)")
@@ -397,6 +426,7 @@ def main():
         if args.out == str(ROOT / "BENCHMARKS.md"):
             args.out = str(ROOT / "target" / "harness-smoke.md")
     secs = 2 if args.quick else 10
+    n_rounds = 1 if args.quick else args.rounds
     BIN = Path(args.bin)
     if not BIN.exists():
         sys.exit(f"{BIN} is missing: cargo build --release")
@@ -453,21 +483,34 @@ def main():
 
         # (1) full speed, 64 connections; the proxy's CPU time per request
         # is read from /proc around each run.
-        for (name, label), (url, body, headers, proc) in targets.items():
-            results[("1", name, label)] = measured(proc, lambda: oha(url, secs, 64, body, headers))
+        def full_speed(key):
+            url, body, headers, proc = targets[key]
+            return measured(proc, lambda: oha(url, secs, 64, body, headers))
+
+        for (name, label), r in rounds(list(targets), n_rounds, full_speed).items():
+            results[("1", name, label)] = r
 
         # (2) fixed rates against the zero-latency simulator.
         for rate in (500, 1000):
-            for (name, label), (url, body, headers, _) in targets.items():
-                if label == "0ms":
-                    results[(f"2@{rate}", name, label)] = summarize(oha(url, secs, 32, body, headers, rate=rate))
+            def fixed(key, rate=rate):
+                url, body, headers, _ = targets[key]
+                return summarize(oha(url, secs, 32, body, headers, rate=rate))
+
+            zero = [k for k in targets if k[1] == "0ms"]
+            for (name, label), r in rounds(zero, n_rounds, fixed).items():
+                results[(f"2@{rate}", name, label)] = r
 
         # (3) pass-through: GET /healthz of the simulator.
-        for name, url in [("direct", f"http://127.0.0.1:{sim0}/healthz"),
-                          ("nginx", targets[("nginx", "0ms")][0].replace("/api/v3/images/generations", "/healthz")),
-                          ("kikaku-edge", targets[("kikaku-edge", "0ms")][0].replace("/v1/images/generations", "/healthz"))]:
+        passes = {"direct": f"http://127.0.0.1:{sim0}/healthz",
+                  "nginx": targets[("nginx", "0ms")][0].replace("/api/v3/images/generations", "/healthz"),
+                  "kikaku-edge": targets[("kikaku-edge", "0ms")][0].replace("/v1/images/generations", "/healthz")}
+
+        def pass_through(name):
             proc = targets.get((name, "0ms"), (None,) * 4)[3]
-            results[("3", name, "0ms")] = measured(proc, lambda: oha(url, secs, 64, method="GET"))
+            return measured(proc, lambda: oha(passes[name], secs, 64, method="GET"))
+
+        for name, r in rounds(list(passes), n_rounds, pass_through).items():
+            results[("3", name, "0ms")] = r
 
         # (5) a reload (SIGHUP) every second during load on the image route.
         url, body, headers, _ = targets[("kikaku-edge", "0ms")]
@@ -497,7 +540,7 @@ def main():
             held[name] = rss_kib(t[3].pids())
             loader.communicate(timeout=secs + 120)
         storage = None if args.no_storage else storage_scenario(tmp, procs, args.quick)
-        write_report(args, results, idle, held, secs, storage)
+        write_report(args, results, idle, held, secs, storage, n_rounds)
         if args.smoke:
             smoke_check(results, storage)
     finally:
@@ -506,7 +549,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_report(args, results, idle, held, secs, storage):
+def write_report(args, results, idle, held, secs, storage, n_rounds):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
@@ -519,7 +562,8 @@ def write_report(args, results, idle, held, secs, storage):
         f"- Machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}",
         f"- kikaku-edge `{rev}` (`{BIN.relative_to(ROOT) if BIN.is_relative_to(ROOT) else BIN}`), {version(['nginx', '-v'])}, {version(['oha', '--version'])}, "
         f"LiteLLM {version(['litellm', '--version'])}",
-        f"- Load: oha, {secs} s per point. The client, the proxies and the simulator share the machine.",
+        f"- Load: oha, {secs} s per point; scenarios 1-3 in {n_rounds} round(s), every target once per round, "
+        "each figure the median of its rounds. The client, the proxies and the simulator share the machine.",
         "- Proxy CPU µs/request: user + system CPU time of the proxy's processes (all threads, all "
         "workers; from /proc) during the run, divided by the requests answered. Less noisy than requests/s "
         "on a shared machine: it is the cost each proxy adds per request.",
