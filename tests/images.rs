@@ -729,3 +729,99 @@ async fn requests_refused_by_the_rate_limit_are_logged_too() {
         "{logs}"
     );
 }
+
+/// An Ark stand-in that answers the first request on each connection and
+/// keeps it open, then closes it on the second request without answering:
+/// a server that dropped an idle keep-alive connection just as the gateway
+/// reused it. Counts connections and answers.
+async fn first_request_only_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = answered.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for nth in 0.. {
+                    // Read one request: headers, then Content-Length bytes.
+                    let (head_end, len) = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (i + 4, len);
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 4096];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + len);
+                    if nth > 0 {
+                        return; // drop the connection, no answer
+                    }
+                    let body = json!({
+                        "model": "seedream-4-0-250828",
+                        "created": 1_700_000_000,
+                        "data": [{"url": "http://127.0.0.1/1.jpeg", "size": "1024x1024"}],
+                        "usage": {"generated_images": 1, "output_tokens": 4096, "total_tokens": 4096}
+                    })
+                    .to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (port, answered)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_upstream_connection_closed_under_a_request_is_retried_on_a_new_one() {
+    let (port, answered) = first_request_only_upstream().await;
+    let gw = Gateway::with(&format!(
+        "upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{port}'}}]\nroutes:\n  - name: images\n    match: {{methods: [POST], path_prefix: /v1/images/generations}}\n    filters: [{{request_id: {{}}}}, {{key_auth: {{}}}}, {{key_type: {{require: image}}}}]\n    handler: {{type: image_generation, upstream: ark, api_key: {ARK_KEY}}}\nkeys:\n  - {{key: {KEY}, owner: Img Tester, quota: 100, rate_limit_per_minute: 100000}}\n"
+    ));
+    let body = json!({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"}).to_string();
+    for i in 0..3 {
+        let r = client()
+            .post(gw.url("/v1/images/generations"))
+            .header("authorization", bearer(KEY))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "request {i}: {v}");
+        assert_eq!(v["data"][0]["url"], "http://127.0.0.1/1.jpeg", "{v}");
+    }
+    // Each later call found its pooled connection dropped and went again on
+    // a new one: three answers, none lost.
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -188,6 +188,6 @@ fn failure(e: &Error) -> ArkFailure {
             ArkFailure::Timeout
         }
         // The chain of causes says what happened (refused, reset, TLS).
-        _ => ArkFailure::Transport(e.to_string()),
+        _ => ArkFailure::Transport(e.to_string().trim().to_string()),
     }
 }
