@@ -213,6 +213,18 @@ http {{
     return path
 
 
+def write_gateway_conf(cfg, dir_, public, admin, name):
+    """Point a bench.yaml-derived config at the harness's ports and data
+    directory, access log off, and write it to `dir_/name`."""
+    cfg["listeners"] = {"public": {"address": f"127.0.0.1:{public}"},
+                        "admin": {"address": f"127.0.0.1:{admin}"}}
+    cfg["data_dir"] = str(Path(dir_) / "data")
+    cfg["logging"] = {"access_log": "off"}
+    path = Path(dir_) / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
 def gateway_conf(dir_, public, admin, sim_port):
     """conf/bench.yaml, pointed at the external simulator, plus a pass-through route."""
     cfg = yaml.safe_load((ROOT / "conf" / "bench.yaml").read_text())
@@ -224,13 +236,7 @@ def gateway_conf(dir_, public, admin, sim_port):
                                 "keepalive": {"enabled": True, "idle_seconds": 60}}}
     cfg["routes"].append({"name": "passthrough", "match": {"path_prefix": "/healthz"},
                           "upstream": "ark"})
-    cfg["listeners"] = {"public": {"address": f"127.0.0.1:{public}"},
-                        "admin": {"address": f"127.0.0.1:{admin}"}}
-    cfg["data_dir"] = str(Path(dir_) / "data")
-    cfg["logging"] = {"access_log": "off"}
-    path = Path(dir_) / "gateway.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return write_gateway_conf(cfg, dir_, public, admin, "gateway.yaml")
 
 
 def litellm_conf(dir_, sim_port):
@@ -281,13 +287,7 @@ def storage_gateway_conf(dir_, public, admin, s3_port):
     cfg["upstreams"] = {"s3": {"endpoints": [{"address": f"127.0.0.1:{s3_port}"}],
                                "timeouts": {"connect_ms": 2000, "read_ms": 120000, "write_ms": 120000}}}
     cfg["routes"] = [r for r in cfg["routes"] if r["handler"]["type"] in ("s3_endpoint", "storage_api")]
-    cfg["listeners"] = {"public": {"address": f"127.0.0.1:{public}"},
-                        "admin": {"address": f"127.0.0.1:{admin}"}}
-    cfg["data_dir"] = str(Path(dir_) / "data")
-    cfg["logging"] = {"access_log": "off"}
-    path = Path(dir_) / "storage-gateway.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return write_gateway_conf(cfg, dir_, public, admin, "storage-gateway.yaml")
 
 
 def curl(args, timeout=600):
