@@ -27,6 +27,7 @@ on_both_backends! {
     tenants_cannot_reach_each_other_by_any_path => "isolation",
     concurrent_uploads_never_exceed_the_quota => "quota",
     aws_cli_cp_ls_rm => "cli",
+    reads_racing_overwrites_see_whole_versions => "overwrite_race",
 }
 
 /// DESIGN §8 / issue 5: three gateways on one Redis share the byte ledger —

@@ -10,6 +10,8 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 
+use super::embedded_fs::EmbeddedFs;
+
 /// What the embedded server needs: where to listen, where objects live,
 /// and the one credential it accepts (the backend credential of the config).
 #[derive(Debug, Clone)]
@@ -42,8 +44,7 @@ impl EmbeddedS3 {
     pub async fn serve_on(&self, listener: tokio::net::TcpListener) -> Result<(), String> {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| format!("cannot create {}: {e}", self.root.display()))?;
-        let fs = s3s_fs::FileSystem::new(&self.root)
-            .map_err(|e| format!("cannot open {}: {e:?}", self.root.display()))?;
+        let fs = EmbeddedFs::new(&self.root)?;
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(
             self.access_key_id.as_str(),

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod embedded;
+pub mod embedded_fs;
 pub mod names;
 pub mod payload;
 pub mod upload;

@@ -1,0 +1,258 @@
+//! The embedded backend's S3 implementation: s3s-fs, with GetObject's body
+//! read in large pieces.
+//!
+//! s3s-fs streams an object as 4 KiB reads, each one a trip to tokio's
+//! blocking pool, and hyper writes each read as it comes: a 256 MiB GET cost
+//! the backend 65,536 blocking reads and reached the gateway as as many small
+//! pieces, one wake-up and one `recvfrom` each. Here s3s-fs still answers
+//! (names, ranges, metadata, ETag, errors); only the body is replaced by a
+//! read of the same file in [`READ_PIECE`]-sized pieces.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::stream::{self, Stream};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, S3};
+use s3s_fs::FileSystem;
+
+/// Bytes per read of an object's file (and per frame hyper writes).
+pub const READ_PIECE: usize = 256 << 10;
+
+pub struct EmbeddedFs {
+    inner: FileSystem,
+    root: PathBuf,
+}
+
+impl EmbeddedFs {
+    pub fn new(root: &Path) -> Result<Self, String> {
+        let inner =
+            FileSystem::new(root).map_err(|e| format!("cannot open {}: {e:?}", root.display()))?;
+        // The same root s3s-fs resolved (it canonicalises).
+        let root = std::env::current_dir()
+            .and_then(|d| d.join(root).canonicalize())
+            .map_err(|e| format!("cannot open {}: {e}", root.display()))?;
+        Ok(EmbeddedFs { inner, root })
+    }
+
+    /// The object's file as s3s-fs names it (`<root>/<bucket>/<key>`), for
+    /// plain names only: anything s3s-fs would normalise (`.`, `..`, empty
+    /// segments) keeps s3s-fs's own body.
+    fn object_path(&self, bucket: &str, key: &str) -> Option<PathBuf> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('/')
+                && !s.ends_with('/')
+                && !s.contains("//")
+                && Path::new(s)
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_)))
+        };
+        (plain(bucket) && !bucket.contains('/') && plain(key))
+            .then(|| self.root.join(bucket).join(key))
+    }
+}
+
+/// Read `len` bytes of `file` from `start`, a piece at a time on the
+/// blocking pool. A file that ends early is an error, never a short body
+/// under a longer Content-Length.
+fn file_body(
+    file: std::fs::File,
+    start: u64,
+    len: u64,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static {
+    stream::unfold((Some(file), start, len), |(file, pos, left)| async move {
+        let file = file?;
+        if left == 0 {
+            return None;
+        }
+        let want = left.min(READ_PIECE as u64);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            file.seek(SeekFrom::Start(pos))?;
+            let mut buf = Vec::with_capacity(want as usize);
+            (&mut file).take(want).read_to_end(&mut buf)?;
+            Ok::<_, std::io::Error>((file, buf))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        match read {
+            Ok((file, buf)) if !buf.is_empty() => {
+                let n = buf.len() as u64;
+                Some((Ok(Bytes::from(buf)), (Some(file), pos + n, left - n)))
+            }
+            Ok(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "object file ended early",
+                )),
+                (None, 0, 0),
+            )),
+            Err(e) => Some((Err(e), (None, 0, 0))),
+        }
+    })
+}
+
+/// Open the object's file; `None` when that fails (s3s-fs then answers).
+async fn open(path: PathBuf) -> Option<(std::fs::File, std::fs::Metadata)> {
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(path).ok()?;
+        let m = f.metadata().ok()?;
+        Some((f, m))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+impl EmbeddedFs {
+    async fn get_object_fast(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let path = self.object_path(&req.input.bucket, &req.input.key);
+        let range = req.input.range;
+        // Open first, then let s3s-fs answer, then check the name still
+        // leads to the file opened: a PUT that replaced the object in
+        // between (s3s-fs renames a new file in) means s3s-fs may have
+        // described another file, so its own body is kept.
+        let ours = match path.clone() {
+            Some(p) => open(p).await,
+            None => None,
+        };
+        let mut resp = self.inner.get_object(req).await?;
+        let (Some((file, meta)), Some(path)) = (ours, path) else {
+            return Ok(resp);
+        };
+        let same = tokio::fs::metadata(&path)
+            .await
+            .is_ok_and(|now| now.ino() == meta.ino() && now.dev() == meta.dev());
+        let span = match range {
+            None => Ok(0..meta.len()),
+            Some(r) => r.check(meta.len()),
+        };
+        let out = &mut resp.output;
+        match span {
+            Ok(span) if same && out.content_length == Some((span.end - span.start) as i64) => {
+                out.body = Some(StreamingBlob::wrap(file_body(
+                    file,
+                    span.start,
+                    span.end - span.start,
+                )));
+            }
+            _ => {}
+        }
+        Ok(resp)
+    }
+}
+
+/// Every operation s3s-fs implements, passed to it unchanged; GetObject
+/// goes through [`EmbeddedFs::get_object_fast`].
+macro_rules! s3_passing_to_inner {
+    ($($op:ident($input:ident) -> $output:ident;)*) => {
+        #[async_trait::async_trait]
+        impl S3 for EmbeddedFs {
+            $(
+                async fn $op(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
+                    self.inner.$op(req).await
+                }
+            )*
+
+            async fn get_object(
+                &self,
+                req: S3Request<GetObjectInput>,
+            ) -> S3Result<S3Response<GetObjectOutput>> {
+                self.get_object_fast(req).await
+            }
+        }
+    };
+}
+
+s3_passing_to_inner! {
+    create_bucket(CreateBucketInput) -> CreateBucketOutput;
+    copy_object(CopyObjectInput) -> CopyObjectOutput;
+    delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
+    delete_object(DeleteObjectInput) -> DeleteObjectOutput;
+    delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
+    get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
+    head_bucket(HeadBucketInput) -> HeadBucketOutput;
+    head_object(HeadObjectInput) -> HeadObjectOutput;
+    list_buckets(ListBucketsInput) -> ListBucketsOutput;
+    list_objects(ListObjectsInput) -> ListObjectsOutput;
+    list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
+    put_object(PutObjectInput) -> PutObjectOutput;
+    create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
+    upload_part(UploadPartInput) -> UploadPartOutput;
+    upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
+    list_parts(ListPartsInput) -> ListPartsOutput;
+    complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput;
+    abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::io::Write;
+
+    async fn collect(
+        s: impl Stream<Item = Result<Bytes, std::io::Error>>,
+    ) -> (Vec<usize>, Vec<u8>, Option<std::io::Error>) {
+        let mut s = Box::pin(s);
+        let (mut lens, mut all, mut err) = (Vec::new(), Vec::new(), None);
+        while let Some(piece) = s.next().await {
+            match piece {
+                Ok(b) => {
+                    lens.push(b.len());
+                    all.extend_from_slice(&b);
+                }
+                Err(e) => err = Some(e),
+            }
+        }
+        (lens, all, err)
+    }
+
+    fn file_of(data: &[u8]) -> (tempfile::NamedTempFile, std::fs::File) {
+        let mut t = tempfile::NamedTempFile::new().unwrap();
+        t.write_all(data).unwrap();
+        let f = std::fs::File::open(t.path()).unwrap();
+        (t, f)
+    }
+
+    #[tokio::test]
+    async fn a_file_is_read_in_large_pieces_from_the_range_start() {
+        let data: Vec<u8> = (0..READ_PIECE * 2 + 1000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (_t, f) = file_of(&data);
+        let (lens, all, err) = collect(file_body(f, 0, data.len() as u64)).await;
+        assert!(err.is_none());
+        assert_eq!(lens, [READ_PIECE, READ_PIECE, 1000]);
+        assert_eq!(all, data);
+
+        let (_t, f) = file_of(&data);
+        let (_, all, _) = collect(file_body(f, 7, 100)).await;
+        assert_eq!(all, &data[7..107]);
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_promised_ends_in_an_error() {
+        let (_t, f) = file_of(&[1u8; 10]);
+        let (_, all, err) = collect(file_body(f, 0, 20)).await;
+        assert_eq!(all.len(), 10);
+        assert_eq!(err.unwrap().kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn only_plain_names_get_the_fast_path() {
+        let fs = EmbeddedFs::new(tempfile::tempdir().unwrap().path()).unwrap();
+        assert!(fs.object_path("b", "a/b.txt").is_some());
+        for key in ["../x", "a/../b", "./a", "a//b", "/a", "a/", ""] {
+            assert!(fs.object_path("b", key).is_none(), "{key}");
+        }
+        assert!(fs.object_path("..", "a").is_none());
+    }
+}
