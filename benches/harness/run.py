@@ -685,13 +685,19 @@ def goals(results, idle, held, storage):
     if storage:
         base = storage["rows"]["direct"]
         rows_ = storage["rows"]
-        ep = min(rows_["S3 endpoint"][op] / base[op] for op in ("PUT", "GET"))
-        row("S3 streaming ≥ 80% of direct: S3 endpoint (worst of PUT/GET)", f"{ep:.0%}", ep >= 0.8)
+        ng = rows_.get("nginx")
+        # nginx's figure beside ours: what one plain proxy hop costs here.
+        hop = (lambda op: f" (nginx {ng[op] / base[op]:.0%})") if ng else (lambda op: "")
+        worst = min(("PUT", "GET"), key=lambda op: rows_["S3 endpoint"][op] / base[op])
+        ep = rows_["S3 endpoint"][worst] / base[worst]
+        row(f"S3 streaming ≥ 80% of direct: S3 endpoint (worst of PUT/GET: {worst})", f"{ep:.0%}{hop(worst)}",
+            ep >= 0.8)
         get = rows_["/s3 API"]["GET"] / base["GET"]
-        row("S3 streaming ≥ 80% of direct: `/s3` GET", f"{get:.0%}", get >= 0.8)
+        row("S3 streaming ≥ 80% of direct: `/s3` GET", f"{get:.0%}{hop('GET')}", get >= 0.8)
         mp = storage.get("multipart_direct_put")
         put = rows_["/s3 API"]["PUT"] / base["PUT"]
-        row("S3 streaming ≥ 80% of direct: `/s3/upload` PUT vs a direct single PUT", f"{put:.0%}", put >= 0.8)
+        row("S3 streaming ≥ 80% of direct: `/s3/upload` PUT vs a direct single PUT", f"{put:.0%}{hop('PUT')}",
+            put >= 0.8)
         if mp:
             put = rows_["/s3 API"]["PUT"] / mp
             row("S3 streaming ≥ 80% of direct: `/s3/upload` PUT vs direct multipart", f"{put:.0%}", put >= 0.8)
