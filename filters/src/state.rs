@@ -341,6 +341,23 @@ pub trait StateStore:
     /// Whether the backend can serve requests now (for `/readyz`).
     async fn ready(&self) -> bool;
 
+    /// Settle a reservation (as [`Quotas::quota_settle`]) and record the
+    /// request (as [`RequestLogs::log_request`]) in one step: what an image
+    /// request does once its answer is ready. The embedded backend journals
+    /// both with one write, Redis runs one script. On an error the settle
+    /// may or may not be done; it is idempotent, so the caller settles
+    /// again. Returns the log's id.
+    async fn settle_and_log(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        used: u64,
+        log: RequestLog,
+    ) -> Result<u64, StateError> {
+        self.quota_settle(subject, reservation, used).await?;
+        self.log_request(subject, log).await
+    }
+
     /// `embedded` or `redis`, for logs and metrics.
     fn backend_name(&self) -> &'static str;
 }

@@ -315,12 +315,60 @@ impl Inner {
 
     /// Journal a record, then apply it. Not durable means not done.
     fn commit(&mut self, rec: Record) -> Result<(), StateError> {
-        self.journal()?.append(&rec)?;
-        self.apply(rec);
+        self.commit_all(vec![rec])
+    }
+
+    /// Journal records with one write, then apply them: all or none.
+    fn commit_all(&mut self, recs: Vec<Record>) -> Result<(), StateError> {
+        self.journal()?.append_all(&recs)?;
+        for rec in recs {
+            self.apply(rec);
+        }
         if self.journal()?.appended >= self.compact_at {
             self.compact(now_ms())?;
         }
         Ok(())
+    }
+
+    /// The `Used` record of a settle (none when nothing is billed), and
+    /// what it bills: at most what was reserved, and only once.
+    fn settle_record(&self, subject: &str, r: Reservation, used: u64) -> Option<Record> {
+        let held = self
+            .quotas
+            .get(subject)
+            .and_then(|q| q.held.get(&r.id).copied())
+            .unwrap_or(0);
+        let billed = used.min(held);
+        (billed > 0).then(|| Record::Used {
+            s: subject.to_string(),
+            n: billed,
+        })
+    }
+
+    /// Forget a reservation once its settle is durable.
+    fn release(&mut self, subject: &str, r: Reservation) {
+        if let Some(q) = self.quotas.get_mut(subject) {
+            q.held.remove(&r.id);
+        }
+    }
+
+    /// The `Log` record of a request, with the next id of its subject.
+    fn log_record(&self, subject: &str, mut log: RequestLog) -> (Record, u64) {
+        log.id = self
+            .logs
+            .get(subject)
+            .and_then(|l| l.back())
+            .map(|l| l.id)
+            .unwrap_or(0)
+            + 1;
+        let id = log.id;
+        (
+            Record::Log {
+                s: subject.to_string(),
+                l: log,
+            },
+            id,
+        )
     }
 
     /// Drop idle buckets and rewrite the journal with the live state only.
@@ -463,19 +511,13 @@ impl Quotas for EmbeddedState {
         used: u64,
     ) -> Result<(), StateError> {
         let mut inner = self.inner.lock();
-        let held = inner
-            .quotas
-            .get_mut(subject)
-            .and_then(|q| q.held.remove(&reservation.id))
-            .unwrap_or(0);
-        // Never bill more than was reserved, nor settle twice.
-        let billed = used.min(held);
-        if billed > 0 {
-            inner.commit(Record::Used {
-                s: subject.to_string(),
-                n: billed,
-            })?;
+        // Never bill more than was reserved, nor settle twice. The hold is
+        // dropped only once the bill is journaled: a failed write leaves
+        // it for the caller's retry, not billed as zero.
+        if let Some(rec) = inner.settle_record(subject, reservation, used) {
+            inner.commit(rec)?;
         }
+        inner.release(subject, reservation);
         Ok(())
     }
 
@@ -713,20 +755,10 @@ impl Galleries for EmbeddedState {
 
 #[async_trait]
 impl RequestLogs for EmbeddedState {
-    async fn log_request(&self, subject: &str, mut log: RequestLog) -> Result<u64, StateError> {
+    async fn log_request(&self, subject: &str, log: RequestLog) -> Result<u64, StateError> {
         let mut inner = self.inner.lock();
-        log.id = inner
-            .logs
-            .get(subject)
-            .and_then(|l| l.back())
-            .map(|l| l.id)
-            .unwrap_or(0)
-            + 1;
-        let id = log.id;
-        inner.commit(Record::Log {
-            s: subject.to_string(),
-            l: log,
-        })?;
+        let (rec, id) = inner.log_record(subject, log);
+        inner.commit(rec)?;
         Ok(id)
     }
 
@@ -788,6 +820,25 @@ impl KeyStore for EmbeddedState {
 impl StateStore for EmbeddedState {
     async fn ready(&self) -> bool {
         true
+    }
+
+    async fn settle_and_log(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        used: u64,
+        log: RequestLog,
+    ) -> Result<u64, StateError> {
+        let mut inner = self.inner.lock();
+        let (log_rec, id) = inner.log_record(subject, log);
+        let mut recs: Vec<Record> = inner
+            .settle_record(subject, reservation, used)
+            .into_iter()
+            .collect();
+        recs.push(log_rec);
+        inner.commit_all(recs)?;
+        inner.release(subject, reservation);
+        Ok(id)
     }
 
     fn backend_name(&self) -> &'static str {

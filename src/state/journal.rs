@@ -76,15 +76,17 @@ impl Journal {
         Ok((j, records))
     }
 
-    /// Append one record with a single write.
-    pub fn append<R: Serialize>(&mut self, record: &R) -> Result<(), StateError> {
-        let mut line =
-            serde_json::to_vec(record).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        line.push(b'\n');
+    /// Append records (one line each) with a single write.
+    pub fn append_all<R: Serialize>(&mut self, records: &[R]) -> Result<(), StateError> {
+        let mut lines = Vec::with_capacity(128 * records.len());
+        for r in records {
+            serde_json::to_writer(&mut lines, r).map_err(|e| StateError::Corrupt(e.to_string()))?;
+            lines.push(b'\n');
+        }
         self.file
-            .write_all(&line)
+            .write_all(&lines)
             .map_err(|e| io(e, "cannot write", &self.path))?;
-        self.appended += 1;
+        self.appended += records.len() as u64;
         Ok(())
     }
 

@@ -93,6 +93,7 @@ struct Scripts {
     refund: Script,
     usage: Script,
     log: Script,
+    settle_log: Script,
     admit_reserve: Script,
     ledger: LedgerScripts,
     gallery: Script,
@@ -195,6 +196,35 @@ return tonumber(redis.call('HGET', KEYS[1], 'used') or '0')"
     }
 }
 
+/// Settle reservation `id` (in hash `held`) to `used` on hash `quota`:
+/// bills at most the reserved amount, once. The `done` marker remembers what
+/// was billed, so a repeat (after a lost reply) returns the same answer.
+const SETTLE: &str = "local function settle(quota, held, done, id, used, ttl)
+  local d = redis.call('GET', done)
+  if d then return tonumber(d) end
+  local v = redis.call('HGET', held, id)
+  if not v then return -1 end
+  redis.call('HDEL', held, id)
+  local billed = math.min(tonumber(string.match(v, '^(%d+):')), tonumber(used))
+  if billed > 0 then redis.call('HINCRBY', quota, 'used', billed) end
+  redis.call('SET', done, billed, 'PX', tonumber(ttl))
+  return billed
+end
+";
+
+/// Push a request log (JSON with `"id":0` first; the id is spliced in),
+/// keep the newest `keep`, count it in `stats`. Returns the id.
+const LOG: &str = "local function log(list, seq, stats, json, ok, ms, keep)
+  local id = redis.call('INCR', seq)
+  redis.call('LPUSH', list, '{\"id\":' .. id .. string.sub(json, 8))
+  redis.call('LTRIM', list, 0, tonumber(keep) - 1)
+  redis.call('HINCRBY', stats, 'total', 1)
+  if ok == '1' then redis.call('HINCRBY', stats, 'ok', 1) else redis.call('HINCRBY', stats, 'failed', 1) end
+  redis.call('HINCRBY', stats, 'ms', tonumber(ms))
+  return id
+end
+";
+
 /// `now` in ms from Redis's clock, at the top of every script.
 const NOW: &str = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
 
@@ -234,20 +264,10 @@ redis.call('HSET', KEYS[2], ARGV[3], amount .. ':' .. (now + tonumber(ARGV[4])))
 return 1"
             )),
             // KEYS[1] quota, KEYS[2] held, KEYS[3] this reservation's done
-            // marker; ARGV id, used, ttl_ms. Bills at most the reserved amount,
-            // once: the marker remembers what was billed, so a repeat (after a
-            // lost reply) returns the same answer.
-            settle: Script::new(
-                "local done = redis.call('GET', KEYS[3])
-if done then return tonumber(done) end
-local v = redis.call('HGET', KEYS[2], ARGV[1])
-if not v then return -1 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local billed = math.min(tonumber(string.match(v, '^(%d+):')), tonumber(ARGV[2]))
-if billed > 0 then redis.call('HINCRBY', KEYS[1], 'used', billed) end
-redis.call('SET', KEYS[3], billed, 'PX', tonumber(ARGV[3]))
-return billed",
-            ),
+            // marker; ARGV id, used, ttl_ms.
+            settle: Script::new(&format!(
+                "{SETTLE}return settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])"
+            )),
             refund: Script::new(
                 "local u = redis.call('HINCRBY', KEYS[1], 'used', -tonumber(ARGV[1]))
 if u < 0 then redis.call('HSET', KEYS[1], 'used', 0) end
@@ -264,16 +284,16 @@ return {{used, held}}"
             )),
             // KEYS[1] log list, KEYS[2] id counter, KEYS[3] stats hash;
             // ARGV json with \"id\":0 first, success (1/0), response ms, keep.
-            log: Script::new(
-                "local id = redis.call('INCR', KEYS[2])
-local entry = '{\"id\":' .. id .. string.sub(ARGV[1], 8)
-redis.call('LPUSH', KEYS[1], entry)
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[4]) - 1)
-redis.call('HINCRBY', KEYS[3], 'total', 1)
-if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[3], 'ok', 1) else redis.call('HINCRBY', KEYS[3], 'failed', 1) end
-redis.call('HINCRBY', KEYS[3], 'ms', tonumber(ARGV[3]))
-return id",
-            ),
+            log: Script::new(&format!(
+                "{LOG}return log(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"
+            )),
+            // Both of the above in one round trip: KEYS quota, held, done,
+            // log list, id counter, stats; ARGV id, used, ttl_ms, then the
+            // log's four. Returns the log id.
+            settle_log: Script::new(&format!(
+                "{SETTLE}{LOG}settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+return log(KEYS[4], KEYS[5], KEYS[6], ARGV[4], ARGV[5], ARGV[6], ARGV[7])"
+            )),
             // The rate script, then (only when admitted) the reserve script,
             // as one: KEYS rl zset, quota, held (one hash tag: the subject);
             // ARGV window_ms, limit, member, amount, quota limit, id, ttl_ms.
@@ -516,17 +536,10 @@ impl Quotas for RedisState {
         reservation: Reservation,
         used: u64,
     ) -> Result<(), StateError> {
-        let (q, h) = (key(subject, "quota"), key(subject, "held"));
-        let done = key(subject, &format!("done:{}", reservation.id));
-        let ttl = self.cfg.reservation_ttl_seconds * 1000;
+        let settle = self.settlement(subject, reservation, used);
         self.run(move |c, s| async move {
             let mut inv = s.settle.prepare_invoke();
-            inv.key(q)
-                .key(h)
-                .key(done)
-                .arg(reservation.id)
-                .arg(used)
-                .arg(ttl);
+            settle.add_to(&mut inv);
             c.invoke::<i64>(inv).await
         })
         .await
@@ -842,28 +855,11 @@ impl Galleries for RedisState {
 
 #[async_trait]
 impl RequestLogs for RedisState {
-    async fn log_request(&self, subject: &str, mut log: RequestLog) -> Result<u64, StateError> {
-        log.id = 0;
-        let json = serde_json::to_string(&log).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        // The script splices the real id over this prefix.
-        debug_assert!(json.starts_with("{\"id\":0,"));
-        let ok = u8::from(log.status == "success");
-        let (l, seq, st) = (
-            key(subject, "logs"),
-            key(subject, "logseq"),
-            key(subject, "stats"),
-        );
-        let keep = self.logs_per_key;
-        let ms = log.response_time_ms;
+    async fn log_request(&self, subject: &str, log: RequestLog) -> Result<u64, StateError> {
+        let entry = LogEntry::new(subject, log, self.logs_per_key)?;
         self.run(move |c, s| async move {
             let mut inv = s.log.prepare_invoke();
-            inv.key(l)
-                .key(seq)
-                .key(st)
-                .arg(json)
-                .arg(ok)
-                .arg(ms)
-                .arg(keep);
+            entry.add_to(&mut inv);
             c.invoke::<u64>(inv).await
         })
         .await
@@ -985,12 +981,100 @@ impl KeyStore for RedisState {
     }
 }
 
+/// The keys and arguments of the `SETTLE` script for one reservation.
+struct Settlement {
+    keys: [String; 3],
+    id: u64,
+    used: u64,
+    ttl_ms: u64,
+}
+
+impl Settlement {
+    fn add_to(self, inv: &mut redis::ScriptInvocation<'_>) {
+        for k in self.keys {
+            inv.key(k);
+        }
+        inv.arg(self.id).arg(self.used).arg(self.ttl_ms);
+    }
+}
+
+impl RedisState {
+    fn settlement(&self, subject: &str, r: Reservation, used: u64) -> Settlement {
+        Settlement {
+            keys: [
+                key(subject, "quota"),
+                key(subject, "held"),
+                key(subject, &format!("done:{}", r.id)),
+            ],
+            id: r.id,
+            used,
+            ttl_ms: self.cfg.reservation_ttl_seconds * 1000,
+        }
+    }
+}
+
+/// The keys and arguments of the `LOG` script for one request.
+struct LogEntry {
+    keys: [String; 3],
+    json: String,
+    ok: u8,
+    ms: u64,
+    keep: u64,
+}
+
+impl LogEntry {
+    fn new(subject: &str, mut log: RequestLog, keep: u64) -> Result<LogEntry, StateError> {
+        log.id = 0;
+        let json = serde_json::to_string(&log).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        // The script splices the real id over this prefix.
+        debug_assert!(json.starts_with("{\"id\":0,"));
+        Ok(LogEntry {
+            keys: [
+                key(subject, "logs"),
+                key(subject, "logseq"),
+                key(subject, "stats"),
+            ],
+            json,
+            ok: u8::from(log.status == "success"),
+            ms: log.response_time_ms,
+            keep,
+        })
+    }
+
+    /// Append to an invocation: keys after any already there, and the
+    /// four arguments after any already there.
+    fn add_to(self, inv: &mut redis::ScriptInvocation<'_>) {
+        for k in self.keys {
+            inv.key(k);
+        }
+        inv.arg(self.json).arg(self.ok).arg(self.ms).arg(self.keep);
+    }
+}
+
 #[async_trait]
 impl StateStore for RedisState {
     async fn ready(&self) -> bool {
         self.run(|c, _| async move { c.query::<String>(redis::cmd("PING")).await })
             .await
             .is_ok()
+    }
+
+    async fn settle_and_log(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        used: u64,
+        log: RequestLog,
+    ) -> Result<u64, StateError> {
+        let settle = self.settlement(subject, reservation, used);
+        let entry = LogEntry::new(subject, log, self.logs_per_key)?;
+        self.run(move |c, s| async move {
+            let mut inv = s.settle_log.prepare_invoke();
+            settle.add_to(&mut inv);
+            entry.add_to(&mut inv);
+            c.invoke::<u64>(inv).await
+        })
+        .await
     }
 
     fn backend_name(&self) -> &'static str {

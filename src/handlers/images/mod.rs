@@ -97,23 +97,9 @@ struct HeldQuota {
     reservation: Option<Reservation>,
 }
 
-impl HeldQuota {
-    /// Bill `used` and release the rest. If the store cannot confirm (a lost
-    /// reply looks like an outage), keep retrying in the background: settles
-    /// are idempotent, so billing converges on exactly what was delivered.
-    async fn settle(mut self, used: u64) {
-        if let Some(r) = self.reservation.take() {
-            settle_eventually(
-                self.state.clone(),
-                std::mem::take(&mut self.subject),
-                r,
-                used,
-            )
-            .await;
-        }
-    }
-}
-
+/// Bill `used` and release the rest. If the store cannot confirm (a lost
+/// reply looks like an outage), keep retrying in the background: settles
+/// are idempotent, so billing converges on exactly what was delivered.
 async fn settle_eventually(state: Arc<dyn StateStore>, subject: String, r: Reservation, used: u64) {
     let Err(e) = state.quota_settle(&subject, r, used).await else {
         return;
@@ -201,14 +187,14 @@ impl ImageGeneration {
             Ok((answer, held)) => {
                 // Bill and record before answering, so a client that asks
                 // /v1/usage or /v1/logs right after its answer sees it.
-                held.settle(answer.images).await;
                 let outcome = Outcome {
                     status: 200,
                     images: answer.images,
                     tokens: answer.tokens,
                     error: None,
                 };
-                self.record(&subject, &alias, started, outcome).await;
+                self.record(&subject, &alias, started, outcome, Some(held))
+                    .await;
                 if let Some(g) = &self.gallery {
                     g.save(Gallery::pending_from_answer(
                         &answer.body,
@@ -247,7 +233,7 @@ impl ImageGeneration {
                     tokens: 0,
                     error: Some(e.message.clone()),
                 };
-                self.record(&subject, &alias, started, outcome).await;
+                self.record(&subject, &alias, started, outcome, None).await;
                 Err(e)
             }
         }
@@ -262,10 +248,21 @@ impl ImageGeneration {
             tokens: 0,
             error: Some(err.message.clone()),
         };
-        self.record(&subject(key), "-", started, outcome).await;
+        self.record(&subject(key), "-", started, outcome, None)
+            .await;
     }
 
-    async fn record(&self, subject: &str, alias: &str, started: Instant, o: Outcome) {
+    /// Log the request; with `held`, also bill the images delivered
+    /// (`o.images`) and release the rest of the reservation, in one step.
+    async fn record(
+        &self,
+        subject: &str,
+        alias: &str,
+        started: Instant,
+        o: Outcome,
+        held: Option<HeldQuota>,
+    ) {
+        let used = o.images;
         let log = RequestLog {
             id: 0,
             model: alias.to_string(),
@@ -282,8 +279,18 @@ impl ImageGeneration {
             tokens: o.tokens,
             error_message: o.error,
         };
-        if let Err(e) = self.state.log_request(subject, log).await {
-            log::error!("request log write failed: {e}");
+        match held.and_then(|mut h| h.reservation.take()) {
+            Some(r) => {
+                if let Err(e) = self.state.settle_and_log(subject, r, used, log).await {
+                    log::error!("quota settle and request log failed ({e}); settling again");
+                    settle_eventually(self.state.clone(), subject.to_string(), r, used).await;
+                }
+            }
+            None => {
+                if let Err(e) = self.state.log_request(subject, log).await {
+                    log::error!("request log write failed: {e}");
+                }
+            }
         }
     }
 
