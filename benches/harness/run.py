@@ -325,7 +325,10 @@ def storage_scenario(tmp, procs, quick):
     wait_port(gw_pub)
     # nginx streaming both ways (no buffering, no size cap), keeping the
     # client's Host so the backend's SigV4 check still holds: the cost of
-    # a plain proxy hop, to read the gateway's ratios against.
+    # a plain proxy hop, to read the gateway's ratios against. Unbuffered,
+    # nginx reads at most proxy_buffer_size (client_body_buffer_size up) at a
+    # time; both are raised from their 4-16 KiB defaults to the backend's
+    # 256 KiB pieces, as an operator streaming large objects would.
     ng = free_port()
     ng_dir = d / "nginx"
     ng_dir.mkdir()
@@ -333,6 +336,10 @@ def storage_scenario(tmp, procs, quick):
       proxy_set_header Host $http_host;
       proxy_buffering off;
       proxy_request_buffering off;
+      proxy_buffer_size 256k;
+      proxy_buffers 4 256k;
+      proxy_busy_buffers_size 512k;
+      client_body_buffer_size 256k;
       client_max_body_size 0;"""
     procs.append(Proc(["nginx", "-c", str(nginx_conf(ng_dir, ng, be_s3, stream)), "-g", "daemon off;"]))
     wait_port(ng)
