@@ -315,7 +315,9 @@ impl Inner {
 
     /// Journal a record, then apply it. Not durable means not done.
     fn commit(&mut self, rec: Record) -> Result<(), StateError> {
-        self.commit_all(vec![rec])
+        self.journal()?.append_all(std::slice::from_ref(&rec))?;
+        self.apply(rec);
+        self.compact_if_due()
     }
 
     /// Journal records with one write, then apply them: all or none.
@@ -324,6 +326,10 @@ impl Inner {
         for rec in recs {
             self.apply(rec);
         }
+        self.compact_if_due()
+    }
+
+    fn compact_if_due(&mut self) -> Result<(), StateError> {
         if self.journal()?.appended >= self.compact_at {
             self.compact(now_ms())?;
         }
