@@ -825,3 +825,102 @@ async fn a_pooled_upstream_connection_closed_under_a_request_is_retried_on_a_new
     // a new one: three answers, none lost.
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+/// An Ark stand-in that answers every request on a connection and leaves the
+/// connection open; it counts connections and keeps each request's head.
+async fn keep_open_upstream() -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let conns = std::sync::Arc::new(AtomicUsize::new(0));
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (c, h) = (conns.clone(), heads.clone());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() < i + 4 + len {
+                        continue;
+                    }
+                    buf.drain(..i + 4 + len);
+                    h.lock().unwrap().push(head);
+                    let body = json!({
+                        "model": "seedream-4-0-250828",
+                        "created": 1_700_000_000,
+                        "data": [{"url": "http://127.0.0.1/1.jpeg", "size": "1024x1024"}],
+                        "usage": {"generated_images": 1, "output_tokens": 4096, "total_tokens": 4096}
+                    })
+                    .to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, conns, heads)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ark_keepalive_on_reuses_one_connection_and_off_opens_one_per_call() {
+    for keepalive in [true, false] {
+        let (port, conns, heads) = keep_open_upstream().await;
+        let gw = Gateway::with(&format!(
+            "upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{port}'}}]\n    keepalive: {{enabled: {keepalive}}}\nroutes:\n  - name: images\n    match: {{methods: [POST], path_prefix: /v1/images/generations}}\n    filters: [{{request_id: {{}}}}, {{key_auth: {{}}}}, {{key_type: {{require: image}}}}]\n    handler: {{type: image_generation, upstream: ark, api_key: {ARK_KEY}}}\nkeys:\n  - {{key: {KEY}, owner: Img Tester, quota: 100, rate_limit_per_minute: 100000}}\n"
+        ));
+        let body = json!({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"}).to_string();
+        for i in 0..3 {
+            let r = client()
+                .post(gw.url("/v1/images/generations"))
+                .header("authorization", bearer(KEY))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status().as_u16(),
+                200,
+                "keepalive {keepalive}, request {i}"
+            );
+        }
+        let heads = heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 3, "{heads:?}");
+        let closing = heads
+            .iter()
+            .filter(|h| h.contains("\r\nconnection: close"))
+            .count();
+        let n = conns.load(std::sync::atomic::Ordering::SeqCst);
+        if keepalive {
+            assert_eq!((n, closing), (1, 0), "one pooled connection: {heads:?}");
+        } else {
+            assert_eq!((n, closing), (3, 3), "a connection per call: {heads:?}");
+        }
+    }
+}
