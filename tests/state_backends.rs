@@ -46,6 +46,11 @@ fn redis_state(url: &str) -> String {
 /// A gateway with an image route (own simulator), usage/logs routes and a
 /// rate-limited probe route answering 501.
 fn gateway(state: &str, quota: u64, per_minute: u32) -> Gateway {
+    gateway_with_ceiling(state, quota, per_minute, 100_000)
+}
+
+/// `gateway`, with Ark's gateway-wide images per minute set to `ceiling`.
+fn gateway_with_ceiling(state: &str, quota: u64, per_minute: u32, ceiling: u32) -> Gateway {
     let sim = free_port();
     let chain = "[{key_auth: {}}, {key_type: {require: image}}, {rate_limit: {}}]";
     let images_chain =
@@ -54,7 +59,7 @@ fn gateway(state: &str, quota: u64, per_minute: u32) -> Gateway {
     yaml += &format!("simulators:\n  ark: {{listen: '127.0.0.1:{sim}'}}\n");
     yaml += &format!("upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{sim}'}}]\n");
     yaml += "routes:\n";
-    yaml += &format!("  - name: images\n    match: {{path_prefix: /v1/images/generations}}\n    filters: {images_chain}\n    handler: {{type: image_generation, upstream: ark, api_key: k, model_images_per_minute: 100000}}\n");
+    yaml += &format!("  - name: images\n    match: {{path_prefix: /v1/images/generations}}\n    filters: {images_chain}\n    handler: {{type: image_generation, upstream: ark, api_key: k, model_images_per_minute: {ceiling}}}\n");
     yaml += "  - name: usage\n    match: {path_prefix: /v1/usage}\n    filters: [{key_auth: {}}]\n    handler: {type: image_usage}\n";
     yaml += "  - name: logs\n    match: {path_prefix: /v1/logs}\n    filters: [{key_auth: {}}]\n    handler: {type: image_logs}\n";
     yaml += &format!("  - name: probe\n    match: {{path_prefix: /probe}}\n    filters: {chain}\n    handler: {{type: not_implemented, message: admitted}}\n");
@@ -127,6 +132,37 @@ async fn accounting_survives_a_gateway_restart(b: Backend) {
     assert_eq!(l["logs"][0]["id"], 3, "ids keep counting: {l}");
 }
 
+async fn generate(gw: &Gateway, body: Value) -> u16 {
+    client()
+        .post(gw.url("/v1/images/generations"))
+        .header("authorization", bearer(KEY))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn model_ceiling_refusal_bills_nothing_and_holds_nothing(b: Backend) {
+    // Each model has its own ceiling of 5 images a minute; the key has 8.
+    let gw = gateway_with_ceiling(&b.yaml(), 8, 100_000, 5);
+    let batch = |model: &str| {
+        json!({"model": model, "prompt": "x", "sequential_image_generation": "auto",
+               "sequential_image_generation_options": {"max_images": 4}})
+    };
+    assert_eq!(generate(&gw, batch("seedream-4.5")).await, 200);
+    assert_eq!(
+        generate(&gw, batch("seedream-4.5")).await,
+        429,
+        "4 + 4 images > seedream-4.5's 5 per minute"
+    );
+    // 4 used + 4 more fit the quota of 8 only if the refused request holds nothing.
+    assert_eq!(generate(&gw, batch("seedream-4.0")).await, 200);
+    let u = get(&gw, "/v1/usage").await;
+    assert_eq!(u["used_count"], 8, "{u}");
+}
+
 macro_rules! on_both_backends {
     ($($behaviour:ident),*) => {$(
         mod $behaviour {
@@ -150,7 +186,8 @@ macro_rules! on_both_backends {
 on_both_backends!(
     rate_limit_is_exact,
     quota_is_exact,
-    accounting_survives_a_gateway_restart
+    accounting_survives_a_gateway_restart,
+    model_ceiling_refusal_bills_nothing_and_holds_nothing
 );
 
 // ---- several instances, one Redis ----

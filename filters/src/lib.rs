@@ -28,7 +28,7 @@ pub use filter::{BuildEnv, Filter, FilterChain};
 pub use keys::{ApiKey, KeyDirectory, KeyStatus, KeyType, StoredKeys};
 pub use registry::FilterConfig;
 pub use state::{
-    Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
-    Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats, Reservation,
-    StateError, StateStore, StorageLedger,
+    Admission, Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload,
+    QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats,
+    Reservation, StateError, StateStore, StorageLedger,
 };

@@ -37,6 +37,17 @@ impl std::fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
+/// How an image request was admitted ([`StateStore::admit_within_ceiling`]):
+/// its key's rate-limit decision (when the route counts one), the
+/// gateway-wide ceiling's (checked only once the quota had room), and the
+/// reservation, held only when every check let the request through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub rate: Option<RateDecision>,
+    pub ceiling: Option<RateDecision>,
+    pub reservation: Option<Reservation>,
+}
+
 /// A quota reservation: units held for one request until it settles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
@@ -356,6 +367,58 @@ pub trait StateStore:
     ) -> Result<u64, StateError> {
         self.quota_settle(subject, reservation, used).await?;
         self.log_request(subject, log).await
+    }
+
+    /// Admit an image request: count it against `rate` (when the route has
+    /// one), reserve `amount` of `subject`'s quota (at most `limit`), then
+    /// charge `cost` to the gateway-wide `ceiling`. Each refusal ends it and
+    /// takes nothing further: a reservation the ceiling refuses is released.
+    /// The default makes the calls in turn (the ceiling's key is
+    /// gateway-wide, so on a Redis Cluster it cannot join the key's script);
+    /// the embedded backend does it all under one lock, in one journal write.
+    async fn admit_within_ceiling(
+        &self,
+        rate: Option<&crate::context::PendingRateLimit>,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+        ceiling: &crate::context::PendingRateLimit,
+        cost: u32,
+    ) -> Result<Admission, StateError> {
+        let (rate, reservation) = match rate {
+            Some(r) => {
+                let (d, res) = self.admit_and_reserve(r, subject, amount, limit).await?;
+                (Some(d), res)
+            }
+            None => (None, self.quota_reserve(subject, amount, limit).await?),
+        };
+        let Some(reservation) = reservation else {
+            return Ok(Admission {
+                rate,
+                ceiling: None,
+                reservation: None,
+            });
+        };
+        let checked = self
+            .rate_limit(&ceiling.bucket, cost, ceiling.limit, ceiling.window)
+            .await;
+        if let Ok(c) = checked {
+            if c.allowed {
+                return Ok(Admission {
+                    rate,
+                    ceiling: Some(c),
+                    reservation: Some(reservation),
+                });
+            }
+        }
+        // Nothing was billed. Should the release fail too, the hold lapses
+        // with the reservation's lifetime.
+        let _ = self.quota_settle(subject, reservation, 0).await;
+        checked.map(|c| Admission {
+            rate,
+            ceiling: Some(c),
+            reservation: None,
+        })
     }
 
     /// `embedded` or `redis`, for logs and metrics.

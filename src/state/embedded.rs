@@ -16,9 +16,9 @@ use kikaku_filters::keys::{hex, parse_hex32};
 use kikaku_filters::ApiKey;
 
 use super::{
-    Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
-    Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats, Reservation,
-    StateError, StateStore, StorageLedger,
+    Admission, Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload,
+    QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats,
+    Reservation, StateError, StateStore, StorageLedger,
 };
 
 const DEFAULT_LOGS_PER_KEY: u64 = 10_000;
@@ -465,29 +465,66 @@ impl RateLimits for EmbeddedState {
         limit: u32,
         window: Duration,
     ) -> Result<RateDecision, StateError> {
-        let now = now_ms();
-        let window_ms = window.as_millis() as u64;
         let mut inner = self.inner.lock();
-        let b = match inner.buckets.get_mut(bucket) {
+        let (decision, hit) = inner.peek_hit(bucket, cost, limit, window, now_ms());
+        if let Some(hit) = hit {
+            inner.commit(hit)?;
+        }
+        Ok(decision)
+    }
+}
+
+impl Inner {
+    /// Decide a rate-limit check, and the hit to journal when it is
+    /// allowed. The hit is recorded (by `commit` → `apply`) only once the
+    /// journal has it, so a failed write leaves no trace.
+    fn peek_hit(
+        &mut self,
+        bucket: &str,
+        cost: u32,
+        limit: u32,
+        window: Duration,
+        now: u64,
+    ) -> (RateDecision, Option<Record>) {
+        let window_ms = window.as_millis() as u64;
+        let b = match self.buckets.get_mut(bucket) {
             Some(b) => b,
-            None => inner.buckets.entry(bucket.to_string()).or_insert(Bucket {
+            None => self.buckets.entry(bucket.to_string()).or_insert(Bucket {
                 log: SlidingLog::default(),
                 window_ms,
             }),
         };
         b.window_ms = window_ms;
-        // Decide first; the hit is recorded (by `commit` → `apply`) only once
-        // the journal has it, so a failed write leaves no trace.
         let decision = b.log.peek(now, cost, limit, window_ms);
-        if decision.allowed {
-            inner.commit(Record::Hit {
-                b: bucket.to_string(),
-                t: now,
-                w: window_ms,
-                n: cost,
-            })?;
+        let hit = decision.allowed.then(|| Record::Hit {
+            b: bucket.to_string(),
+            t: now,
+            w: window_ms,
+            n: cost,
+        });
+        (decision, hit)
+    }
+
+    /// Hold `amount` of `subject`'s quota when `used + reserved + amount`
+    /// stays within `limit` (holds live in memory only: a restart drops them).
+    fn reserve(&mut self, subject: &str, amount: u64, limit: u64) -> Option<Reservation> {
+        self.next_reservation += 1;
+        let id = self.next_reservation;
+        let q = self.quotas.entry(subject.to_string()).or_default();
+        if q.used + q.reserved() + amount > limit {
+            return None;
         }
-        Ok(decision)
+        q.held.insert(id, amount);
+        Some(Reservation { id, amount })
+    }
+
+    fn has_room(&self, subject: &str, amount: u64, limit: u64) -> bool {
+        let (used, reserved) = self
+            .quotas
+            .get(subject)
+            .map(|q| (q.used, q.reserved()))
+            .unwrap_or_default();
+        used + reserved + amount <= limit
     }
 }
 
@@ -499,15 +536,7 @@ impl Quotas for EmbeddedState {
         amount: u64,
         limit: u64,
     ) -> Result<Option<Reservation>, StateError> {
-        let mut inner = self.inner.lock();
-        inner.next_reservation += 1;
-        let id = inner.next_reservation;
-        let q = inner.quotas.entry(subject.to_string()).or_default();
-        if q.used + q.reserved() + amount > limit {
-            return Ok(None);
-        }
-        q.held.insert(id, amount);
-        Ok(Some(Reservation { id, amount }))
+        Ok(self.inner.lock().reserve(subject, amount, limit))
     }
 
     async fn quota_settle(
@@ -847,6 +876,45 @@ impl StateStore for EmbeddedState {
         Ok(id)
     }
 
+    async fn admit_within_ceiling(
+        &self,
+        rate: Option<&PendingRateLimit>,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+        ceiling: &PendingRateLimit,
+        cost: u32,
+    ) -> Result<Admission, StateError> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let mut hits = Vec::with_capacity(2);
+        let mut admission = Admission {
+            rate: None,
+            ceiling: None,
+            reservation: None,
+        };
+        if let Some(r) = rate {
+            let (d, hit) = inner.peek_hit(&r.bucket, 1, r.limit, r.window, now);
+            admission.rate = Some(d);
+            hits.extend(hit);
+        }
+        let admitted = admission.rate.is_none_or(|d| d.allowed);
+        if admitted && inner.has_room(subject, amount, limit) {
+            let (c, hit) =
+                inner.peek_hit(&ceiling.bucket, cost, ceiling.limit, ceiling.window, now);
+            admission.ceiling = Some(c);
+            hits.extend(hit);
+        }
+        // Both hits in one journal write; the hold only once they are in.
+        if !hits.is_empty() {
+            inner.commit_all(hits)?;
+        }
+        if admission.ceiling.is_some_and(|c| c.allowed) {
+            admission.reservation = inner.reserve(subject, amount, limit);
+        }
+        Ok(admission)
+    }
+
     fn backend_name(&self) -> &'static str {
         "embedded"
     }
@@ -913,6 +981,57 @@ mod tests {
                 .unwrap()
                 .allowed
         );
+    }
+
+    #[tokio::test]
+    async fn admission_charges_ceiling_and_reserves_only_when_everything_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.journal");
+        let w = Duration::from_secs(60);
+        let rate = PendingRateLimit {
+            bucket: "rl:key:{a}".into(),
+            limit: 3,
+            window: w,
+        };
+        let ceiling = PendingRateLimit {
+            bucket: "model:{m}".into(),
+            limit: 5,
+            window: w,
+        };
+        let s = EmbeddedState::open(&path).unwrap();
+        let admit = |amount: u64, quota: u64| {
+            s.admit_within_ceiling(Some(&rate), "a", amount, quota, &ceiling, amount as u32)
+        };
+        // Admitted: both hits in the journal, 4 units held.
+        let a = admit(4, 10).await.unwrap();
+        assert!(a.rate.unwrap().allowed && a.ceiling.unwrap().allowed);
+        let r = a.reservation.expect("held");
+        assert_eq!(s.quota_usage("a").await.unwrap().reserved, 4);
+        assert_eq!(s.inner.lock().journal.as_ref().unwrap().appended, 2);
+        // The ceiling refuses 4 more (4 + 4 > 5): nothing held, the key's hit counted.
+        let a = admit(4, 10).await.unwrap();
+        assert!(a.rate.unwrap().allowed);
+        assert!(!a.ceiling.unwrap().allowed);
+        assert_eq!(a.reservation, None);
+        assert_eq!(s.quota_usage("a").await.unwrap().reserved, 4);
+        // No quota room (4 held + 7 > 10): the ceiling is not charged.
+        let a = admit(7, 10).await.unwrap();
+        assert_eq!((a.ceiling, a.reservation), (None, None));
+        assert!(
+            s.rate_limit("model:{m}", 1, 5, w).await.unwrap().allowed,
+            "4 charged + 1 fits"
+        );
+        // The key's limit (3) is spent: refused before anything else.
+        let a = admit(1, 10).await.unwrap();
+        assert!(!a.rate.unwrap().allowed);
+        assert_eq!((a.ceiling, a.reservation), (None, None));
+        s.quota_settle("a", r, 4).await.unwrap();
+        drop(s);
+        // What was journaled survives: 3 key hits, 5 ceiling units, 4 used.
+        let s = EmbeddedState::open(&path).unwrap();
+        assert!(!s.rate_limit("rl:key:{a}", 1, 3, w).await.unwrap().allowed);
+        assert!(!s.rate_limit("model:{m}", 1, 5, w).await.unwrap().allowed);
+        assert_eq!(s.quota_usage("a").await.unwrap().used, 4);
     }
 
     fn log(status: &str, ts: i64) -> RequestLog {

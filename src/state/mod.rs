@@ -11,9 +11,9 @@ use std::sync::Arc;
 pub use self::redis::{RedisConfig, RedisState};
 pub use embedded::EmbeddedState;
 pub use kikaku_filters::state::{
-    Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
-    Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats, Reservation,
-    StateError, StateStore, StorageLedger,
+    Admission, Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload,
+    QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats,
+    Reservation, StateError, StateStore, StorageLedger,
 };
 
 use crate::config::{Config, StateBackend};

@@ -330,28 +330,42 @@ impl ImageGeneration {
         asked.prompt = v.prompt.clone();
         asked.size = v.size.clone();
 
-        let n = u64::from(v.expected_images);
-        let reservation = match asked.rate.take() {
-            // Rate limit and reservation in one state round trip.
-            Some(rate) => {
-                let (d, r) = self
-                    .state
-                    .admit_and_reserve(&rate, subject, n, key.quota)
-                    .await
-                    .map_err(|e| GatewayError::unavailable("Quota accounting", e))?;
-                asked.decision = Some(d);
-                if !d.allowed {
-                    return Err(kikaku_filters::rate_limit::refused(&d));
-                }
-                r
-            }
-            None => self
-                .state
-                .quota_reserve(subject, n, key.quota)
-                .await
-                .map_err(|e| GatewayError::unavailable("Quota accounting", e))?,
+        // Ark allows so many images per minute per model across the gateway;
+        // the reservation covers fallback calls too.
+        let ceiling = PendingRateLimit {
+            bucket: format!("model:{{{}}}", v.model.upstream_id),
+            limit: self.cfg.model_images_per_minute,
+            window: Duration::from_secs(60),
         };
-        let Some(reservation) = reservation else {
+        let n = u64::from(v.expected_images);
+        let rate = asked.rate.take();
+        let admitted = self
+            .state
+            .admit_within_ceiling(
+                rate.as_ref(),
+                subject,
+                n,
+                key.quota,
+                &ceiling,
+                v.expected_images,
+            )
+            .await
+            .map_err(|e| GatewayError::unavailable("Quota accounting", e))?;
+        asked.decision = admitted.rate;
+        if let Some(d) = admitted.rate.filter(|d| !d.allowed) {
+            return Err(kikaku_filters::rate_limit::refused(&d));
+        }
+        if let Some(c) = admitted.ceiling.filter(|c| !c.allowed) {
+            return Err(GatewayError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "{} is at its gateway-wide limit of {} images per minute; retry shortly.",
+                    v.model.alias, self.cfg.model_images_per_minute
+                ),
+            )
+            .with_retry_after(c.reset_after));
+        }
+        let Some(reservation) = admitted.reservation else {
             let usage = self.state.quota_usage(subject).await.unwrap_or_default();
             return Err(GatewayError::new(
                 ErrorKind::QuotaExceeded,
@@ -366,29 +380,6 @@ impl ImageGeneration {
             subject: subject.to_string(),
             reservation: Some(reservation),
         };
-
-        // Ark allows so many images per minute per model across the gateway;
-        // the reservation covers fallback calls too.
-        let ceiling = self
-            .state
-            .rate_limit(
-                &format!("model:{{{}}}", v.model.upstream_id),
-                v.expected_images,
-                self.cfg.model_images_per_minute,
-                Duration::from_secs(60),
-            )
-            .await
-            .map_err(|e| GatewayError::unavailable("Rate limiting", e))?;
-        if !ceiling.allowed {
-            return Err(GatewayError::new(
-                ErrorKind::RateLimited,
-                format!(
-                    "{} is at its gateway-wide limit of {} images per minute; retry shortly.",
-                    v.model.alias, self.cfg.model_images_per_minute
-                ),
-            )
-            .with_retry_after(ceiling.reset_after));
-        }
 
         // A client that leaves stops the work; dropping `held` releases the quota.
         let gone = async {
