@@ -730,70 +730,72 @@ async fn requests_refused_by_the_rate_limit_are_logged_too() {
     );
 }
 
+/// Read one request (its head, then Content-Length bytes of body) off
+/// `sock`, keeping what follows in `buf`; the head, lowercased. `None` once
+/// the connection ends.
+async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= i + 4 + len {
+                buf.drain(..i + 4 + len);
+                return Some(head);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Ark's answer with one image, as raw HTTP/1.1.
+fn one_image_answer() -> String {
+    let body = json!({
+        "model": "seedream-4-0-250828",
+        "created": 1_700_000_000,
+        "data": [{"url": "http://127.0.0.1/1.jpeg", "size": "1024x1024"}],
+        "usage": {"generated_images": 1, "output_tokens": 4096, "total_tokens": 4096}
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// An Ark stand-in that answers the first request on each connection and
 /// keeps it open, then closes it on the second request without answering:
 /// a server that dropped an idle keep-alive connection just as the gateway
 /// reused it. Counts connections and answers.
 async fn first_request_only_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let answered = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = answered.clone();
     tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
+        while let Ok((mut sock, _)) = listener.accept().await {
             let counter = counter.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                for nth in 0.. {
-                    // Read one request: headers, then Content-Length bytes.
-                    let (head_end, len) = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            break (i + 4, len);
-                        }
-                        let mut chunk = [0u8; 4096];
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    while buf.len() < head_end + len {
-                        let mut chunk = [0u8; 4096];
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..head_end + len);
-                    if nth > 0 {
-                        return; // drop the connection, no answer
-                    }
-                    let body = json!({
-                        "model": "seedream-4-0-250828",
-                        "created": 1_700_000_000,
-                        "data": [{"url": "http://127.0.0.1/1.jpeg", "size": "1024x1024"}],
-                        "usage": {"generated_images": 1, "output_tokens": 4096, "total_tokens": 4096}
-                    })
-                    .to_string();
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if sock.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    counter.fetch_add(1, Ordering::SeqCst);
+                if read_request(&mut sock, &mut buf).await.is_none() {
+                    return;
                 }
+                if sock.write_all(one_image_answer().as_bytes()).await.is_err() {
+                    return;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                // The next request: drop the connection, no answer.
+                let _ = read_request(&mut sock, &mut buf).await;
             });
         }
     });
@@ -834,7 +836,7 @@ async fn keep_open_upstream() -> (
     std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let conns = std::sync::Arc::new(AtomicUsize::new(0));
@@ -846,38 +848,9 @@ async fn keep_open_upstream() -> (
             let h = h.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                loop {
-                    let mut chunk = [0u8; 4096];
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                    let len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if buf.len() < i + 4 + len {
-                        continue;
-                    }
-                    buf.drain(..i + 4 + len);
+                while let Some(head) = read_request(&mut sock, &mut buf).await {
                     h.lock().unwrap().push(head);
-                    let body = json!({
-                        "model": "seedream-4-0-250828",
-                        "created": 1_700_000_000,
-                        "data": [{"url": "http://127.0.0.1/1.jpeg", "size": "1024x1024"}],
-                        "usage": {"generated_images": 1, "output_tokens": 4096, "total_tokens": 4096}
-                    })
-                    .to_string();
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                    if sock.write_all(one_image_answer().as_bytes()).await.is_err() {
                         return;
                     }
                 }
