@@ -756,6 +756,31 @@ async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Op
     }
 }
 
+/// A gateway whose image route calls the Ark stand-in on `port`, with
+/// `upstream_extra` (YAML flow mapping entries) added to its upstream.
+fn stand_in_gateway(port: u16, upstream_extra: &str) -> Gateway {
+    let extra = if upstream_extra.is_empty() {
+        String::new()
+    } else {
+        format!("    {upstream_extra}\n")
+    };
+    Gateway::with(&format!(
+        "upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{port}'}}]\n{extra}routes:\n  - name: images\n    match: {{methods: [POST], path_prefix: /v1/images/generations}}\n    filters: [{{request_id: {{}}}}, {{key_auth: {{}}}}, {{key_type: {{require: image}}}}]\n    handler: {{type: image_generation, upstream: ark, api_key: {ARK_KEY}}}\nkeys:\n  - {{key: {KEY}, owner: Img Tester, quota: 100, rate_limit_per_minute: 100000}}\n"
+    ))
+}
+
+async fn post_a_cat(gw: &Gateway) -> reqwest::Response {
+    let body = json!({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"}).to_string();
+    client()
+        .post(gw.url("/v1/images/generations"))
+        .header("authorization", bearer(KEY))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Ark's answer with one image, as raw HTTP/1.1.
 fn one_image_answer() -> String {
     let body = json!({
@@ -805,19 +830,9 @@ async fn first_request_only_upstream() -> (u16, std::sync::Arc<std::sync::atomic
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pooled_upstream_connection_closed_under_a_request_is_retried_on_a_new_one() {
     let (port, answered) = first_request_only_upstream().await;
-    let gw = Gateway::with(&format!(
-        "upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{port}'}}]\nroutes:\n  - name: images\n    match: {{methods: [POST], path_prefix: /v1/images/generations}}\n    filters: [{{request_id: {{}}}}, {{key_auth: {{}}}}, {{key_type: {{require: image}}}}]\n    handler: {{type: image_generation, upstream: ark, api_key: {ARK_KEY}}}\nkeys:\n  - {{key: {KEY}, owner: Img Tester, quota: 100, rate_limit_per_minute: 100000}}\n"
-    ));
-    let body = json!({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"}).to_string();
+    let gw = stand_in_gateway(port, "");
     for i in 0..3 {
-        let r = client()
-            .post(gw.url("/v1/images/generations"))
-            .header("authorization", bearer(KEY))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = post_a_cat(&gw).await;
         let status = r.status().as_u16();
         let v: Value = r.json().await.unwrap_or(Value::Null);
         assert_eq!(status, 200, "request {i}: {v}");
@@ -864,19 +879,9 @@ async fn keep_open_upstream() -> (
 async fn ark_keepalive_on_reuses_one_connection_and_off_opens_one_per_call() {
     for keepalive in [true, false] {
         let (port, conns, heads) = keep_open_upstream().await;
-        let gw = Gateway::with(&format!(
-            "upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{port}'}}]\n    keepalive: {{enabled: {keepalive}}}\nroutes:\n  - name: images\n    match: {{methods: [POST], path_prefix: /v1/images/generations}}\n    filters: [{{request_id: {{}}}}, {{key_auth: {{}}}}, {{key_type: {{require: image}}}}]\n    handler: {{type: image_generation, upstream: ark, api_key: {ARK_KEY}}}\nkeys:\n  - {{key: {KEY}, owner: Img Tester, quota: 100, rate_limit_per_minute: 100000}}\n"
-        ));
-        let body = json!({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"}).to_string();
+        let gw = stand_in_gateway(port, &format!("keepalive: {{enabled: {keepalive}}}"));
         for i in 0..3 {
-            let r = client()
-                .post(gw.url("/v1/images/generations"))
-                .header("authorization", bearer(KEY))
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap();
+            let r = post_a_cat(&gw).await;
             assert_eq!(
                 r.status().as_u16(),
                 200,
