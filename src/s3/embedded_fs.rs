@@ -7,16 +7,29 @@
 //! pieces, one wake-up and one `recvfrom` each. Here s3s-fs still answers
 //! (names, ranges, metadata, ETag, errors); only the body is replaced by a
 //! read of the same file in [`READ_PIECE`]-sized pieces.
+//!
+//! s3s-fs also renames a new object's file in before it saves the new
+//! ETag, so a read between the two paired new bytes with the old ETag. A
+//! lock per object name ([`NameLocks`]) closes that window: writers hold it
+//! from the end of the body until s3s-fs has saved everything, readers while
+//! s3s-fs describes the object.
 
+use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::stream::{self, Stream};
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, S3};
+use s3s::stream::{ByteStream, RemainingLength};
+use s3s::{S3Request, S3Response, S3Result, StdError, S3};
 use s3s_fs::FileSystem;
+use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 
 /// Bytes per read of an object's file (and per frame hyper writes).
 pub const READ_PIECE: usize = 256 << 10;
@@ -24,6 +37,67 @@ pub const READ_PIECE: usize = 256 << 10;
 pub struct EmbeddedFs {
     inner: FileSystem,
     root: PathBuf,
+    locks: NameLocks,
+}
+
+/// Read/write locks over object names, striped: two names that share a
+/// stripe only wait for each other, never see each other's data.
+struct NameLocks(Vec<Arc<RwLock<()>>>);
+
+impl NameLocks {
+    fn new() -> Self {
+        NameLocks((0..64).map(|_| Arc::new(RwLock::new(()))).collect())
+    }
+
+    fn of(&self, bucket: &str, key: &str) -> Arc<RwLock<()>> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (bucket, key).hash(&mut h);
+        self.0[h.finish() as usize % self.0.len()].clone()
+    }
+}
+
+type WriteGuard = OwnedRwLockWriteGuard<()>;
+
+/// A PUT's body that takes its name's write lock when it ends, before
+/// s3s-fs renames the file in; the guard goes to `held`, which the PUT
+/// drops once s3s-fs has saved the ETag too. Uploading holds no lock.
+struct LockAtEnd {
+    body: StreamingBlob,
+    lock: Arc<RwLock<()>>,
+    acquiring: Option<Pin<Box<dyn Future<Output = WriteGuard> + Send + Sync>>>,
+    held: Arc<parking_lot::Mutex<Option<WriteGuard>>>,
+}
+
+impl Stream for LockAtEnd {
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.acquiring.is_none() {
+            match Pin::new(&mut self.body).poll_next(cx) {
+                Poll::Ready(None) => {
+                    let lock = self.lock.clone();
+                    self.acquiring = Some(Box::pin(lock.write_owned()));
+                }
+                other => return other,
+            }
+        }
+        let Some(acquiring) = self.acquiring.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match acquiring.as_mut().poll(cx) {
+            Poll::Ready(guard) => {
+                *self.held.lock() = Some(guard);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl ByteStream for LockAtEnd {
+    fn remaining_length(&self) -> RemainingLength {
+        self.body.remaining_length()
+    }
 }
 
 impl EmbeddedFs {
@@ -34,7 +108,11 @@ impl EmbeddedFs {
         let root = std::env::current_dir()
             .and_then(|d| d.join(root).canonicalize())
             .map_err(|e| format!("cannot open {}: {e}", root.display()))?;
-        Ok(EmbeddedFs { inner, root })
+        Ok(EmbeddedFs {
+            inner,
+            root,
+            locks: NameLocks::new(),
+        })
     }
 
     /// The object's file as s3s-fs names it (`<root>/<bucket>/<key>`), for
@@ -115,6 +193,12 @@ impl EmbeddedFs {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let path = self.object_path(&req.input.bucket, &req.input.key);
         let range = req.input.range;
+        // No writer is between renaming a file in and saving its ETag.
+        let _reading = self
+            .locks
+            .of(&req.input.bucket, &req.input.key)
+            .read_owned()
+            .await;
         // Open first, then let s3s-fs answer, then check the name still
         // leads to the file opened: a PUT that replaced the object in
         // between (s3s-fs renames a new file in) means s3s-fs may have
@@ -149,8 +233,43 @@ impl EmbeddedFs {
     }
 }
 
-/// Every operation s3s-fs implements, passed to it unchanged; GetObject
-/// goes through [`EmbeddedFs::get_object_fast`].
+impl EmbeddedFs {
+    /// PutObject, holding the name's write lock from the end of the body
+    /// (see [`LockAtEnd`]) until s3s-fs returns.
+    async fn put_object_locked(
+        &self,
+        mut req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let lock = self.locks.of(&req.input.bucket, &req.input.key);
+        let held = Arc::new(parking_lot::Mutex::new(None));
+        match req.input.body.take() {
+            Some(body) => {
+                req.input.body = Some(StreamingBlob::new(LockAtEnd {
+                    body,
+                    lock,
+                    acquiring: None,
+                    held: held.clone(),
+                }))
+            }
+            None => *held.lock() = Some(lock.write_owned().await),
+        }
+        let out = self.inner.put_object(req).await;
+        held.lock().take();
+        out
+    }
+}
+
+/// Run `$call` holding `$bucket/$key`'s lock (`read_owned` or `write_owned`).
+macro_rules! with_name_lock {
+    ($self:ident, $how:ident, $bucket:expr, $key:expr, $call:expr) => {{
+        let _guard = $self.locks.of($bucket, $key).$how().await;
+        $call.await
+    }};
+}
+
+/// Every operation s3s-fs implements, passed to it unchanged, but for
+/// GetObject ([`EmbeddedFs::get_object_fast`]) and the ones that take the
+/// name's lock.
 macro_rules! s3_passing_to_inner {
     ($($op:ident($input:ident) -> $output:ident;)*) => {
         #[async_trait::async_trait]
@@ -167,28 +286,55 @@ macro_rules! s3_passing_to_inner {
             ) -> S3Result<S3Response<GetObjectOutput>> {
                 self.get_object_fast(req).await
             }
+
+            async fn head_object(
+                &self,
+                req: S3Request<HeadObjectInput>,
+            ) -> S3Result<S3Response<HeadObjectOutput>> {
+                let (b, k) = (req.input.bucket.clone(), req.input.key.clone());
+                with_name_lock!(self, read_owned, &b, &k, self.inner.head_object(req))
+            }
+
+            async fn put_object(
+                &self,
+                req: S3Request<PutObjectInput>,
+            ) -> S3Result<S3Response<PutObjectOutput>> {
+                self.put_object_locked(req).await
+            }
+
+            async fn copy_object(
+                &self,
+                req: S3Request<CopyObjectInput>,
+            ) -> S3Result<S3Response<CopyObjectOutput>> {
+                let (b, k) = (req.input.bucket.clone(), req.input.key.clone());
+                with_name_lock!(self, write_owned, &b, &k, self.inner.copy_object(req))
+            }
+
+            async fn complete_multipart_upload(
+                &self,
+                req: S3Request<CompleteMultipartUploadInput>,
+            ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+                let (b, k) = (req.input.bucket.clone(), req.input.key.clone());
+                with_name_lock!(self, write_owned, &b, &k, self.inner.complete_multipart_upload(req))
+            }
         }
     };
 }
 
 s3_passing_to_inner! {
     create_bucket(CreateBucketInput) -> CreateBucketOutput;
-    copy_object(CopyObjectInput) -> CopyObjectOutput;
     delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
     delete_object(DeleteObjectInput) -> DeleteObjectOutput;
     delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
     get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
     head_bucket(HeadBucketInput) -> HeadBucketOutput;
-    head_object(HeadObjectInput) -> HeadObjectOutput;
     list_buckets(ListBucketsInput) -> ListBucketsOutput;
     list_objects(ListObjectsInput) -> ListObjectsOutput;
     list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
-    put_object(PutObjectInput) -> PutObjectOutput;
     create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
     upload_part(UploadPartInput) -> UploadPartOutput;
     upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
     list_parts(ListPartsInput) -> ListPartsOutput;
-    complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput;
     abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
 }
 
