@@ -56,6 +56,15 @@ fn error_header(
     Ok(resp)
 }
 
+/// Whether the client already has its final answer's header. A
+/// `100 Continue` is not one: an upload refused after it still needs its
+/// error.
+pub fn answered(session: &Session) -> bool {
+    session
+        .response_written()
+        .is_some_and(|r| !r.status.is_informational())
+}
+
 /// Answer the client with `err`. Extra headers (e.g. `Allow`) go on top.
 pub async fn respond(
     session: &mut Session,
@@ -64,7 +73,7 @@ pub async fn respond(
     ctx: &RequestCtx,
     extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
-    if session.response_written().is_some() {
+    if answered(session) {
         // A handler already answered; a second answer would corrupt the stream.
         return Ok(());
     }

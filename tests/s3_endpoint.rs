@@ -28,6 +28,7 @@ on_both_backends! {
     concurrent_uploads_never_exceed_the_quota => "quota",
     aws_cli_cp_ls_rm => "cli",
     reads_racing_overwrites_see_whole_versions => "overwrite_race",
+    a_put_failing_its_content_md5_keeps_the_old_object => "bad_digest",
 }
 
 /// DESIGN §8 / issue 5: three gateways on one Redis share the byte ledger —

@@ -12,7 +12,13 @@
 use base64::Engine;
 use bytes::{Buf, Bytes, BytesMut};
 use kikaku_filters::sigv4::{signatures_match, ChunkSigner, PayloadMode};
+use md5::{Digest as _, Md5};
 use sha2::{Digest, Sha256};
+
+/// What S3 says of a malformed `Content-MD5` (InvalidDigest) and of a body
+/// that does not match it (BadDigest).
+pub const INVALID_DIGEST: &str = "The Content-MD5 you specified is not valid.";
+pub const BAD_DIGEST: &str = "The Content-MD5 you specified did not match what we received.";
 
 /// The largest chunk accepted in aws-chunked bodies. A signed chunk is held
 /// whole until its signature is checked, so this bounds memory per upload.
@@ -115,6 +121,9 @@ pub struct PayloadVerifier {
     held: Option<Bytes>,
     /// Decoded bytes seen so far.
     decoded: u64,
+    /// `Content-MD5`, when the client sent one: the MD5 it names, and the
+    /// MD5 of the decoded body so far.
+    content_md5: Option<([u8; 16], Md5)>,
     /// The decoded length the client declared (Content-Length or
     /// x-amz-decoded-content-length).
     declared: u64,
@@ -165,8 +174,26 @@ impl PayloadVerifier {
             kind,
             held: None,
             decoded: 0,
+            content_md5: None,
             declared,
         })
+    }
+
+    /// Also check the decoded body against `Content-MD5` (base64 of 16
+    /// bytes), so a body that fails it never completes at the backend,
+    /// whatever the backend checks itself.
+    pub fn with_content_md5(mut self, value: Option<&str>) -> Result<Self, PayloadError> {
+        if let Some(v) = value {
+            let digest = base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+                .and_then(|d| <[u8; 16]>::try_from(d).ok());
+            match digest {
+                Some(d) => self.content_md5 = Some((d, Md5::new())),
+                None => return err(INVALID_DIGEST),
+            }
+        }
+        Ok(self)
     }
 
     pub fn declared(&self) -> u64 {
@@ -185,6 +212,9 @@ impl PayloadVerifier {
         };
         let mut out = Vec::with_capacity(verified.len());
         for piece in verified.into_iter().filter(|p| !p.is_empty()) {
+            if let Some((_, md5)) = &mut self.content_md5 {
+                md5.update(&piece);
+            }
             self.decoded += piece.len() as u64;
             if self.decoded > self.declared {
                 return err(format!(
@@ -216,6 +246,11 @@ impl PayloadVerifier {
                 "the body has {} bytes, {} were declared",
                 self.decoded, self.declared
             ));
+        }
+        if let Some((expected, md5)) = self.content_md5.take() {
+            if md5.finalize().as_slice() != expected {
+                return err(BAD_DIGEST);
+            }
         }
         Ok(self.held.take())
     }
@@ -606,5 +641,36 @@ mod tests {
         };
         assert_eq!(run(mk(&sha256_hex(&data)), &data, 1).unwrap(), data);
         assert!(run(mk(&sha256_hex(b"abd")), &data, 1).is_err());
+    }
+
+    #[test]
+    fn content_md5_is_checked_on_the_decoded_body() {
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(Md5::digest(d));
+        let data = b"second version".to_vec();
+        let mk = |md5: Option<&str>| {
+            PayloadVerifier::new(&PayloadMode::Unsigned, data.len() as u64, None, None)
+                .unwrap()
+                .with_content_md5(md5)
+        };
+        assert_eq!(run(mk(None).unwrap(), &data, 3).unwrap(), data);
+        assert_eq!(run(mk(Some(&b64(&data))).unwrap(), &data, 3).unwrap(), data);
+        let e = run(mk(Some(&b64(b"something else"))).unwrap(), &data, 3).unwrap_err();
+        assert_eq!(e.0, BAD_DIGEST);
+        // Through aws-chunked too: the digest is of the decoded bytes.
+        let body = unsigned_trailer_body(&data, &crc32_b64(&data));
+        let v = PayloadVerifier::new(
+            &PayloadMode::StreamingUnsignedTrailer,
+            data.len() as u64,
+            None,
+            Some("x-amz-checksum-crc32"),
+        )
+        .unwrap()
+        .with_content_md5(Some(&b64(&data)))
+        .unwrap();
+        assert_eq!(run(v, &body, 5).unwrap(), data);
+        let Err(e) = mk(Some("not base64!")) else {
+            panic!("a malformed Content-MD5 was taken");
+        };
+        assert_eq!(e.0, INVALID_DIGEST);
     }
 }

@@ -194,12 +194,14 @@ async fn pump(
 }
 
 /// A body that failed verification, as S3 names it.
-fn payload_error(msg: String) -> GatewayError {
+pub fn payload_error(msg: String) -> GatewayError {
     let code = if msg.contains("signature") {
         "SignatureDoesNotMatch"
     } else if msg.contains("x-amz-content-sha256") {
         "XAmzContentSHA256Mismatch"
-    } else if msg.contains("checksum") {
+    } else if msg == crate::s3::payload::INVALID_DIGEST {
+        "InvalidDigest"
+    } else if msg.contains("checksum") || msg == crate::s3::payload::BAD_DIGEST {
         "BadDigest"
     } else {
         "IncompleteBody"

@@ -301,7 +301,7 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let err = ctx.error.clone().unwrap_or_else(|| classify(e));
-        let code = if session.response_written().is_some() || is_downstream_gone(e) {
+        let code = if http_error::answered(session) || is_downstream_gone(e) {
             0 // headers already went out, or the client left: nothing to answer
         } else {
             let chain = ctx.route.as_ref().map(|r| &r.chain);
@@ -320,6 +320,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session
             .response_written()
+            .filter(|_| http_error::answered(session))
             .map(|r| r.status.as_u16())
             .or(ctx.error.as_ref().map(|e| e.status()))
             .unwrap_or(0);

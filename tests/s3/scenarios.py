@@ -10,6 +10,7 @@ AWS_CA_BUNDLE, and KK_{A,B,Q}_{ID,SECRET,BUCKET} for the three tenants.
 Exits non-zero (with a traceback) when an assertion fails.
 """
 
+import base64
 import concurrent.futures
 import datetime
 import hashlib
@@ -579,10 +580,9 @@ def stream_1gib():
 
 def overwrite_race():
     """Reads racing overwrites of one key: every read is one whole version
-    with that version's length, never a mix (the embedded backend reads the
-    file itself and must notice a file swapped under it). The ETag is not
-    checked: s3s-fs renames the new file in before it saves the new ETag,
-    so for a moment it pairs new bytes with the old ETag whatever we read."""
+    with that version's length and ETag, never a mix (the embedded backend
+    reads the file itself and must notice a file swapped under it, and
+    s3s-fs renames a new file in before it saves the new ETag)."""
     a = client("A", max_pool_connections=8)
     bucket = tenant("A")[2]
     versions = {c: bytes([c]) * (MIB + c * 4099) for c in b"abc"}
@@ -605,6 +605,7 @@ def overwrite_race():
             c = body[0]
             assert body == versions[c], (len(body), set(body))
             assert r["ContentLength"] == len(body)
+            assert r["ETag"].strip('"') == hashlib.md5(body).hexdigest(), (r["ETag"], chr(c))
             seen += 1
         return seen
 
@@ -614,6 +615,23 @@ def overwrite_race():
         writes, reads = w.result(), sum(f.result() for f in reads)
     assert writes > 10 and reads > 10, (writes, reads)
     print(json.dumps({"writes": writes, "reads": reads}))
+
+
+def bad_digest():
+    """A PUT whose body does not match its Content-MD5 is refused with
+    BadDigest and leaves the object as it was."""
+    a = client("A")
+    bucket = tenant("A")[2]
+    a.put_object(Bucket=bucket, Key="digest.bin", Body=b"first version")
+    wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    try:
+        a.put_object(Bucket=bucket, Key="digest.bin", Body=b"second version", ContentMD5=wrong)
+        raise AssertionError("a wrong Content-MD5 was accepted")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "BadDigest", e.response
+    got = a.get_object(Bucket=bucket, Key="digest.bin")
+    assert got["Body"].read() == b"first version"
+    assert got["ETag"].strip('"') == hashlib.md5(b"first version").hexdigest(), got["ETag"]
 
 
 def stored_key():

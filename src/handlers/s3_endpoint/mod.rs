@@ -21,7 +21,7 @@ use pingora::proxy::Session;
 use crate::s3::backend::BackendRequest;
 use crate::s3::names::{check_object_key, check_tenant_bucket};
 use crate::s3::payload::PayloadVerifier;
-use crate::s3::upload::Budget;
+use crate::s3::upload::{payload_error, Budget};
 use crate::s3::Storage;
 use ops::{classify, Op, Target};
 use relay::{access_denied, forward_headers, internal, Relay};
@@ -113,7 +113,8 @@ fn verifier(req: &RequestHeader, sig: &VerifiedSignature) -> Result<PayloadVerif
     let signer =
         matches!(sig.payload, PayloadMode::StreamingSigned { .. }).then(|| sig.chunk_signer());
     PayloadVerifier::new(&sig.payload, declared, signer, header(req, "x-amz-trailer"))
-        .map_err(|e| invalid_argument(e.0))
+        .and_then(|v| v.with_content_md5(header(req, "content-md5")))
+        .map_err(|e| payload_error(e.0))
 }
 
 /// Read a small request body whole, verified.
@@ -135,12 +136,12 @@ async fn read_verified(
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
-                for p in v.push(chunk).map_err(|e| invalid_argument(e.0))? {
+                for p in v.push(chunk).map_err(|e| payload_error(e.0))? {
                     out.extend_from_slice(&p);
                 }
             }
             Ok(None) => {
-                if let Some(p) = v.finish().map_err(|e| invalid_argument(e.0))? {
+                if let Some(p) = v.finish().map_err(|e| payload_error(e.0))? {
                     out.extend_from_slice(&p);
                 }
                 return Ok(Bytes::from(out));
