@@ -113,7 +113,8 @@ fn verifier(req: &RequestHeader, sig: &VerifiedSignature) -> Result<PayloadVerif
     let signer =
         matches!(sig.payload, PayloadMode::StreamingSigned { .. }).then(|| sig.chunk_signer());
     PayloadVerifier::new(&sig.payload, declared, signer, header(req, "x-amz-trailer"))
-        .and_then(|v| v.with_content_md5(header(req, "content-md5")))
+        .map_err(|e| invalid_argument(e.0))?
+        .with_content_md5(header(req, "content-md5"))
         .map_err(|e| payload_error(e.0))
 }
 
