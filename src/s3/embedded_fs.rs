@@ -259,24 +259,28 @@ impl EmbeddedFs {
     }
 }
 
-/// Run `$call` holding `$bucket/$key`'s lock (`read_owned` or `write_owned`).
-macro_rules! with_name_lock {
-    ($self:ident, $how:ident, $bucket:expr, $key:expr, $call:expr) => {{
-        let _guard = $self.locks.of($bucket, $key).$how().await;
-        $call.await
-    }};
-}
-
 /// Every operation s3s-fs implements, passed to it unchanged, but for
-/// GetObject ([`EmbeddedFs::get_object_fast`]) and the ones that take the
-/// name's lock.
+/// GetObject ([`EmbeddedFs::get_object_fast`]), PutObject
+/// ([`EmbeddedFs::put_object_locked`]) and those listed after `locked`,
+/// which run holding their name's lock (`read_owned` or `write_owned`).
 macro_rules! s3_passing_to_inner {
-    ($($op:ident($input:ident) -> $output:ident;)*) => {
+    (
+        passed { $($op:ident($input:ident) -> $output:ident;)* }
+        locked { $($lop:ident($linput:ident) -> $loutput:ident, $how:ident;)* }
+    ) => {
         #[async_trait::async_trait]
         impl S3 for EmbeddedFs {
             $(
                 async fn $op(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
                     self.inner.$op(req).await
+                }
+            )*
+
+            $(
+                async fn $lop(&self, req: S3Request<$linput>) -> S3Result<S3Response<$loutput>> {
+                    let lock = self.locks.of(&req.input.bucket, &req.input.key);
+                    let _guard = lock.$how().await;
+                    self.inner.$lop(req).await
                 }
             )*
 
@@ -287,55 +291,38 @@ macro_rules! s3_passing_to_inner {
                 self.get_object_fast(req).await
             }
 
-            async fn head_object(
-                &self,
-                req: S3Request<HeadObjectInput>,
-            ) -> S3Result<S3Response<HeadObjectOutput>> {
-                let (b, k) = (req.input.bucket.clone(), req.input.key.clone());
-                with_name_lock!(self, read_owned, &b, &k, self.inner.head_object(req))
-            }
-
             async fn put_object(
                 &self,
                 req: S3Request<PutObjectInput>,
             ) -> S3Result<S3Response<PutObjectOutput>> {
                 self.put_object_locked(req).await
             }
-
-            async fn copy_object(
-                &self,
-                req: S3Request<CopyObjectInput>,
-            ) -> S3Result<S3Response<CopyObjectOutput>> {
-                let (b, k) = (req.input.bucket.clone(), req.input.key.clone());
-                with_name_lock!(self, write_owned, &b, &k, self.inner.copy_object(req))
-            }
-
-            async fn complete_multipart_upload(
-                &self,
-                req: S3Request<CompleteMultipartUploadInput>,
-            ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-                let (b, k) = (req.input.bucket.clone(), req.input.key.clone());
-                with_name_lock!(self, write_owned, &b, &k, self.inner.complete_multipart_upload(req))
-            }
         }
     };
 }
 
 s3_passing_to_inner! {
-    create_bucket(CreateBucketInput) -> CreateBucketOutput;
-    delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
-    delete_object(DeleteObjectInput) -> DeleteObjectOutput;
-    delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
-    get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
-    head_bucket(HeadBucketInput) -> HeadBucketOutput;
-    list_buckets(ListBucketsInput) -> ListBucketsOutput;
-    list_objects(ListObjectsInput) -> ListObjectsOutput;
-    list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
-    create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
-    upload_part(UploadPartInput) -> UploadPartOutput;
-    upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
-    list_parts(ListPartsInput) -> ListPartsOutput;
-    abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
+    passed {
+        create_bucket(CreateBucketInput) -> CreateBucketOutput;
+        delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
+        delete_object(DeleteObjectInput) -> DeleteObjectOutput;
+        delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
+        get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
+        head_bucket(HeadBucketInput) -> HeadBucketOutput;
+        list_buckets(ListBucketsInput) -> ListBucketsOutput;
+        list_objects(ListObjectsInput) -> ListObjectsOutput;
+        list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
+        create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
+        upload_part(UploadPartInput) -> UploadPartOutput;
+        upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
+        list_parts(ListPartsInput) -> ListPartsOutput;
+        abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
+    }
+    locked {
+        head_object(HeadObjectInput) -> HeadObjectOutput, read_owned;
+        copy_object(CopyObjectInput) -> CopyObjectOutput, write_owned;
+        complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput, write_owned;
+    }
 }
 
 #[cfg(test)]
