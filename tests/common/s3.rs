@@ -46,7 +46,8 @@ pub enum Backend {
     External(u16),
 }
 
-/// moto's S3 server on a free port, stopped when dropped.
+/// moto's S3 server on a free port, stopped when dropped. Started through
+/// `tests/s3/moto_server.py`, which fixes a race in moto's own GET first.
 pub struct Moto {
     child: Child,
     pub port: u16,
@@ -57,8 +58,7 @@ impl Moto {
         let port = free_port();
         let child = Command::new("python3")
             .args([
-                "-m",
-                "moto.server",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3/moto_server.py"),
                 "-p",
                 &port.to_string(),
                 "-H",
@@ -67,7 +67,7 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 -m moto.server (pip install -r tests/s3/requirements.txt)");
+            .expect("python3 tests/s3/moto_server.py (pip install -r tests/s3/requirements.txt)");
         wait_for_port(port);
         Moto { child, port }
     }

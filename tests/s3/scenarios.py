@@ -602,8 +602,10 @@ def overwrite_race():
         while time.time() < stop:
             r = a.get_object(Bucket=bucket, Key="race.bin")
             body = r["Body"].read()
+            headers = r["ResponseMetadata"]["HTTPHeaders"]
+            assert body, ("empty body", r["ResponseMetadata"]["HTTPStatusCode"], headers)
             c = body[0]
-            assert body == versions[c], (len(body), set(body))
+            assert body == versions[c], (len(body), set(body), headers)
             assert r["ContentLength"] == len(body)
             assert r["ETag"].strip('"') == hashlib.md5(body).hexdigest(), (r["ETag"], chr(c))
             seen += 1
