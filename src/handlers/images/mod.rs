@@ -404,17 +404,17 @@ impl ImageGeneration {
         v: &Validated,
         deadline: Instant,
     ) -> Result<response::Answer, GatewayError> {
-        let first = tokio::time::timeout_at(deadline.into(), self.ark.generate(&v.ark_body))
+        let mut first = tokio::time::timeout_at(deadline.into(), self.ark.generate(&v.ark_body))
             .await
             .unwrap_or(Err(ArkFailure::Timeout))
             .map_err(upstream_error)?;
         let created = first["created"]
             .as_u64()
             .unwrap_or_else(|| now_ms() as u64 / 1000);
-        let mut items: Vec<Item> = first["data"]
-            .as_array()
-            .map(|d| d.iter().map(Item::from_ark).collect())
-            .unwrap_or_default();
+        let mut items: Vec<Item> = match first["data"].take() {
+            Value::Array(d) => d.into_iter().map(Item::from_ark).collect(),
+            _ => Vec::new(),
+        };
         items.truncate(v.expected_images as usize);
 
         let missing = v.expected_images as usize - items.len();
@@ -426,11 +426,11 @@ impl ImageGeneration {
             }
             let calls = (0..missing).map(|_| async {
                 match tokio::time::timeout_at(deadline.into(), self.ark.generate(&single)).await {
-                    Ok(Ok(resp)) => resp["data"]
-                        .as_array()
-                        .and_then(|d| d.first())
-                        .map(Item::from_ark)
-                        .unwrap_or_else(|| Item::failed(&ArkFailure::BadBody("no image".into()))),
+                    Ok(Ok(mut resp)) => match resp["data"].take() {
+                        Value::Array(d) => d.into_iter().next().map(Item::from_ark),
+                        _ => None,
+                    }
+                    .unwrap_or_else(|| Item::failed(&ArkFailure::BadBody("no image".into()))),
                     Ok(Err(f)) => Item::failed(&f),
                     Err(_) => Item::failed(&ArkFailure::Timeout),
                 }

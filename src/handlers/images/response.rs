@@ -16,8 +16,12 @@ pub struct Item {
 }
 
 impl Item {
-    /// From one entry of Ark's `data[]`.
-    pub fn from_ark(v: &Value) -> Item {
+    /// From one entry of Ark's `data[]`, taken by value: a `b64_json`
+    /// image (megabytes) moves into the answer instead of being copied.
+    pub fn from_ark(v: Value) -> Item {
+        let Value::Object(mut v) = v else {
+            return Item::without_image();
+        };
         if let Some(err) = v.get("error") {
             let code = err["code"].as_str().unwrap_or("UpstreamError");
             let value = if code == SENSITIVE_OUTPUT || code == "ContentFilter" {
@@ -27,22 +31,29 @@ impl Item {
             };
             return Item { value, size: None };
         }
-        let size = v["size"].as_str().and_then(parse_dimensions);
+        let size = v
+            .get("size")
+            .and_then(Value::as_str)
+            .and_then(parse_dimensions);
         let mut value = serde_json::Map::new();
         for field in ["url", "b64_json", "size"] {
-            if let Some(x) = v.get(field) {
-                value.insert(field.into(), x.clone());
+            if let Some(x) = v.remove(field) {
+                value.insert(field.into(), x);
             }
         }
         if size.is_none() || !(value.contains_key("url") || value.contains_key("b64_json")) {
-            return Item {
-                value: json!({"error": {"code": "UpstreamError", "message": "The upstream returned an image without a size or content."}}),
-                size: None,
-            };
+            return Item::without_image();
         }
         Item {
             value: Value::Object(value),
             size,
+        }
+    }
+
+    fn without_image() -> Item {
+        Item {
+            value: json!({"error": {"code": "UpstreamError", "message": "The upstream returned an image without a size or content."}}),
+            size: None,
         }
     }
 
@@ -114,9 +125,9 @@ mod tests {
     #[test]
     fn usage_counts_only_successful_images() {
         let items = vec![
-            Item::from_ark(&json!({"url": "https://x/1.jpeg", "size": "1760x2368"})),
-            Item::from_ark(&json!({"error": {"code": SENSITIVE_OUTPUT, "message": "m"}})),
-            Item::from_ark(&json!({"b64_json": "AAAA", "size": "2048x2048"})),
+            Item::from_ark(json!({"url": "https://x/1.jpeg", "size": "1760x2368"})),
+            Item::from_ark(json!({"error": {"code": SENSITIVE_OUTPUT, "message": "m"}})),
+            Item::from_ark(json!({"b64_json": "AAAA", "size": "2048x2048"})),
             Item::failed(&ArkFailure::Timeout),
         ];
         let a = answer("seedream-4-5-251128", 7, items);
@@ -136,9 +147,13 @@ mod tests {
         let a = answer(
             "m",
             0,
-            vec![Item::from_ark(&json!({"url": "https://x/1.jpeg"}))],
+            vec![
+                Item::from_ark(json!({"url": "https://x/1.jpeg"})),
+                Item::from_ark(json!("not an object")),
+            ],
         );
         assert_eq!(a.images, 0);
         assert_eq!(a.body["data"][0]["error"]["code"], "UpstreamError");
+        assert_eq!(a.body["data"][1]["error"]["code"], "UpstreamError");
     }
 }
