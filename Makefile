@@ -17,19 +17,19 @@ bench: prereqs
 # scripts/harness-prereqs.sh installs nginx (apt), oha (cargo) and LiteLLM (pip).
 harness: prereqs
 	./scripts/harness-prereqs.sh
-	cargo build --release
+	cargo build --release --features harness-baseline
 	python3 benches/harness/run.py
 
 # CI: the harness on the debug build for 2 s a point; checks that everything
 # starts and answers and that a report comes out (target/harness-smoke.md).
 harness-smoke: prereqs
 	./scripts/harness-prereqs.sh
-	cargo build --bin kikaku-edge
+	cargo build --bins --features harness-baseline
 	python3 benches/harness/run.py --smoke
 
 lint: prereqs
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 prereqs:
 	@./scripts/prereqs.sh

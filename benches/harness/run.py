@@ -41,6 +41,9 @@ BODY_UPSTREAM = json.dumps({"model": "seedream-4-0-250828", "prompt": "a cat", "
 KEY = "kikaku_bench_key"
 # The one-worker rows of scenarios 1 and 3.
 NGINX_1, KIKAKU_1 = "nginx, 1 worker", "kikaku-edge, 1 thread"
+# A bare Pingora proxy (benches/harness/pingora_baseline.rs), same build and
+# allocator: what Pingora itself costs, so the gap to nginx splits in two.
+PINGORA_2, PINGORA_1 = "bare Pingora", "bare Pingora, 1 thread"
 
 
 def free_port():
@@ -417,7 +420,7 @@ def multipart_direct(endpoint, blob, mib, reps):
 def smoke_check(results, storage):
     """What the CI smoke asserts: every target started and answered."""
     missing = [f"{key} {name}" for key in ("1", "3")
-               for name in ("direct", "nginx", "kikaku-edge", NGINX_1, KIKAKU_1)
+               for name in ("direct", "nginx", "kikaku-edge", NGINX_1, KIKAKU_1, PINGORA_2, PINGORA_1)
                if not (results.get((key, name, "0ms")) or {}).get("requests")]
     if storage is None or any(r["PUT"] <= 0 or r["GET"] <= 0 for r in storage["rows"].values()):
         missing.append("4 storage")
@@ -507,10 +510,11 @@ def main():
                     pass
         gw0 = targets[("kikaku-edge", "0ms")][3]
 
-        # nginx with one worker and kikaku-edge with one thread, for scenarios
-        # 1 and 3: on two cores shared with the client and the simulator, a
-        # second worker mostly adds preemption, and how much differs between
-        # the two (BENCHMARKS.md, "Profile").
+        # Rows of scenarios 1 and 3 only. nginx with one worker and
+        # kikaku-edge with one thread: on two cores shared with the client
+        # and the simulator, a second worker mostly adds preemption, and how
+        # much differs between the two (BENCHMARKS.md, "Profile"). And the
+        # bare Pingora proxy with two threads and with one.
         one = {}
         ng = free_port()
         d = Path(tmp) / "nginx-1w"
@@ -528,6 +532,18 @@ def main():
         wait_port(pub)
         one[(KIKAKU_1, "0ms")] = (f"http://127.0.0.1:{pub}/v1/images/generations", BODY_GATEWAY,
                                   [f"Authorization: Bearer {KEY}"], gw1)
+        baseline = BIN.parent / "pingora-baseline"
+        if baseline.exists():
+            for name, threads in [(PINGORA_2, 2), (PINGORA_1, 1)]:
+                port = free_port()
+                bare = Proc([str(baseline), f"127.0.0.1:{port}", f"127.0.0.1:{sim0}", str(threads)])
+                procs.append(bare)
+                wait_port(port)
+                one[(name, "0ms")] = (f"http://127.0.0.1:{port}/api/v3/images/generations", BODY_UPSTREAM,
+                                      ["Authorization: Bearer sim-key"], bare)
+        else:
+            print(f"{baseline} is missing (cargo build --release --features harness-baseline): "
+                  "no bare Pingora rows", file=sys.stderr)
 
         # (6) idle RSS, before any load.
         idle = {name: rss_kib(t[3].pids()) for (name, label), t in targets.items() if t[3] and label == "0ms"}
@@ -626,6 +642,9 @@ def write_report(args, results, idle, held, secs, storage, n_rounds):
         "on a shared machine: it is the cost each proxy adds per request.",
         "- kikaku-edge runs `conf/bench.yaml`'s `server` section (2 threads); nginx runs 2 workers. Scenarios 1 "
         f"and 3 also run both with one (`{NGINX_1}`, `{KIKAKU_1}`); the goals compare like with like.",
+        f"- `{PINGORA_2}` (2 threads) and `{PINGORA_1}`: a Pingora proxy that only picks the simulator and sets "
+        "`Host` (`benches/harness/pingora_baseline.rs`), built and allocated like kikaku-edge: Pingora's own "
+        "cost per request.",
         *([f"- **Smoke run of a {BIN.parent.name} build: the figures say nothing about performance.**"]
           if BIN.parent.name != "release" else []),
         "- Image requests: `{\"model\":\"seedream-4.0\",\"prompt\":\"a cat\",\"size\":\"1K\"}` through kikaku-edge "
@@ -651,12 +670,13 @@ def write_report(args, results, idle, held, secs, storage, n_rounds):
         lines.append("")
 
     names = ["direct", "nginx", "kikaku-edge", "LiteLLM"]
-    table("1. Image route, every filter, 64 connections (simulator at 0 ms)", "1", names + [NGINX_1, KIKAKU_1])
+    table("1. Image route, every filter, 64 connections (simulator at 0 ms)", "1",
+          names + [NGINX_1, KIKAKU_1, PINGORA_2, PINGORA_1])
     table("1b. The same, simulator at 50 ms", "1", names, label="50ms")
     for rate in (500, 1000):
         table(f"2. Fixed rate {rate} requests/s (simulator at 0 ms)", f"2@{rate}", names)
     table("3. Pass-through route (GET /healthz of the simulator)", "3",
-          ["direct", "nginx", "kikaku-edge", NGINX_1, KIKAKU_1])
+          ["direct", "nginx", "kikaku-edge", NGINX_1, KIKAKU_1, PINGORA_2, PINGORA_1])
     if storage:
         lines += [f"## 4. Storage streaming: one {storage['mib']} MiB object (curl; median of {storage['reps']})", "",
                   "The backend is the embedded s3s-fs server in a process of its own; `direct` signs to it with the "
@@ -687,12 +707,35 @@ def write_report(args, results, idle, held, secs, storage, n_rounds):
             lines.append(f"| {n} | {idle[n] / 1024:.1f} MiB | {held.get(n, 0) / 1024:.1f} MiB |")
     lines.append("")
     lines += goals(results, idle, held, storage)
+    lines += pingora_share(results)
     # Findings of the last profiling session (kept by hand, not measured here).
     notes = Path(__file__).with_name("profile.md")
     if notes.exists():
         lines += notes.read_text().rstrip("\n").splitlines() + [""]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def pingora_share(results):
+    """How the gap to nginx splits: bare Pingora against nginx, kikaku-edge
+    against bare Pingora (requests/s, and CPU per request in brackets)."""
+    rows = []
+    for key, route in (("1", "image route"), ("3", "pass-through")):
+        for workers, ng, pg, kk in (("2 workers each", "nginx", PINGORA_2, "kikaku-edge"),
+                                    ("1 worker each", NGINX_1, PINGORA_1, KIKAKU_1)):
+            n, p, k = (results.get((key, x, "0ms")) for x in (ng, pg, kk))
+            if not (n and p and k and n["rps"] and p["rps"]):
+                continue
+            cpu = lambda r: f"{r['cpu_us']:.1f}" if "cpu_us" in r else "?"
+            rows.append(f"| {route}, {workers} | {p['rps'] / n['rps']:.0%} ({cpu(p)} vs {cpu(n)} µs) "
+                        f"| {k['rps'] / p['rps']:.0%} ({cpu(k)} vs {cpu(p)} µs) | {k['rps'] / n['rps']:.0%} |")
+    if not rows:
+        return []
+    return ["## Pingora's share of the gap", "",
+            "The image rows of bare Pingora forward the already-rewritten body, like nginx: they show what "
+            "Pingora costs to proxy, not to do the image route's work.", "",
+            "| | bare Pingora vs nginx | kikaku-edge vs bare Pingora | kikaku-edge vs nginx |",
+            "|---|---|---|---|"] + rows + [""]
 
 
 def goals(results, idle, held, storage):
