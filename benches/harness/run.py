@@ -5,7 +5,8 @@ LiteLLM's proxy, on one upstream (the Ark simulator), side by side in one run.
     python3 benches/harness/run.py            # full run, writes BENCHMARKS.md
     python3 benches/harness/run.py --quick    # short smoke: 2 s per point
 
-Needs: a release build (`cargo build --release`), nginx (Debian), oha
+Needs: a release build (`cargo build --release --features harness-baseline`,
+which adds the bare Pingora proxy of the baseline rows), nginx (Debian), oha
 (`cargo install oha`), and optionally LiteLLM (`pip install 'litellm[proxy]'`);
 whatever is missing is reported in the table as not run.
 
