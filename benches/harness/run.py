@@ -516,14 +516,14 @@ def main():
         # and the simulator, a second worker mostly adds preemption, and how
         # much differs between the two (BENCHMARKS.md, "Profile"). And the
         # bare Pingora proxy with two threads and with one.
-        one = {}
+        extra = {}
         ng = free_port()
         d = Path(tmp) / "nginx-1w"
         d.mkdir()
         nginx1 = Proc(["nginx", "-c", str(nginx_conf(d, ng, sim0, workers=1)), "-g", "daemon off;"])
         procs.append(nginx1)
         wait_port(ng)
-        one[(NGINX_1, "0ms")] = (f"http://127.0.0.1:{ng}/api/v3/images/generations", BODY_UPSTREAM,
+        extra[(NGINX_1, "0ms")] = (f"http://127.0.0.1:{ng}/api/v3/images/generations", BODY_UPSTREAM,
                                  ["Authorization: Bearer sim-key"], nginx1)
         pub, adm = free_port(), free_port()
         d = Path(tmp) / "kikaku-1t"
@@ -531,7 +531,7 @@ def main():
         gw1 = Proc([str(BIN), "serve", "-c", str(gateway_conf(d, pub, adm, sim0, threads=1))])
         procs.append(gw1)
         wait_port(pub)
-        one[(KIKAKU_1, "0ms")] = (f"http://127.0.0.1:{pub}/v1/images/generations", BODY_GATEWAY,
+        extra[(KIKAKU_1, "0ms")] = (f"http://127.0.0.1:{pub}/v1/images/generations", BODY_GATEWAY,
                                   [f"Authorization: Bearer {KEY}"], gw1)
         baseline = BIN.parent / "pingora-baseline"
         if baseline.exists():
@@ -540,7 +540,7 @@ def main():
                 bare = Proc([str(baseline), f"127.0.0.1:{port}", f"127.0.0.1:{sim0}", str(threads)])
                 procs.append(bare)
                 wait_port(port)
-                one[(name, "0ms")] = (f"http://127.0.0.1:{port}/api/v3/images/generations", BODY_UPSTREAM,
+                extra[(name, "0ms")] = (f"http://127.0.0.1:{port}/api/v3/images/generations", BODY_UPSTREAM,
                                       ["Authorization: Bearer sim-key"], bare)
         else:
             print(f"{baseline} is missing (cargo build --release --features harness-baseline): "
@@ -552,10 +552,10 @@ def main():
         # (1) full speed, 64 connections; the proxy's CPU time per request
         # is read from /proc around each run.
         def full_speed(key):
-            url, body, headers, proc = {**targets, **one}[key]
+            url, body, headers, proc = {**targets, **extra}[key]
             return measured(proc, lambda: oha(url, secs, 64, body, headers))
 
-        for (name, label), r in rounds(list(targets) + list(one), n_rounds, full_speed).items():
+        for (name, label), r in rounds(list(targets) + list(extra), n_rounds, full_speed).items():
             results[("1", name, label)] = r
 
         # (2) fixed rates against the zero-latency simulator. At the same
@@ -575,12 +575,12 @@ def main():
         passes = {"direct": f"http://127.0.0.1:{sim0}/healthz",
                   "nginx": targets[("nginx", "0ms")][0].replace("/api/v3/images/generations", "/healthz"),
                   "kikaku-edge": targets[("kikaku-edge", "0ms")][0].replace("/v1/images/generations", "/healthz")}
-        for name, (url, _, _, _) in one.items():
+        for name, (url, _, _, _) in extra.items():
             passes[name[0]] = url.replace("/api/v3/images/generations", "/healthz").replace(
                 "/v1/images/generations", "/healthz")
 
         def pass_through(name):
-            proc = {**targets, **one}.get((name, "0ms"), (None,) * 4)[3]
+            proc = {**targets, **extra}.get((name, "0ms"), (None,) * 4)[3]
             return measured(proc, lambda: oha(passes[name], secs, 64, method="GET"))
 
         for name, r in rounds(list(passes), n_rounds, pass_through).items():
