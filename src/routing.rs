@@ -111,6 +111,12 @@ impl Router {
         }
     }
 
+    /// Would a route for SigV4-signed requests (the S3 endpoint) take this
+    /// request, were it signed?
+    pub fn s3_would_match(&self, method: &Method, host: Option<&str>, path: &str) -> bool {
+        matches!(self.find(method, host, path, true), RouteMatch::Found(r) if r.sigv4)
+    }
+
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
@@ -173,6 +179,17 @@ mod tests {
             r.find(&Method::GET, None, "/nope", false),
             RouteMatch::NotFound
         ));
+    }
+
+    #[test]
+    fn unsigned_requests_know_the_s3_namespace() {
+        let mut s3 = route("s3", &[], "/", None);
+        s3.sigv4 = true;
+        let r = Router::new(vec![s3, route("api", &["GET"], "/s3", None)]);
+        assert!(r.s3_would_match(&Method::GET, None, "/demo/key"));
+        assert_eq!(found(&r, "GET", None, "/s3/files").unwrap(), "api");
+        let plain = Router::new(vec![route("api", &["GET"], "/s3", None)]);
+        assert!(!plain.s3_would_match(&Method::GET, None, "/demo/key"));
     }
 
     #[test]

@@ -69,13 +69,17 @@ impl Snapshot {
             keys: keys.clone(),
             stored_keys,
             state: state.clone(),
+            s3_region: config
+                .storage
+                .as_ref()
+                .map_or_else(|| "us-east-1".to_string(), |s| s.region.clone()),
         };
         let storage = match &config.storage {
             Some(sc) => match upstreams.get(&sc.backend.upstream) {
                 Some(up) => {
                     match S3Backend::new(&sc.backend, up.clone(), config.server.ca_file.as_deref())
                     {
-                        Ok(b) => Some(Arc::new(Storage::new(b, state.clone(), sc.gallery.clone()))),
+                        Ok(b) => Some(Arc::new(Storage::new(b, state.clone(), sc))),
                         Err(e) => {
                             errors.push(ConfigError::new("storage.backend", e));
                             None

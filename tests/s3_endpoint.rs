@@ -29,6 +29,7 @@ on_both_backends! {
     aws_cli_cp_ls_rm => "cli",
     reads_racing_overwrites_see_whole_versions => "overwrite_race",
     a_put_failing_its_content_md5_keeps_the_old_object => "bad_digest",
+    every_amz_header_signed_region_sse_acl_and_unsigned_paths => "signing_rules",
 }
 
 /// DESIGN §8 / issue 5: three gateways on one Redis share the byte ledger —

@@ -19,6 +19,8 @@ pub struct BuildEnv {
     /// Keys in the state store (shared by every snapshot of the process).
     pub stored_keys: Option<Arc<StoredKeys>>,
     pub state: Arc<dyn StateStore>,
+    /// The region S3 clients sign for (`storage.region`).
+    pub s3_region: String,
 }
 
 /// One step of a route's chain. Every hook has a no-op default, so a filter

@@ -7,11 +7,13 @@
 //!
 //! One file a filter, with its unit tests beside it.
 
+pub mod amz_date;
 pub mod context;
 pub mod error;
 pub mod filter;
 pub mod keys;
 pub mod registry;
+pub mod sigv2;
 pub mod sigv4;
 pub mod state;
 

@@ -114,6 +114,7 @@ impl FilterConfig {
                 c,
                 env.keys.clone(),
                 env.stored_keys.clone(),
+                env.s3_region.clone(),
             )),
             FilterConfig::KeyType(c) => Arc::new(key_type::KeyTypeCheck::new(c)),
             FilterConfig::RateLimit(c) => {

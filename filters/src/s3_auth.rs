@@ -1,9 +1,11 @@
-//! `s3_auth`: authenticate an S3 request by its AWS Signature V4 (the
-//! `Authorization` header or a presigned URL) against the S3 credentials of
-//! storage keys. It checks the signature over the request line and headers,
-//! the clock (15 min skew; presigned expiry), and the key's status; the
-//! body is checked later, as it streams, by the handler (the verified
-//! signature waits in the context for it). Errors from here on are S3 XML.
+//! `s3_auth`: authenticate an S3 request by its AWS signature against the S3
+//! credentials of storage keys: Signature V4 (the `Authorization` header or
+//! a presigned URL) or V2 (`sigv2.rs`, header or query string). It checks
+//! the signature over the request line and headers, that every `x-amz-*`
+//! header is signed, the credential's region, the clock (15 min skew;
+//! presigned expiry), and the key's status; the body is checked later, as
+//! it streams, by the handler (the verified signature waits in the context
+//! for it). Errors from here on are S3 XML.
 
 use std::sync::Arc;
 
@@ -16,7 +18,10 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::filter::Filter;
 use crate::key_auth::{check_usable, now_unix};
 use crate::keys::{ApiKey, KeyDirectory, StoredKeys};
-use crate::sigv4::{self, CanonicalInput, PayloadMode, Presented, SigError, VerifiedSignature};
+use crate::sigv2::{self, V2Presented};
+use crate::sigv4::{
+    self, header_text, CanonicalInput, PayloadMode, Presented, SigError, VerifiedSignature,
+};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +30,8 @@ pub struct S3AuthConfig {}
 pub struct S3Auth {
     keys: Arc<KeyDirectory>,
     stored: Option<Arc<StoredKeys>>,
+    /// The region a V4 credential scope must name (`storage.region`).
+    region: String,
 }
 
 impl S3Auth {
@@ -32,8 +39,13 @@ impl S3Auth {
         _cfg: &S3AuthConfig,
         keys: Arc<KeyDirectory>,
         stored: Option<Arc<StoredKeys>>,
+        region: String,
     ) -> Self {
-        S3Auth { keys, stored }
+        S3Auth {
+            keys,
+            stored,
+            region,
+        }
     }
 
     async fn find(&self, access_key_id: &str) -> Result<Option<Arc<ApiKey>>, GatewayError> {
@@ -53,7 +65,7 @@ impl S3Auth {
 /// A refused signature as the S3 error it is.
 pub fn sig_error(e: SigError) -> GatewayError {
     let kind = match e {
-        SigError::Malformed(_) | SigError::PayloadMismatch(_) | SigError::Version2 => {
+        SigError::Malformed(_) | SigError::PayloadMismatch(_) | SigError::WrongRegion { .. } => {
             ErrorKind::BadRequest
         }
         _ => ErrorKind::Unauthorized,
@@ -73,28 +85,51 @@ fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 /// Decoded query pairs.
 type Query = Vec<(String, String)>;
 
-/// What was presented, the query pairs it signs, and the payload mode.
-fn presented(req: &RequestHeader) -> Result<(Presented, Query, PayloadMode), SigError> {
+/// A request's signature, as presented.
+enum Signed {
+    /// The V4 signature, the query pairs it signs, and the payload mode.
+    V4(Presented, Query, PayloadMode),
+    V2(V2Presented),
+}
+
+impl Signed {
+    fn access_key_id(&self) -> &str {
+        match self {
+            Signed::V4(p, ..) => &p.credential.access_key_id,
+            Signed::V2(p) => &p.access_key_id,
+        }
+    }
+}
+
+/// The request time of V4 header auth: `X-Amz-Date`, or `Date` (botocore
+/// sends only `Date` when the caller set one), as `YYYYMMDDTHHMMSSZ`.
+fn v4_date(req: &RequestHeader) -> Option<String> {
+    if let Some(d) = header_str(req, "x-amz-date") {
+        return Some(d.to_string());
+    }
+    header_str(req, "date")
+        .and_then(sigv4::parse_http_date)
+        .map(sigv4::format_amz_date)
+}
+
+fn presented(req: &RequestHeader) -> Result<Signed, SigError> {
     let raw_query = req.uri.query().unwrap_or("");
     let query = sigv4::parse_query(raw_query).ok_or_else(|| {
         SigError::Malformed("the query string is not valid percent-encoding".into())
     })?;
     let auth = header_str(req, "authorization");
-    if sigv4::is_sigv2(auth, req.uri.query()) {
-        return Err(SigError::Version2);
+    if req.headers.get_all("authorization").iter().count() > 1 {
+        return Err(SigError::Malformed(
+            "more than one Authorization header".into(),
+        ));
     }
     if let Some(auth) = auth.filter(|a| a.starts_with(sigv4::ALGORITHM)) {
-        if req.headers.get_all("authorization").iter().count() > 1 {
-            return Err(SigError::Malformed(
-                "more than one Authorization header".into(),
-            ));
-        }
-        let p = sigv4::parse_authorization(auth, header_str(req, "x-amz-date"))?;
+        let p = sigv4::parse_authorization(auth, v4_date(req).as_deref())?;
         let mode =
             PayloadMode::parse(header_str(req, "x-amz-content-sha256").ok_or_else(|| {
                 SigError::Malformed("header auth needs x-amz-content-sha256".into())
             })?)?;
-        return Ok((p, query, mode));
+        return Ok(Signed::V4(p, query, mode));
     }
     if query.iter().any(|(k, _)| k == "X-Amz-Algorithm") {
         let p = sigv4::parse_presigned(&query)?;
@@ -107,9 +142,40 @@ fn presented(req: &RequestHeader) -> Result<(Presented, Query, PayloadMode), Sig
             .into_iter()
             .filter(|(k, _)| k != "X-Amz-Signature")
             .collect();
-        return Ok((p, query, mode));
+        return Ok(Signed::V4(p, query, mode));
     }
-    Err(SigError::Missing)
+    match sigv2::parse(auth, &query)? {
+        Some(p) => Ok(Signed::V2(p)),
+        None => Err(SigError::Missing),
+    }
+}
+
+/// Every `x-amz-*` header must be signed (AWS's rule): presigned, it may
+/// instead travel in the query with the same value. Otherwise whoever holds
+/// a presigned PUT could add `x-amz-copy-source` or metadata to it.
+fn check_amz_headers_signed(
+    req: &RequestHeader,
+    signed: &[String],
+    query: &[(String, String)],
+) -> Result<(), SigError> {
+    let mut unsigned: Vec<String> = Vec::new();
+    for (name, value) in req.headers.iter() {
+        let n = name.as_str();
+        if !n.starts_with("x-amz-") || signed.iter().any(|s| s == n) {
+            continue;
+        }
+        let in_query = query.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case(n) && header_text(value).is_some_and(|h| h.trim() == v)
+        });
+        if !in_query && !unsigned.iter().any(|u| u == n) {
+            unsigned.push(n.to_string());
+        }
+    }
+    if unsigned.is_empty() {
+        Ok(())
+    } else {
+        Err(SigError::UnsignedHeaders(unsigned))
+    }
 }
 
 /// The values of the signed headers, as the client signed them.
@@ -129,12 +195,12 @@ fn signed_header_values(
                 .map(str::to_string)
                 .or_else(|| req.uri.authority().map(|a| a.to_string()))
         } else {
-            let values: Vec<&str> = req
+            let values: Vec<String> = req
                 .headers
                 .get_all(name.as_str())
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::trim)
+                .filter_map(header_text)
+                .map(|v| v.trim().to_string())
                 .collect();
             (!values.is_empty()).then(|| values.join(","))
         };
@@ -146,13 +212,15 @@ fn signed_header_values(
     Ok(out)
 }
 
-/// Verify the request's signature with `secret`.
+/// Verify the request's V4 signature with `secret`; the credential scope
+/// must name `region`.
 pub fn verify(
     req: &RequestHeader,
     p: &Presented,
     query: &[(String, String)],
     mode: &PayloadMode,
     secret: &str,
+    region: &str,
     now: i64,
 ) -> Result<VerifiedSignature, SigError> {
     if p.credential.service != "s3" {
@@ -161,7 +229,14 @@ pub fn verify(
             p.credential.service
         )));
     }
+    if p.credential.region != region {
+        return Err(SigError::WrongRegion {
+            got: p.credential.region.clone(),
+            expected: region.to_string(),
+        });
+    }
     sigv4::check_time(p, now)?;
+    check_amz_headers_signed(req, &p.signed_headers, query)?;
     let path = sigv4::percent_decode(req.uri.path())
         .ok_or_else(|| SigError::Malformed("the path is not valid percent-encoding".into()))?;
     let headers = signed_header_values(req, &p.signed_headers)?;
@@ -220,9 +295,9 @@ impl Filter for S3Auth {
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
         ctx.error_format = ErrorFormat::S3Xml;
-        let (p, query, mode) = presented(req).map_err(sig_error)?;
+        let signed = presented(req).map_err(sig_error)?;
         let key = self
-            .find(&p.credential.access_key_id)
+            .find(signed.access_key_id())
             .await?
             .ok_or_else(|| sig_error(SigError::UnknownAccessKey))?;
         let secret = key
@@ -230,7 +305,12 @@ impl Filter for S3Auth {
             .as_ref()
             .map(|c| c.secret_access_key.clone())
             .ok_or_else(|| sig_error(SigError::UnknownAccessKey))?;
-        let verified = verify(req, &p, &query, &mode, &secret, now_unix()).map_err(sig_error)?;
+        let now = now_unix();
+        let verified = match &signed {
+            Signed::V4(p, query, mode) => verify(req, p, query, mode, &secret, &self.region, now),
+            Signed::V2(p) => sigv2::verify(req, p, &secret, now),
+        }
+        .map_err(sig_error)?;
         check_usable(&key).map_err(|e| {
             let msg = e.message.clone();
             GatewayError::new(e.kind, msg).with_s3(403, "AccessDenied")
@@ -272,8 +352,10 @@ mod tests {
     }
 
     fn check(req: &RequestHeader, now: i64) -> Result<VerifiedSignature, SigError> {
-        let (p, q, mode) = presented(req)?;
-        verify(req, &p, &q, &mode, SECRET, now)
+        match presented(req)? {
+            Signed::V4(p, q, mode) => verify(req, &p, &q, &mode, SECRET, "us-east-1", now),
+            Signed::V2(p) => sigv2::verify(req, &p, SECRET, now),
+        }
     }
 
     #[test]
@@ -323,5 +405,78 @@ mod tests {
         let mut put = req.clone();
         put.set_method(http::Method::PUT);
         assert_eq!(check(&put, now).unwrap_err(), SigError::Mismatch);
+    }
+
+    #[test]
+    fn unsigned_amz_headers_wrong_region_and_date_header() {
+        let now = 1_800_000_000;
+        let mut req = signed_request(now, SECRET);
+        req.insert_header("x-amz-copy-source", "/demo/secret.txt")
+            .unwrap();
+        assert_eq!(
+            check(&req, now).unwrap_err(),
+            SigError::UnsignedHeaders(vec!["x-amz-copy-source".into()])
+        );
+        let mut headers = vec![("host".to_string(), "h".to_string())];
+        let cred = SigningCredential {
+            access_key_id: "KIKAKUDEMOACCESSKEY0",
+            secret_access_key: SECRET,
+            region: "eu-west-1",
+        };
+        let auth = sign_request(
+            "GET",
+            b"/demo",
+            &[],
+            &mut headers,
+            sigv4::UNSIGNED_PAYLOAD,
+            &cred,
+            now,
+        );
+        let mut req = RequestHeader::build("GET", b"/demo", None).unwrap();
+        for (n, v) in headers {
+            req.insert_header(n, v).unwrap();
+        }
+        req.insert_header("authorization", auth).unwrap();
+        assert!(matches!(
+            check(&req, now).unwrap_err(),
+            SigError::WrongRegion { .. }
+        ));
+        // Dated by `Date` (botocore drops X-Amz-Date when the caller sets
+        // Date): the string to sign still carries the ISO form of that time.
+        let date = "Fri, 15 Jan 2027 08:00:00 GMT";
+        let at = sigv4::parse_http_date(date).unwrap();
+        let headers = vec![
+            ("date".to_string(), date.to_string()),
+            ("host".to_string(), "h".to_string()),
+            (
+                "x-amz-content-sha256".to_string(),
+                sigv4::UNSIGNED_PAYLOAD.to_string(),
+            ),
+        ];
+        let canonical = sigv4::canonical_request(&CanonicalInput {
+            method: "GET",
+            path: b"/demo",
+            query: &[],
+            headers: &headers,
+            payload_hash: sigv4::UNSIGNED_PAYLOAD,
+        });
+        let amz = format_amz_date(at);
+        let scope = format!("{}/us-east-1/s3/aws4_request", &amz[..8]);
+        let key = sigv4::signing_key(SECRET, &amz[..8], "us-east-1", "s3");
+        let sig = sigv4::sign(&key, &sigv4::string_to_sign(&amz, &scope, &canonical));
+        let mut req = RequestHeader::build("GET", b"/demo", None).unwrap();
+        for (n, v) in &headers {
+            req.insert_header(n.clone(), v.clone()).unwrap();
+        }
+        req.insert_header(
+            "authorization",
+            format!(
+                "{} Credential=KIKAKUDEMOACCESSKEY0/{scope}, SignedHeaders=date;host;x-amz-content-sha256, Signature={sig}",
+                sigv4::ALGORITHM
+            ),
+        )
+        .unwrap();
+        assert_eq!(check(&req, at + 5).unwrap().amz_date, amz);
+        assert_eq!(check(&req, at + 3600).unwrap_err(), SigError::Skewed);
     }
 }

@@ -23,6 +23,8 @@ pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
 /// The longest a presigned URL may live (S3's own limit: 7 days).
 pub const MAX_PRESIGN_SECONDS: i64 = 7 * 24 * 3600;
 
+pub use crate::amz_date::{format_amz_date, parse_amz_date, parse_http_date};
+
 type HmacSha256 = Hmac<Sha256>;
 
 pub fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -102,8 +104,10 @@ pub enum SigError {
     Expired,
     /// The payload does not match its declared hash or chunk signature.
     PayloadMismatch(String),
-    /// Signature Version 2: retired by AWS, not accepted here.
-    Version2,
+    /// The credential scope names another region than the gateway's.
+    WrongRegion { got: String, expected: String },
+    /// `x-amz-*` headers the signature does not cover.
+    UnsignedHeaders(Vec<String>),
 }
 
 impl SigError {
@@ -117,7 +121,8 @@ impl SigError {
             SigError::Skewed => "RequestTimeTooSkewed",
             SigError::Expired => "AccessDenied",
             SigError::PayloadMismatch(_) => "XAmzContentSHA256Mismatch",
-            SigError::Version2 => "InvalidRequest",
+            SigError::WrongRegion { .. } => "AuthorizationHeaderMalformed",
+            SigError::UnsignedHeaders(_) => "AccessDenied",
         }
     }
 
@@ -136,9 +141,14 @@ impl SigError {
             }
             SigError::Expired => "Request has expired".into(),
             SigError::PayloadMismatch(m) => m.clone(),
-            SigError::Version2 => "Signature Version 2 is not supported: sign with AWS \
-                                   Signature Version 4 (boto3: Config(signature_version='s3v4'))."
-                .into(),
+            SigError::WrongRegion { got, expected } => format!(
+                "the region '{got}' is wrong; expecting '{expected}': sign for region {expected}"
+            ),
+            SigError::UnsignedHeaders(names) => format!(
+                "There were headers present in the request which were not signed: {}. \
+                 Sign every x-amz-* header, or leave it out.",
+                names.join(", ")
+            ),
         }
     }
 }
@@ -195,8 +205,8 @@ pub struct Presented {
     pub expires: Option<i64>,
 }
 
-/// Does the request carry an AWS signature (SigV4, or the retired SigV2
-/// some clients still presign with — refused later with a clear message)?
+/// Does the request carry an AWS signature (SigV4, or SigV2, which boto3
+/// still presigns with against a custom endpoint)?
 pub fn is_aws_signed(authorization: Option<&str>, query: Option<&str>) -> bool {
     authorization.is_some_and(|a| a.starts_with(ALGORITHM) || a.starts_with("AWS "))
         || query.is_some_and(|q| {
@@ -205,10 +215,15 @@ pub fn is_aws_signed(authorization: Option<&str>, query: Option<&str>) -> bool {
         })
 }
 
-/// SigV2 (`Authorization: AWS id:sig`, or `AWSAccessKeyId` in the query).
-pub fn is_sigv2(authorization: Option<&str>, query: Option<&str>) -> bool {
-    authorization.is_some_and(|a| a.starts_with("AWS "))
-        || query.is_some_and(|q| q.split('&').any(|p| p.starts_with("AWSAccessKeyId=")))
+/// A header's value as text: UTF-8 when it is, else ISO-8859-1 (what
+/// Python's http.client puts on the wire for a non-ASCII `str`, which
+/// botocore signed as UTF-8).
+pub fn header_text(v: &http::HeaderValue) -> Option<String> {
+    let b = v.as_bytes();
+    match std::str::from_utf8(b) {
+        Ok(s) => Some(s.to_string()),
+        Err(_) => Some(b.iter().map(|&c| c as char).collect()),
+    }
 }
 
 /// Parse `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
@@ -289,64 +304,6 @@ fn check_amz_date(s: &str) -> Result<String, SigError> {
     parse_amz_date(s)
         .map(|_| s.to_string())
         .ok_or_else(|| SigError::Malformed(format!("X-Amz-Date {s:?} is not YYYYMMDDTHHMMSSZ")))
-}
-
-/// Unix seconds of `YYYYMMDDTHHMMSSZ`.
-pub fn parse_amz_date(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se)
-}
-
-/// `YYYYMMDDTHHMMSSZ` of unix seconds.
-pub fn format_amz_date(unix: i64) -> String {
-    let days = unix.div_euclid(86400);
-    let secs = unix.rem_euclid(86400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-// Howard Hinnant's civil calendar algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Percent-encode as SigV4 wants: everything but `A-Za-z0-9-._~`, and `/`
@@ -637,6 +594,20 @@ pub struct VerifiedSignature {
 }
 
 impl VerifiedSignature {
+    /// A verified signature that seeds no chunk chain (SigV2: its payload is
+    /// unsigned or hashed whole, never aws-chunked).
+    pub fn without_chunk_chain(payload: PayloadMode, presigned: bool) -> Self {
+        debug_assert!(!payload.is_streaming());
+        VerifiedSignature {
+            signing_key: [0; 32],
+            signature: String::new(),
+            amz_date: String::new(),
+            scope: String::new(),
+            payload,
+            presigned,
+        }
+    }
+
     /// The chain for aws-chunked bodies, seeded with the request's signature.
     pub fn chunk_signer(&self) -> ChunkSigner {
         ChunkSigner::new(
@@ -799,16 +770,6 @@ mod tests {
             signer.next_chunk(EMPTY_SHA256),
             "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"
         );
-    }
-
-    #[test]
-    fn amz_dates_round_trip() {
-        for unix in [0, 1_369_353_600, 1_700_000_000, 4_102_444_800] {
-            assert_eq!(parse_amz_date(&format_amz_date(unix)), Some(unix));
-        }
-        assert_eq!(format_amz_date(1_369_353_600), "20130524T000000Z");
-        assert_eq!(parse_amz_date("20130524T000000"), None);
-        assert_eq!(parse_amz_date("2013052xT000000Z"), None);
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub backend: S3BackendConfig,
+    /// The region S3 clients sign for: a SigV4 credential scope naming
+    /// another region is refused (`AuthorizationHeaderMalformed`), and
+    /// `/s3/credentials` hands this one out. Independent of the backend's.
+    #[serde(default = "default_region")]
+    pub region: String,
     /// An S3 server on local disk, started in-process (the offline default).
     /// Point `backend.upstream` at its `listen` address.
     pub embedded: Option<EmbeddedS3Config>,
@@ -158,6 +163,9 @@ pub struct ServerSettings {
     pub graceful_shutdown_timeout_seconds: u64,
     /// Larger request headers (all of them together) get 431.
     pub max_request_header_bytes: usize,
+    /// More request headers than this get 431 (Pingora itself refuses more
+    /// than 256 with a bare 400 before the gateway sees the request).
+    pub max_request_headers: usize,
     /// Poll interval of the config file watcher (0 turns watching off; SIGHUP still reloads).
     pub watch_interval_ms: u64,
     /// PEM bundle of extra CAs trusted for TLS upstreams (besides the system's).
@@ -173,6 +181,7 @@ impl Default for ServerSettings {
             grace_period_seconds: 0,
             graceful_shutdown_timeout_seconds: 10,
             max_request_header_bytes: 32 * 1024,
+            max_request_headers: 100,
             watch_interval_ms: 500,
             ca_file: None,
         }

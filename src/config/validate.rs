@@ -88,6 +88,12 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             "must be at least 1024",
         );
     }
+    if !(10..=256).contains(&c.server.max_request_headers) {
+        err(
+            "server.max_request_headers".into(),
+            "must be between 10 and 256 (Pingora's own limit)",
+        );
+    }
     if let Some(ca) = &c.server.ca_file {
         if !std::path::Path::new(ca).is_file() {
             err("server.ca_file".into(), "is not a readable file");

@@ -24,6 +24,8 @@ pub struct Storage {
     pub backend: Arc<S3Backend>,
     pub state: Arc<dyn StateStore>,
     pub gallery: Arc<crate::gallery::Gallery>,
+    /// The region S3 clients sign for (`storage.region`).
+    pub region: String,
     /// Backend buckets seen to exist, and when.
     existing: parking_lot::Mutex<HashMap<String, Instant>>,
 }
@@ -37,12 +39,13 @@ impl Storage {
     pub fn new(
         backend: S3Backend,
         state: Arc<dyn StateStore>,
-        gallery: crate::config::GalleryConfig,
+        cfg: &crate::config::StorageConfig,
     ) -> Storage {
         let backend = Arc::new(backend);
         Storage {
+            region: cfg.region.clone(),
             gallery: Arc::new(crate::gallery::Gallery::new(
-                gallery,
+                cfg.gallery.clone(),
                 backend.clone(),
                 state.clone(),
             )),

@@ -132,11 +132,16 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
 
         let max = snapshot.config.server.max_request_header_bytes;
-        if header_bytes(req) > max {
-            let err = GatewayError::new(
-                ErrorKind::HeadersTooLarge,
-                format!("Request headers exceed {max} bytes."),
-            );
+        let max_count = snapshot.config.server.max_request_headers;
+        let too_large = if header_bytes(req) > max {
+            Some(format!("Request headers exceed {max} bytes."))
+        } else if req.headers.len() > max_count {
+            Some(format!("More than {max_count} request headers."))
+        } else {
+            None
+        };
+        if let Some(msg) = too_large {
+            let err = GatewayError::new(ErrorKind::HeadersTooLarge, msg);
             ctx.snapshot = Some(snapshot);
             return self.answer(session, ctx, err, &[]).await;
         }
@@ -180,6 +185,22 @@ impl ProxyHttp for Gateway {
                         .join(", "),
                 )],
             )),
+            RouteMatch::NotFound
+                if !sigv4 && snapshot.router.s3_would_match(&req.method, host, path) =>
+            {
+                // This namespace is the S3 endpoint's: an unsigned S3 client
+                // gets S3's answer, in S3's format.
+                ctx.req.error_format = kikaku_filters::ErrorFormat::S3Xml;
+                Err((
+                    GatewayError::new(
+                        ErrorKind::Forbidden,
+                        "Anonymous access is not allowed: sign the request with your \
+                         S3 credential (AWS Signature V4 or V2).",
+                    )
+                    .with_s3(403, "AccessDenied"),
+                    vec![],
+                ))
+            }
             RouteMatch::NotFound => Err((
                 GatewayError::new(
                     ErrorKind::NotFound,

@@ -370,3 +370,27 @@ pub async fn jpeg_dimensions(url: &str) -> (usize, usize) {
     let dim = imagesize::blob_size(&jpeg).unwrap();
     (dim.width, dim.height)
 }
+
+/// A config file of `conf/` as shipped, on free ports, with its data in a
+/// temporary directory; returns the gateway, the simulator's port, and the
+/// data directory (keep it alive with the gateway).
+pub fn start_shipped(name: &str) -> (Gateway, u16, tempfile::TempDir) {
+    let (public, admin, sim, s3) = (free_port(), free_port(), free_port(), free_port());
+    let data = tempfile::tempdir().unwrap();
+    let gw = Gateway::start_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(name),
+        &[
+            ("KIKAKU_HTTP_ADDR", format!("127.0.0.1:{public}")),
+            ("KIKAKU_ADMIN_ADDR", format!("127.0.0.1:{admin}")),
+            ("KIKAKU_SIM_ARK_ADDR", format!("127.0.0.1:{sim}")),
+            ("KIKAKU_S3_EMBEDDED_ADDR", format!("127.0.0.1:{s3}")),
+            ("KIKAKU_DATA_DIR", data.path().display().to_string()),
+            ("KIKAKU_ACCESS_LOG", "off".into()),
+        ],
+        public,
+        admin,
+    );
+    wait_for_port(sim);
+    wait_for_port(s3);
+    (gw, sim, data)
+}

@@ -58,9 +58,10 @@ def client(t, secret=None, endpoint=None, **cfg):
         aws_secret_access_key=secret or sk,
         region_name=REGION,
         verify=CA,
-        # SigV4 everywhere: botocore still presigns with SigV2 by default
-        # for custom endpoints, and the gateway accepts SigV4 only.
-        config=Config(s3=s3cfg, retries={"max_attempts": 1}, signature_version="s3v4", **cfg),
+        # SigV4 unless a scenario asks otherwise: botocore presigns with
+        # SigV2 by default for custom endpoints (tested on its own).
+        config=Config(s3=s3cfg, retries={"max_attempts": 1},
+                      signature_version=cfg.pop("signature_version", "s3v4"), **cfg),
     )
 
 
@@ -105,11 +106,15 @@ def quote(s, safe="/"):
 
 
 def raw_request(t, method, path, body=b"", headers=None, payload_hash=None,
-                when=None, secret=None, chunked=None, query="", trailer=None):
+                when=None, secret=None, chunked=None, query="", trailer=None,
+                region=REGION, unsigned=None, omit_signed=()):
     """Sign and send one request by hand. `chunked`: (chunk size, decoded
     length to declare, tamper index or None) for STREAMING-AWS4-HMAC-SHA256-PAYLOAD;
     with `trailer` (the base64 CRC32 to claim) the -TRAILER variant, the
-    checksum and its signature after the last chunk. Returns (status, body)."""
+    checksum and its signature after the last chunk. `unsigned`: headers
+    added after signing; `omit_signed`: headers sent but left out of
+    SignedHeaders. A value outside Latin-1 goes on the wire as UTF-8.
+    Returns (status, body)."""
     ak, sk, _ = tenant(t)
     sk = secret or sk
     u = urllib.parse.urlparse(ENDPOINT)
@@ -117,7 +122,7 @@ def raw_request(t, method, path, body=b"", headers=None, payload_hash=None,
     when = when or datetime.datetime.now(datetime.timezone.utc)
     amz_date = when.strftime("%Y%m%dT%H%M%SZ")
     date = amz_date[:8]
-    scope = f"{date}/{REGION}/s3/aws4_request"
+    scope = f"{date}/{region}/s3/aws4_request"
     headers = dict(headers or {})
     headers.setdefault("content-type", "application/octet-stream")
     headers["host"] = host
@@ -131,7 +136,7 @@ def raw_request(t, method, path, body=b"", headers=None, payload_hash=None,
             headers["x-amz-trailer"] = "x-amz-checksum-crc32"
     payload_hash = payload_hash or hashlib.sha256(body).hexdigest()
     headers["x-amz-content-sha256"] = payload_hash
-    signed = sorted(headers)
+    signed = sorted(h for h in headers if h not in omit_signed)
     canonical_query = "&".join(
         f"{quote(k, '')}={quote(v, '')}"
         for k, v in sorted(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -146,7 +151,7 @@ def raw_request(t, method, path, body=b"", headers=None, payload_hash=None,
     ])
     sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
                      hashlib.sha256(canonical.encode()).hexdigest()])
-    key = signing_key(sk, date)
+    key = _hmac(_hmac(_hmac(_hmac(("AWS4" + sk).encode(), date), region), "s3"), "aws4_request")
     seed = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
     headers["authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, "
@@ -175,6 +180,8 @@ def raw_request(t, method, path, body=b"", headers=None, payload_hash=None,
             out = out[:i] + bytes([out[i] ^ 1]) + out[i + 1:]
         body = out
     headers["content-length"] = str(len(body))
+    headers.update(unsigned or {})
+    headers = {k: (v.encode() if any(ord(c) > 255 for c in v) else v) for k, v in headers.items()}
     url = f"{ENDPOINT}{quote(path)}" + (f"?{query}" if query else "")
     req = urllib.request.Request(url, data=body if method in ("PUT", "POST") else None,
                                  method=method, headers=headers)
@@ -300,18 +307,32 @@ def presigned():
     with urllib.request.urlopen(get_url, context=ctx) as r:
         assert r.read() == b"presigned body"
 
-    # A SigV2 presigned URL (botocore's default for custom endpoints) gets a
-    # clear S3 error, not a 404.
+    # SigV2 (botocore's default for presigning against a custom endpoint,
+    # e.g. a client built as seed 000 prints it) works, query and header form.
     v2 = boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id=tenant("A")[0],
                       aws_secret_access_key=tenant("A")[1], region_name=REGION, verify=CA,
                       config=Config(s3={"addressing_style": "path"}))
     v2_url = v2.generate_presigned_url("get_object", Params={"Bucket": ba, "Key": "p/up.txt"}, ExpiresIn=300)
-    if "X-Amz-Algorithm" not in v2_url:
+    assert "AWSAccessKeyId=" in v2_url and "X-Amz-Algorithm" not in v2_url, v2_url
+    with urllib.request.urlopen(v2_url, context=ctx) as r:
+        assert r.read() == b"presigned body"
+    # Tampered (another key) or past its Expires: refused.
+    for bad in (v2_url.replace("p/up.txt", "p/other.txt"),
+                v2.generate_presigned_url("get_object", Params={"Bucket": ba, "Key": "p/up.txt"}, ExpiresIn=-5)):
         try:
-            urllib.request.urlopen(v2_url, context=ctx)
-            raise AssertionError("a SigV2 URL worked")
+            urllib.request.urlopen(bad, context=ctx)
+            raise AssertionError("a bad SigV2 URL worked")
         except urllib.error.HTTPError as e:
-            assert e.code == 400 and b"Signature Version 4" in e.read()
+            assert e.code == 403, e.code
+    # The header form (`Authorization: AWS id:sig`): boto3's "s3" signer.
+    h2 = client("A", signature_version="s3")
+    h2.put_object(Bucket=ba, Key="p/v2.txt", Body=b"v2 header", Metadata={"who": "v2"})
+    got = h2.get_object(Bucket=ba, Key="p/v2.txt")
+    assert got["Body"].read() == b"v2 header" and got["Metadata"] == {"who": "v2"}
+    assert [o["Key"] for o in h2.list_objects(Bucket=ba, Prefix="p/v2")["Contents"]] == ["p/v2.txt"]
+    assert error_code(lambda: client("A", secret="wrong-secret", signature_version="s3")
+                      .get_object(Bucket=ba, Key="p/v2.txt")) == "SignatureDoesNotMatch"
+    h2.delete_object(Bucket=ba, Key="p/v2.txt")
 
     # Expired.
     short = a.generate_presigned_url("get_object", Params={"Bucket": ba, "Key": "p/up.txt"}, ExpiresIn=1)
@@ -340,6 +361,99 @@ def presigned():
         except urllib.error.HTTPError as e:
             assert e.code == 403, e.code
     assert b.get_object(Bucket=bb, Key="secret.txt")["Body"].read() == b"B's secret"
+
+
+def _open(req):
+    ctx = ssl.create_default_context(cafile=CA)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def signing_rules():
+    """Every x-amz header is signed; the credential names our region; what
+    the gateway cannot honour (SSE, ACLs, object lock) is refused, not
+    dropped; unsigned and `//` requests get S3 XML errors."""
+    bucket = tenant("A")[2]
+    a = client("A")
+    a.put_object(Bucket=bucket, Key="sr/source.txt", Body=b"the source")
+    missing = lambda k: error_code(lambda: a.head_object(Bucket=bucket, Key=k)) == "404"
+
+    # A presigned PUT (V4, and V2 as the seed's client makes it) cannot be
+    # turned into a copy or given metadata or a redirect its signer never saw.
+    v2 = boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id=tenant("A")[0],
+                      aws_secret_access_key=tenant("A")[1], region_name=REGION, verify=CA)
+    for c, code in ((a, b"AccessDenied"), (v2, b"SignatureDoesNotMatch")):
+        # (urllib would send a form Content-Type, which V2 signs: name one.)
+        url = c.generate_presigned_url("put_object", ExpiresIn=300, Params={
+            "Bucket": bucket, "Key": "sr/target.txt", "ContentType": "text/plain"})
+        plain = {"Content-Type": "text/plain"}
+        for extra in ({"x-amz-copy-source": f"/{bucket}/sr/source.txt"},
+                      {"x-amz-meta-approved": "no"},
+                      {"x-amz-website-redirect-location": "/elsewhere"}):
+            status, body = _open(urllib.request.Request(url, data=b"plain body", method="PUT",
+                                                        headers={**plain, **extra}))
+            assert status == 403 and code in body, (extra, status, body)
+            assert missing("sr/target.txt"), extra
+        if c is a:
+            assert b"not signed" in body, body
+        # The same URL as signed works.
+        status, body = _open(urllib.request.Request(url, data=b"plain body", method="PUT", headers=plain))
+        assert status == 200, (status, body)
+        assert a.get_object(Bucket=bucket, Key="sr/target.txt")["Body"].read() == b"plain body"
+        a.delete_object(Bucket=bucket, Key="sr/target.txt")
+
+    # Header auth: an unsigned x-amz-meta, a scope for another region, and
+    # SignedHeaders without host are refused; nothing is stored.
+    status, body = raw_request("A", "PUT", f"/{bucket}/sr/h1.txt", body=b"x", unsigned={"x-amz-meta-sneaky": "1"})
+    assert status == 403 and b"AccessDenied" in body and b"x-amz-meta-sneaky" in body, (status, body)
+    status, body = raw_request("A", "PUT", f"/{bucket}/sr/h2.txt", body=b"x", region="eu-west-1")
+    assert status == 400 and b"AuthorizationHeaderMalformed" in body and b"us-east-1" in body, (status, body)
+    status, body = raw_request("A", "PUT", f"/{bucket}/sr/h3.txt", body=b"x", omit_signed=("host",))
+    assert status == 400 and b"host" in body, (status, body)
+    assert all(missing(k) for k in ("sr/h1.txt", "sr/h2.txt", "sr/h3.txt"))
+
+    # Dated by `Date` instead of X-Amz-Date (botocore does so when the caller
+    # sets a Date header), and metadata beyond ASCII: both verify.
+    from email.utils import formatdate
+    dated = client("A")
+    dated.meta.events.register("before-sign.s3.PutObject",
+                               lambda request, **_: request.headers.__setitem__("Date", formatdate(usegmt=True)))
+    sent = []
+    dated.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers)))
+    dated.put_object(Bucket=bucket, Key="sr/dated.txt", Body=b"dated")
+    assert "X-Amz-Date" not in sent[0] and "Date" in sent[0], sent
+    assert a.get_object(Bucket=bucket, Key="sr/dated.txt")["Body"].read() == b"dated"
+    # (botocore refuses non-ASCII metadata itself; the signer here sends
+    # Latin-1 text as http.client does, and anything else as UTF-8.)
+    for key, value in (("sr/latin1.txt", "Hello World\xe9"), ("sr/utf8.txt", "\u65e5\u672c\u8a9e")):
+        status, body = raw_request("A", "PUT", f"/{bucket}/{key}", body=b"m",
+                                   headers={"x-amz-meta-meta1": value})
+        assert status == 200, (key, status, body)
+        assert a.head_object(Bucket=bucket, Key=key)["ContentLength"] == 1
+
+    # What the gateway cannot honour is refused, and nothing is stored.
+    for kw in ({"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
+               {"ServerSideEncryption": "AES256"},
+               {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/x"},
+               {"ACL": "public-read"},
+               {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": datetime.datetime(2030, 1, 1)}):
+        assert error_code(lambda: a.put_object(Bucket=bucket, Key="sr/sse.txt", Body=b"secret", **kw)) == "NotImplemented", kw
+        assert missing("sr/sse.txt"), kw
+    a.put_object(Bucket=bucket, Key="sr/private.txt", Body=b"p", ACL="private")
+    assert error_code(lambda: a.get_object(Bucket=bucket, Key="sr/private.txt",
+                                           SSECustomerAlgorithm="AES256", SSECustomerKey="k" * 32)) == "NotImplemented"
+
+    # Unsigned requests in the S3 namespace, and `//` paths: S3 XML 403s.
+    for status, body in (_open(urllib.request.Request(f"{ENDPOINT}/{bucket}/sr/source.txt")),
+                         raw_request("A", "GET", "//sr/source.txt")):
+        assert status == 403 and body.startswith(b"<?xml") and b"<Code>AccessDenied</Code>" in body, (status, body)
+    # Too many headers: 431 with a body that says so.
+    many = {f"x-filler-{i}": "v" for i in range(150)}
+    status, body = _open(urllib.request.Request(f"{ENDPOINT}/{bucket}/sr/source.txt", headers=many))
+    assert status == 431 and b"headers" in body, (status, body)
 
 
 def refusals():

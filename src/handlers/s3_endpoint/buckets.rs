@@ -33,7 +33,8 @@ pub(super) async fn list(
     respond_xml(session, chain, ctx, 200, body, &[]).await
 }
 
-/// GetBucketLocation, answered here: the backend's region is the only one.
+/// GetBucketLocation, answered here: the region clients sign for
+/// (`storage.region`) is the only one.
 pub(super) async fn location(
     call: &Call<'_>,
     session: &mut Session,
@@ -41,7 +42,7 @@ pub(super) async fn location(
     ctx: &RequestCtx,
 ) -> Result<(), GatewayError> {
     call.bucket()?;
-    let region = call.storage.backend.region();
+    let region = call.storage.region.as_str();
     let loc = if region == "us-east-1" { "" } else { region };
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",

@@ -9,6 +9,7 @@ mod multipart;
 mod objects;
 mod ops;
 pub(crate) mod relay;
+mod unsupported;
 
 use std::sync::Arc;
 
@@ -68,6 +69,10 @@ fn decode(part: &str, what: &str) -> Result<String, GatewayError> {
 fn parse_target(path: &str, creating: bool) -> Result<Target, GatewayError> {
     let (b, k) = split_path(path);
     if b.is_empty() {
+        if !k.is_empty() || path.starts_with("//") {
+            // `//key`: an object in a bucket with no name, which no one owns.
+            return Err(access_denied());
+        }
         return Ok(Target::Service);
     }
     let bucket = decode(b, "bucket name")?;
@@ -157,11 +162,15 @@ async fn read_verified(
     }
 }
 
-/// Query parameters sent on: the client's, minus presigned-URL auth.
+/// Query parameters sent on: the client's, minus presigned-URL auth (V4's
+/// `X-Amz-*`, V2's `AWSAccessKeyId`, `Signature`, `Expires`).
 fn backend_query(query: &[(String, String)]) -> Vec<(String, String)> {
+    const V2_AUTH: [&str; 3] = ["AWSAccessKeyId", "Signature", "Expires"];
     query
         .iter()
-        .filter(|(k, _)| !k.starts_with("X-Amz-") && !k.starts_with("x-amz-"))
+        .filter(|(k, _)| {
+            !k.starts_with("X-Amz-") && !k.starts_with("x-amz-") && !V2_AUTH.contains(&k.as_str())
+        })
         .cloned()
         .collect()
 }
@@ -272,6 +281,7 @@ impl S3Endpoint {
             .clone()
             .ok_or_else(|| internal("s3_endpoint ran without s3_auth before it"))?;
         let req = session.req_header().clone();
+        unsupported::check(&req)?;
         let query = sigv4::parse_query(req.uri.query().unwrap_or(""))
             .ok_or_else(|| invalid_argument("the query string is not valid percent-encoding"))?;
         let creating = req.method == http::Method::PUT && split_path(req.uri.path()).1.is_empty();

@@ -80,7 +80,10 @@ pub fn forward_headers(req: &RequestHeader, streaming: bool) -> Vec<(String, Str
         if !keep {
             continue;
         }
-        let Ok(v) = value.to_str() else { continue };
+        let Some(v) = kikaku_filters::sigv4::header_text(value) else {
+            continue;
+        };
+        let v = v.as_str();
         if n == "content-encoding" {
             let rest: Vec<&str> = v
                 .split(',')
