@@ -26,19 +26,7 @@ pub async fn list(
         .gallery_page(&subject(&key), q.page, q.limit)
         .await
         .map_err(unavailable)?;
-    let base = match &storage.gallery.cfg.public_url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => {
-            let host = session
-                .req_header()
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-            format!("{}://{host}", if tls { "https" } else { "http" })
-        }
-    };
+    let base = super::public_base(session, storage.gallery.cfg.public_url.as_deref());
     let images: Vec<Value> = records
         .iter()
         .map(|r| {

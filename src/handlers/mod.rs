@@ -107,3 +107,19 @@ impl Handler {
 fn needs_storage() -> String {
     "this handler needs the `storage` section (an S3 backend)".into()
 }
+
+/// The base of absolute URLs handed to a client: `configured`, or the
+/// scheme and Host of the request (`http://127.0.0.1:8080`).
+pub fn public_base(session: &Session, configured: Option<&str>) -> String {
+    if let Some(u) = configured {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = session
+        .req_header()
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}

@@ -1,0 +1,307 @@
+//! The simple storage API for storage keys (DESIGN §4), on the key's
+//! default bucket:
+//!
+//! - `POST /s3/upload` — multipart form, field `file`, optional `key`, in
+//!   either order (`upload.rs`).
+//! - `GET /s3/files?prefix=&limit=&cursor=` — a page of objects.
+//! - `GET /s3/files/{key}` — download, streamed, Range supported.
+//! - `DELETE /s3/files/{key}` — the bytes return to the quota.
+//! - `GET /s3/usage` — used, quota, remaining, status.
+//! - `GET /s3/credentials` — the key's S3 endpoint, region, bucket and
+//!   credential, for the portal's snippets.
+
+mod upload;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kikaku_filters::{ApiKey, ErrorKind, FilterChain, GatewayError, KeyStatus, RequestCtx};
+use pingora::proxy::Session;
+use serde_json::json;
+
+use super::s3_endpoint::relay::{relay, Relay};
+use crate::s3::backend::{BackendError, BackendRequest};
+use crate::s3::names::check_object_key;
+use crate::s3::{backend_unavailable, Storage};
+
+/// `limit` of a listing: default and most.
+const LIST_DEFAULT: u32 = 100;
+const LIST_MAX: u32 = 1000;
+
+pub struct StorageApi {
+    storage: Arc<Storage>,
+}
+
+fn bad(msg: impl Into<String>) -> GatewayError {
+    GatewayError::new(ErrorKind::InvalidParameter, msg)
+}
+
+fn not_found(key: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::NotFound, format!("No file {key:?}."))
+}
+
+async fn send_json(
+    session: &mut Session,
+    chain: &FilterChain,
+    ctx: &RequestCtx,
+    status: u16,
+    v: serde_json::Value,
+) -> Result<(), GatewayError> {
+    let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+    if let Err(e) = crate::http_error::respond_json(session, status, body, Some(chain), ctx).await {
+        log::debug!("storage answer not delivered: {e}");
+    }
+    Ok(())
+}
+
+fn query_param(session: &Session, name: &str) -> Option<String> {
+    let q = session.req_header().uri.query()?;
+    kikaku_filters::sigv4::parse_query(q)?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+impl StorageApi {
+    pub fn new(storage: Arc<Storage>) -> StorageApi {
+        StorageApi { storage }
+    }
+
+    pub async fn handle(
+        &self,
+        session: &mut Session,
+        chain: &FilterChain,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let key = ctx.require_key("storage_api")?;
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let rest = path.strip_prefix("/s3").unwrap_or(&path);
+        match (method.as_str(), rest) {
+            ("GET", "/usage") => self.usage(&key, session, chain, ctx).await,
+            ("GET", "/credentials") => self.credentials(&key, session, chain, ctx).await,
+            ("POST", "/upload") => {
+                self.storage.ensure_default_bucket(&key).await?;
+                self.upload(&key, session, chain, ctx).await
+            }
+            ("GET", "/files") | ("GET", "/files/") => {
+                self.storage.ensure_default_bucket(&key).await?;
+                self.list(&key, session, chain, ctx).await
+            }
+            (m, r) if r.starts_with("/files/") => {
+                let raw = &r["/files/".len()..];
+                let object = kikaku_filters::sigv4::percent_decode(raw)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| bad("the file key is not valid UTF-8 percent-encoding"))?;
+                check_object_key(&object).map_err(bad)?;
+                self.storage.ensure_default_bucket(&key).await?;
+                match m {
+                    "GET" | "HEAD" => self.download(&key, &object, session, chain, ctx).await,
+                    "DELETE" => self.delete(&key, &object, session, chain, ctx).await,
+                    _ => Err(GatewayError::new(
+                        ErrorKind::MethodNotAllowed,
+                        format!("{m} is not allowed on a file; use GET or DELETE."),
+                    )),
+                }
+            }
+            _ => Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("No storage endpoint {method} {path}."),
+            )),
+        }
+    }
+
+    async fn usage(
+        &self,
+        key: &ApiKey,
+        session: &mut Session,
+        chain: &FilterChain,
+        ctx: &RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let u = self
+            .storage
+            .state
+            .quota_usage(&key.subject())
+            .await
+            .map_err(|e| GatewayError::unavailable("Storage usage", e))?;
+        let v = json!({
+            "used": u.used,
+            "reserved": u.reserved,
+            "quota": key.quota,
+            "remaining": key.quota.saturating_sub(u.used + u.reserved),
+            "status": match key.status { KeyStatus::Active => "active", KeyStatus::Suspended => "suspended" },
+            "bucket": key.default_bucket(),
+        });
+        send_json(session, chain, ctx, 200, v).await
+    }
+
+    async fn credentials(
+        &self,
+        key: &ApiKey,
+        session: &mut Session,
+        chain: &FilterChain,
+        ctx: &RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let cred = key.s3.as_ref().ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::NotFound,
+                "This storage key has no S3 credential; ask the operator to issue one.",
+            )
+        })?;
+        let v = json!({
+            "endpoint": super::public_base(session, None),
+            "region": self.storage.region,
+            "bucket": key.default_bucket(),
+            "access_key_id": cred.access_key_id,
+            "secret_access_key": cred.secret_access_key,
+        });
+        send_json(session, chain, ctx, 200, v).await
+    }
+
+    async fn list(
+        &self,
+        key: &ApiKey,
+        session: &mut Session,
+        chain: &FilterChain,
+        ctx: &RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let prefix = query_param(session, "prefix").unwrap_or_default();
+        let limit = match query_param(session, "limit") {
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=LIST_MAX).contains(l))
+                .ok_or_else(|| bad(format!("limit must be between 1 and {LIST_MAX}")))?,
+            None => LIST_DEFAULT,
+        };
+        let cursor = query_param(session, "cursor").filter(|c| !c.is_empty());
+        let bucket = self.storage.backend_bucket(key, key.default_bucket());
+        let page = self
+            .storage
+            .backend
+            .list_objects(&bucket, &prefix, cursor.as_deref(), limit)
+            .await
+            .map_err(|e| match e {
+                BackendError::Status(400, _) => bad("the cursor is not valid"),
+                e => backend_unavailable(e),
+            })?;
+        let files: Vec<_> = page
+            .objects
+            .iter()
+            .map(|o| {
+                json!({
+                    "key": o.key,
+                    "size": o.size,
+                    "last_modified": o.last_modified,
+                    "etag": o.etag.trim_matches('"'),
+                })
+            })
+            .collect();
+        send_json(
+            session,
+            chain,
+            ctx,
+            200,
+            json!({"files": files, "next_cursor": page.next_token}),
+        )
+        .await
+    }
+
+    async fn download(
+        &self,
+        key: &ApiKey,
+        object: &str,
+        session: &mut Session,
+        chain: &FilterChain,
+        ctx: &RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let req = session.req_header();
+        let mut breq = BackendRequest::new(
+            req.method.clone(),
+            Some(self.storage.backend_bucket(key, key.default_bucket())),
+            Some(object.to_string()),
+        );
+        for h in ["range", "if-match", "if-none-match", "if-modified-since"] {
+            if let Some(v) = req.headers.get(h).and_then(|v| v.to_str().ok()) {
+                breq.headers.push((h.to_string(), v.to_string()));
+            }
+        }
+        let resp = self
+            .storage
+            .backend
+            .send(breq)
+            .await
+            .map_err(backend_unavailable)?;
+        match resp.status().as_u16() {
+            404 => Err(not_found(object)),
+            416 => Err(GatewayError::new(
+                ErrorKind::InvalidParameter,
+                "The requested range is not satisfiable.",
+            )),
+            s if s >= 400 && s != 412 => Err(GatewayError::new(
+                ErrorKind::BadGateway,
+                format!("storage backend answered {s}"),
+            )),
+            _ => {
+                relay(
+                    session,
+                    chain,
+                    ctx,
+                    resp,
+                    Relay {
+                        bucket: None,
+                        rewrite_success: false,
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    async fn delete(
+        &self,
+        key: &ApiKey,
+        object: &str,
+        session: &mut Session,
+        chain: &FilterChain,
+        ctx: &RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let bucket = self.storage.backend_bucket(key, key.default_bucket());
+        if self
+            .storage
+            .backend
+            .object_size(&bucket, object)
+            .await
+            .map_err(backend_unavailable)?
+            .is_none()
+        {
+            return Err(not_found(object));
+        }
+        self.storage
+            .backend
+            .call(BackendRequest::new(
+                http::Method::DELETE,
+                Some(bucket),
+                Some(object.to_string()),
+            ))
+            .await
+            .map_err(backend_unavailable)?;
+        let freed = self
+            .storage
+            .state
+            .storage_remove(
+                &key.subject(),
+                &Storage::ledger_name(key.default_bucket(), object),
+            )
+            .await
+            .map_err(|e| GatewayError::unavailable("The storage ledger", e))?;
+        send_json(
+            session,
+            chain,
+            ctx,
+            200,
+            json!({"deleted": object, "freed_bytes": freed}),
+        )
+        .await
+    }
+}
