@@ -31,6 +31,9 @@ pub enum ErrorKind {
     NotFound,
     /// 405: a route has this path, not this method.
     MethodNotAllowed,
+    /// 409: the request conflicts with what exists (a bucket already owned,
+    /// a resource that cannot change).
+    Conflict,
     /// 429: the per-key rate limit is used up.
     RateLimited,
     /// 429: the per-IP flood guard tripped.
@@ -66,6 +69,7 @@ impl ErrorKind {
             | ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Conflict => 409,
             ErrorKind::RateLimited | ErrorKind::TooManyRequestsFromIp => 429,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::ClientClosed => 499,
@@ -91,6 +95,7 @@ impl ErrorKind {
             ErrorKind::WrongKeyType => "WrongKeyType",
             ErrorKind::Forbidden => "Forbidden",
             ErrorKind::NotFound => "NotFound",
+            ErrorKind::Conflict => "Conflict",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
             ErrorKind::RateLimited => "RateLimitExceeded",
             ErrorKind::TooManyRequestsFromIp => "TooManyRequests",
@@ -118,6 +123,7 @@ impl ErrorKind {
             ErrorKind::WrongKeyType => "wrong_key_type",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooManyRequestsFromIp => "ip_flood",
@@ -146,6 +152,7 @@ impl ErrorKind {
             | ErrorKind::WrongKeyType
             | ErrorKind::Forbidden => "AccessDenied",
             ErrorKind::NotFound => "NoSuchKey",
+            ErrorKind::Conflict => "OperationAborted",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
             ErrorKind::RateLimited | ErrorKind::TooManyRequestsFromIp => "SlowDown",
             ErrorKind::HeadersTooLarge => "RequestHeaderSectionTooLarge",

@@ -62,6 +62,15 @@ pub(super) async fn create(
     // region is the only one there is.
     let _ = read_verified(session, &call.sig, MAX_XML_BODY).await?;
     let backend_bucket = call.backend_bucket()?;
+    // Bucket names are per tenant: one that exists is this tenant's own.
+    if call.storage.bucket_exists(backend_bucket).await? {
+        return Err(s3_error(
+            ErrorKind::Conflict,
+            409,
+            "BucketAlreadyOwnedByYou",
+            "Your previous request to create the named bucket succeeded and you already own it.",
+        ));
+    }
     let resp = call
         .storage
         .send(BackendRequest::new(

@@ -2,13 +2,185 @@
 //! listed), complete (parts leave the ledger, the object's real size takes
 //! their place), list. Parts themselves go through `objects::put`; abort
 //! through `objects::forward`.
+//!
+//! CompleteMultipartUpload is checked here before the backend sees it, as
+//! S3 checks it: the upload must be open, the parts listed in ascending
+//! order, each uploaded with the ETag given, every part but the last at
+//! least 5 MiB. A refused completion changes nothing, so the upload stays
+//! listable and abortable whatever the backend would have done with it.
 
-use kikaku_filters::{FilterChain, GatewayError, OpenUpload, RequestCtx};
+use std::collections::BTreeMap;
+
+use kikaku_filters::{ErrorKind, FilterChain, GatewayError, OpenUpload, RequestCtx};
 use pingora::proxy::Session;
 
 use super::relay::{internal, respond_xml};
-use super::{read_verified, Call, MAX_XML_BODY};
+use super::{read_verified, s3_error, Call, MAX_XML_BODY};
+use crate::s3::backend::BackendRequest;
 use crate::s3::{xml, Storage};
+
+/// S3's smallest part but the last.
+const MIN_PART: u64 = 5 << 20;
+
+/// A part as CompleteMultipartUpload names it: number and ETag.
+type Named = (u32, String);
+
+fn malformed(msg: &str) -> GatewayError {
+    s3_error(ErrorKind::BadRequest, 400, "MalformedXML", msg)
+}
+
+fn unquoted(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+fn named_parts(body: &[u8]) -> Result<Vec<Named>, GatewayError> {
+    let groups = xml::groups_at(
+        body,
+        &["CompleteMultipartUpload", "Part"],
+        &["PartNumber", "ETag"],
+    )
+    .ok_or_else(|| malformed("The XML you provided was not well-formed."))?;
+    if groups.is_empty() {
+        return Err(malformed(
+            "CompleteMultipartUpload must name at least one Part.",
+        ));
+    }
+    groups
+        .into_iter()
+        .map(|g| match (&g[0].1, &g[1].1) {
+            (Some(n), Some(e)) => n
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .map(|n| (n, e.clone()))
+                .ok_or_else(|| malformed("A PartNumber must be an integer from 1 to 10000.")),
+            _ => Err(malformed("Every Part needs a PartNumber and an ETag.")),
+        })
+        .collect()
+}
+
+/// Whether the named parts make an object, given what was uploaded
+/// (part number → ETag and size).
+fn check_parts(
+    named: &[Named],
+    uploaded: &BTreeMap<u32, (String, u64)>,
+) -> Result<(), GatewayError> {
+    if named.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(s3_error(
+            ErrorKind::InvalidParameter,
+            400,
+            "InvalidPartOrder",
+            "The list of parts was not in ascending order. List the parts in order by part number.",
+        ));
+    }
+    for (i, (number, etag)) in named.iter().enumerate() {
+        let Some((have, size)) = uploaded
+            .get(number)
+            .filter(|(have, _)| unquoted(have) == unquoted(etag))
+        else {
+            return Err(s3_error(
+                ErrorKind::InvalidParameter,
+                400,
+                "InvalidPart",
+                format!(
+                    "Part {number} could not be found, or its ETag is not {etag}: name only \
+                     uploaded parts, with the ETag each upload returned."
+                ),
+            ));
+        };
+        let _ = have;
+        if i + 1 < named.len() && *size < MIN_PART {
+            return Err(s3_error(
+                ErrorKind::InvalidParameter,
+                400,
+                "EntityTooSmall",
+                format!(
+                    "Your proposed upload is smaller than the minimum allowed object size: part \
+                     {number} has {size} bytes; every part but the last needs at least 5 MiB."
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn no_such_upload() -> GatewayError {
+    s3_error(
+        ErrorKind::NotFound,
+        404,
+        "NoSuchUpload",
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may \
+         have been aborted or completed.",
+    )
+}
+
+/// The upload is one of the tenant's open uploads, for this bucket and key.
+pub(super) async fn check_open(call: &Call<'_>) -> Result<(), GatewayError> {
+    let (bucket, object, id) = (call.bucket()?, call.object()?, call.upload_id());
+    let open = call
+        .storage
+        .state
+        .storage_uploads(&call.subject())
+        .await
+        .map_err(|e| GatewayError::unavailable("The storage ledger", e))?
+        .iter()
+        .any(|u| u.upload_id == id && u.bucket == bucket && u.key == object);
+    if open {
+        Ok(())
+    } else {
+        Err(no_such_upload())
+    }
+}
+
+/// The parts the backend holds for the upload, from ListParts (paged).
+async fn uploaded_parts(call: &Call<'_>) -> Result<BTreeMap<u32, (String, u64)>, GatewayError> {
+    let (backend_bucket, object, id) = (call.backend_bucket()?, call.object()?, call.upload_id());
+    let mut out = BTreeMap::new();
+    let mut marker = String::new();
+    loop {
+        let mut query = vec![("uploadId", id.as_str()), ("max-parts", "1000")];
+        if !marker.is_empty() {
+            query.push(("part-number-marker", marker.as_str()));
+        }
+        let req =
+            BackendRequest::object(http::Method::GET, backend_bucket, object).with_query(&query);
+        let (status, body) = call.storage.send_read(req).await?;
+        match status {
+            200..=299 => {}
+            404 => return Err(no_such_upload()),
+            s => {
+                return Err(internal(format!(
+                    "the storage backend answered ListParts with {s}"
+                )))
+            }
+        }
+        // AWS names the root ListPartsResult; moto, ListPartsResponse.
+        let root = ["ListPartsResult", "ListPartsResponse"]
+            .into_iter()
+            .find(|r| xml::texts_at(&body, &[r, "UploadId"]).is_some_and(|v| !v.is_empty()))
+            .unwrap_or("ListPartsResult");
+        let parts = xml::groups_at(&body, &[root, "Part"], &["PartNumber", "ETag", "Size"])
+            .ok_or_else(|| internal("the storage backend's ListParts is not XML"))?;
+        for g in parts {
+            if let (Some(n), Some(e), Some(size)) = (&g[0].1, &g[1].1, &g[2].1) {
+                if let (Ok(n), Ok(size)) = (n.trim().parse::<u32>(), size.trim().parse::<u64>()) {
+                    out.insert(n, (e.clone(), size));
+                }
+            }
+        }
+        let truncated = xml::texts_at(&body, &[root, "IsTruncated"])
+            .and_then(|mut v| v.pop())
+            .is_some_and(|t| t.trim() == "true");
+        let next = xml::texts_at(&body, &[root, "NextPartNumberMarker"])
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default();
+        if !truncated || next.is_empty() || next == marker {
+            return Ok(out);
+        }
+        marker = next;
+    }
+}
 
 /// CreateMultipartUpload: forward, then remember the upload.
 pub(super) async fn create(
@@ -17,7 +189,17 @@ pub(super) async fn create(
     chain: &FilterChain,
     ctx: &RequestCtx,
 ) -> Result<(), GatewayError> {
-    let (status, bytes) = call.storage.send_read(call.to_backend(false)).await?;
+    let resp = call.storage.send(call.to_backend(false)).await?;
+    let status = resp.status().as_u16();
+    // What the upload will check, as the backend says it.
+    let echoed: Vec<(&str, String)> = CHECKSUM_ECHO
+        .iter()
+        .filter_map(|n| Some((*n, resp.headers().get(*n)?.to_str().ok()?.to_string())))
+        .collect();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| internal(format!("the storage backend's answer broke off: {e}")))?;
     if (200..300).contains(&status) {
         let id = xml::texts_at(&bytes, &["InitiateMultipartUploadResult", "UploadId"])
             .and_then(|mut v| v.pop())
@@ -39,8 +221,11 @@ pub(super) async fn create(
         call.backend_bucket()?,
         call.bucket()?,
     );
-    respond_xml(session, chain, ctx, status, text, &[]).await
+    respond_xml(session, chain, ctx, status, text, &echoed).await
 }
+
+/// Answer headers of CreateMultipartUpload that are passed on.
+const CHECKSUM_ECHO: &[&str] = &["x-amz-checksum-algorithm", "x-amz-checksum-type"];
 
 /// CompleteMultipartUpload: forward the part list; on success the parts
 /// leave the ledger and the object's real size takes their place.
@@ -52,6 +237,9 @@ pub(super) async fn complete(
 ) -> Result<(), GatewayError> {
     let (bucket, backend_bucket, object) = (call.bucket()?, call.backend_bucket()?, call.object()?);
     let body = read_verified(session, &call.sig, MAX_XML_BODY).await?;
+    check_open(call).await?;
+    let named = named_parts(&body)?;
+    check_parts(&named, &uploaded_parts(call).await?)?;
     let mut req = call.to_backend(false);
     req.headers
         .push(("content-length".into(), body.len().to_string()));
@@ -136,4 +324,62 @@ pub(super) async fn list(
     }
     body.push_str("</ListMultipartUploadsResult>");
     respond_xml(session, chain, ctx, 200, body, &[]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Result<(), GatewayError>) -> Option<&'static str> {
+        r.err().and_then(|e| e.s3.map(|s| s.1))
+    }
+
+    #[test]
+    fn parts_are_checked_as_s3_checks_them() {
+        let mib = 1u64 << 20;
+        let up: BTreeMap<u32, (String, u64)> = [
+            (1, ("\"a\"".to_string(), 5 * mib)),
+            (2, ("\"b\"".to_string(), 4 * mib)),
+            (3, ("\"c\"".to_string(), 1)),
+        ]
+        .into();
+        let p = |v: &[(u32, &str)]| {
+            v.iter()
+                .map(|(n, e)| (*n, e.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(code(check_parts(&p(&[(1, "a"), (3, "\"c\"")]), &up)), None);
+        assert_eq!(code(check_parts(&p(&[(1, "a")]), &up)), None);
+        assert_eq!(
+            code(check_parts(&p(&[(3, "c"), (1, "a")]), &up)),
+            Some("InvalidPartOrder")
+        );
+        assert_eq!(
+            code(check_parts(&p(&[(1, "a"), (1, "a")]), &up)),
+            Some("InvalidPartOrder")
+        );
+        assert_eq!(code(check_parts(&p(&[(1, "x")]), &up)), Some("InvalidPart"));
+        assert_eq!(
+            code(check_parts(&p(&[(1, "a"), (4, "d")]), &up)),
+            Some("InvalidPart")
+        );
+        assert_eq!(
+            code(check_parts(&p(&[(2, "b"), (3, "c")]), &up)),
+            Some("EntityTooSmall")
+        );
+    }
+
+    #[test]
+    fn the_part_list_must_be_well_formed() {
+        let ok = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"a\"</ETag></Part></CompleteMultipartUpload>";
+        assert_eq!(named_parts(ok).unwrap(), vec![(1, "\"a\"".to_string())]);
+        for bad in [
+            &b"<CompleteMultipartUpload></CompleteMultipartUpload>"[..],
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part><PartNumber>0</PartNumber><ETag>a</ETag></Part></CompleteMultipartUpload>",
+            b"<CompleteMultipartUpload><Part>",
+        ] {
+            assert!(named_parts(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 }

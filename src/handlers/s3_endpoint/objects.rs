@@ -13,6 +13,7 @@ use super::{
     decode, header, invalid_argument, read_verified, s3_error, split_path, upload_slot, verifier,
     Call, MAX_PUT, MAX_XML_BODY,
 };
+use crate::s3::backend::BackendError;
 use crate::s3::names::{check_object_key, check_tenant_bucket};
 use crate::s3::upload::{stream_upload, UploadError};
 use crate::s3::{backend_unavailable, xml, Storage};
@@ -91,6 +92,23 @@ pub(super) async fn copy(
     ctx: &RequestCtx,
 ) -> Result<(), GatewayError> {
     let (src_bucket, src_key) = copy_source(call)?;
+    let onto_itself = op == Op::CopyObject
+        && src_bucket == call.bucket()?
+        && src_key == call.object()?
+        && !header(&call.req, "x-amz-metadata-directive")
+            .is_some_and(|d| d.eq_ignore_ascii_case("REPLACE"))
+        && header(&call.req, "x-amz-storage-class").is_none()
+        && header(&call.req, "x-amz-website-redirect-location").is_none();
+    if onto_itself {
+        return Err(s3_error(
+            ErrorKind::InvalidParameter,
+            400,
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself \
+             without changing the object's metadata, storage class, website redirect location \
+             or encryption attributes. Send x-amz-metadata-directive: REPLACE to change its metadata.",
+        ));
+    }
     let backend = &call.storage.backend;
     let src_backend = call.storage.backend_bucket(&call.key, &src_bucket);
     let size = match header(&call.req, "x-amz-copy-source-range") {
@@ -124,11 +142,48 @@ pub(super) async fn copy(
             sigv4::uri_encode(src_key.as_bytes(), true)
         ),
     ));
-    let result = backend.send(req).await;
-    let ok = matches!(&result, Ok(r) if r.status().is_success());
-    budget.settle(reservation, ok.then_some(size)).await;
-    let resp = result.map_err(backend_unavailable)?;
-    relay(session, chain, ctx, resp, call.relay(true)).await
+    let (status, body) = match backend.send(req).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            match r.bytes().await {
+                Ok(b) => (status, b),
+                Err(e) => {
+                    budget.settle(reservation, None).await;
+                    return Err(backend_unavailable(BackendError::Transport(e.to_string())));
+                }
+            }
+        }
+        Err(e) => {
+            budget.settle(reservation, None).await;
+            return Err(backend_unavailable(e));
+        }
+    };
+    // S3 may answer a copy 200 with an <Error> document.
+    let ok = (200..300).contains(&status)
+        && xml::texts_at(&body, &["Error", "Code"]).is_none_or(|c| c.is_empty());
+    // A copy is charged what it wrote: the source may have been overwritten
+    // between the size read above and the copy.
+    let landed = match (ok, op) {
+        (false, _) => None,
+        (true, Op::CopyObject) => match backend
+            .object_size(call.backend_bucket()?, call.object()?)
+            .await
+        {
+            Ok(Some(written)) => Some(written),
+            other => {
+                log::warn!("size of a copy unknown ({other:?}); charged the source's, reconcile will fix it");
+                Some(size)
+            }
+        },
+        (true, _) => Some(size),
+    };
+    budget.settle(reservation, landed).await;
+    let text = xml::rewrite_bucket_names(
+        &String::from_utf8_lossy(&body),
+        call.backend_bucket()?,
+        call.bucket()?,
+    );
+    respond_xml(session, chain, ctx, status, text, &[]).await
 }
 
 /// DeleteObjects: every key is checked before the list goes on; the keys
@@ -149,6 +204,14 @@ pub(super) async fn delete_many(
             "The XML you provided was not well-formed.",
         )
     })?;
+    if keys.len() > 1000 {
+        return Err(s3_error(
+            ErrorKind::BadRequest,
+            400,
+            "MalformedXML",
+            "DeleteObjects takes at most 1000 keys per request; send the rest in another.",
+        ));
+    }
     for k in &keys {
         check_object_key(k).map_err(invalid_argument)?;
     }
@@ -183,6 +246,11 @@ pub(super) async fn forward(
     chain: &FilterChain,
     ctx: &RequestCtx,
 ) -> Result<(), GatewayError> {
+    if op == Op::AbortMultipartUpload {
+        // An upload the ledger does not hold open is S3's NoSuchUpload,
+        // whatever the backend would answer.
+        super::multipart::check_open(call).await?;
+    }
     let resp = call.storage.send(call.to_backend(false)).await?;
     if resp.status().is_success() {
         let subject = call.subject();

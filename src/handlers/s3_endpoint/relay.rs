@@ -69,11 +69,22 @@ const RELAY: &[&str] = &[
 ];
 
 /// The client headers to send on, with `aws-chunked` taken out of
-/// Content-Encoding.
+/// Content-Encoding. A date condition that RFC 9110 (and S3) ignores beside
+/// its ETag condition (`If-Unmodified-Since` with `If-Match`,
+/// `If-Modified-Since` with `If-None-Match`) is left out, so no backend
+/// can weigh it.
 pub fn forward_headers(req: &RequestHeader, streaming: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    let has = |n: &str| req.headers.contains_key(n);
+    let outranked = |n: &str| {
+        (n == "if-unmodified-since" && has("if-match"))
+            || (n == "if-modified-since" && has("if-none-match"))
+    };
     for (name, value) in req.headers.iter() {
         let n = name.as_str();
+        if outranked(n) {
+            continue;
+        }
         let keep = FORWARD.contains(&n)
             || n.starts_with("x-amz-meta-")
             || (!streaming && CHECKSUMS.contains(&n));
