@@ -237,9 +237,30 @@ routes:
         stdout
     }
 
+    /// Run every check of `tests/s3/conformance.py` (or those named);
+    /// panics with its output when one fails. Returns its stdout.
+    pub fn conformance(&self, names: &[&str]) -> String {
+        let mut cmd = self.script_command("conformance.py", &names.join(","), &[]);
+        let out = cmd.output().expect("python3");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "conformance failed:\n{stdout}\n{}\n--- gateway stderr ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.gw.stderr()
+        );
+        stdout
+    }
+
     /// `python3 tests/s3/scenarios.py <name>` with the tenants' environment.
     fn scenario_command(&self, name: &str, others: &[&StorageGateway]) -> Command {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/scenarios.py");
+        self.script_command("scenarios.py", name, others)
+    }
+
+    fn script_command(&self, file: &str, name: &str, others: &[&StorageGateway]) -> Command {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/s3")
+            .join(file);
         // One CA bundle trusting every gateway's certificate.
         let bundle = self.gw.dir.path().join("bundle.pem");
         let pems: Vec<u8> = std::iter::once(self)

@@ -31,6 +31,11 @@ use s3s::{S3Request, S3Response, S3Result, StdError, S3};
 use s3s_fs::FileSystem;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 
+mod conditional;
+mod multipart;
+
+use conditional::Conditions;
+
 /// Bytes per read of an object's file (and per frame hyper writes).
 pub const READ_PIECE: usize = 256 << 10;
 
@@ -174,6 +179,11 @@ fn file_body(
     })
 }
 
+/// S3 sends an object's checksums only to `x-amz-checksum-mode: ENABLED`.
+fn checksums_asked(mode: Option<&ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
+}
+
 /// Open the object's file; `None` when that fails (s3s-fs then answers).
 async fn open(path: PathBuf) -> Option<(std::fs::File, std::fs::Metadata)> {
     tokio::task::spawn_blocking(move || {
@@ -189,10 +199,9 @@ async fn open(path: PathBuf) -> Option<(std::fs::File, std::fs::Metadata)> {
 impl EmbeddedFs {
     async fn get_object_fast(
         &self,
-        req: S3Request<GetObjectInput>,
+        mut req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let path = self.object_path(&req.input.bucket, &req.input.key);
-        let range = req.input.range;
         // No writer is between renaming a file in and saving its ETag.
         let _reading = self
             .locks
@@ -207,7 +216,29 @@ impl EmbeddedFs {
             Some(p) => open(p).await,
             None => None,
         };
+        // A suffix longer than the object is the whole object (RFC 9110
+        // §14.1.2); s3s-fs would seek before the file's start.
+        if let (Some(Range::Suffix { length }), Some((_, meta))) = (&req.input.range, &ours) {
+            if *length > meta.len() && meta.len() > 0 {
+                req.input.range = Some(Range::Int {
+                    first: 0,
+                    last: None,
+                });
+            }
+        }
+        let range = req.input.range;
+        let conditions = Conditions::of_get(&req.input);
+        let checksums = checksums_asked(req.input.checksum_mode.as_ref());
         let mut resp = self.inner.get_object(req).await?;
+        conditions.check(
+            resp.output.e_tag.as_ref(),
+            resp.output.last_modified.as_ref(),
+        )?;
+        if !checksums {
+            let o = &mut resp.output;
+            (o.checksum_crc32, o.checksum_crc32c, o.checksum_sha1) = (None, None, None);
+            (o.checksum_sha256, o.checksum_crc64nvme) = (None, None);
+        }
         let (Some((file, meta)), Some(path)) = (ours, path) else {
             return Ok(resp);
         };
@@ -234,6 +265,29 @@ impl EmbeddedFs {
 }
 
 impl EmbeddedFs {
+    /// HeadObject under its name's read lock, with the conditional headers
+    /// s3s-fs ignores.
+    async fn head_object_checked(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let lock = self.locks.of(&req.input.bucket, &req.input.key);
+        let _guard = lock.read_owned().await;
+        let conditions = Conditions::of_head(&req.input);
+        let checksums = checksums_asked(req.input.checksum_mode.as_ref());
+        let mut resp = self.inner.head_object(req).await?;
+        conditions.check(
+            resp.output.e_tag.as_ref(),
+            resp.output.last_modified.as_ref(),
+        )?;
+        if !checksums {
+            let o = &mut resp.output;
+            (o.checksum_crc32, o.checksum_crc32c, o.checksum_sha1) = (None, None, None);
+            (o.checksum_sha256, o.checksum_crc64nvme) = (None, None);
+        }
+        Ok(resp)
+    }
+
     /// PutObject, holding the name's write lock from the end of the body
     /// (see [`LockAtEnd`]) until s3s-fs returns.
     async fn put_object_locked(
@@ -260,8 +314,10 @@ impl EmbeddedFs {
 }
 
 /// Every operation s3s-fs implements, passed to it unchanged, but for
-/// GetObject ([`EmbeddedFs::get_object_fast`]), PutObject
-/// ([`EmbeddedFs::put_object_locked`]) and those listed after `locked`,
+/// GetObject ([`EmbeddedFs::get_object_fast`]), HeadObject
+/// ([`EmbeddedFs::head_object_checked`]), PutObject
+/// ([`EmbeddedFs::put_object_locked`]), the multipart fixes of
+/// `multipart.rs`, and those listed after `locked`,
 /// which run holding their name's lock (`read_owned` or `write_owned`).
 macro_rules! s3_passing_to_inner {
     (
@@ -297,6 +353,55 @@ macro_rules! s3_passing_to_inner {
             ) -> S3Result<S3Response<PutObjectOutput>> {
                 self.put_object_locked(req).await
             }
+
+            async fn head_object(
+                &self,
+                req: S3Request<HeadObjectInput>,
+            ) -> S3Result<S3Response<HeadObjectOutput>> {
+                self.head_object_checked(req).await
+            }
+
+            async fn create_multipart_upload(
+                &self,
+                req: S3Request<CreateMultipartUploadInput>,
+            ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+                self.create_multipart_upload_echoing(req).await
+            }
+
+            async fn complete_multipart_upload(
+                &self,
+                req: S3Request<CompleteMultipartUploadInput>,
+            ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+                self.complete_multipart_upload_whole(req).await
+            }
+
+            async fn upload_part(
+                &self,
+                req: S3Request<UploadPartInput>,
+            ) -> S3Result<S3Response<UploadPartOutput>> {
+                self.upload_part_recording(req).await
+            }
+
+            async fn upload_part_copy(
+                &self,
+                req: S3Request<UploadPartCopyInput>,
+            ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+                self.upload_part_copy_recording(req).await
+            }
+
+            async fn list_parts(
+                &self,
+                req: S3Request<ListPartsInput>,
+            ) -> S3Result<S3Response<ListPartsOutput>> {
+                self.list_parts_with_etags(req).await
+            }
+
+            async fn abort_multipart_upload(
+                &self,
+                req: S3Request<AbortMultipartUploadInput>,
+            ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+                self.abort_multipart_upload_whole(req).await
+            }
         }
     };
 }
@@ -312,16 +417,9 @@ s3_passing_to_inner! {
         list_buckets(ListBucketsInput) -> ListBucketsOutput;
         list_objects(ListObjectsInput) -> ListObjectsOutput;
         list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
-        create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
-        upload_part(UploadPartInput) -> UploadPartOutput;
-        upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
-        list_parts(ListPartsInput) -> ListPartsOutput;
-        abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
     }
     locked {
-        head_object(HeadObjectInput) -> HeadObjectOutput, read_owned;
         copy_object(CopyObjectInput) -> CopyObjectOutput, write_owned;
-        complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput, write_owned;
     }
 }
 
