@@ -416,7 +416,7 @@ async fn reconcile_restates_usage_from_the_backend() {
     let _ = g.gw.child.wait();
     let lost: Vec<_> = walk(&g.gw.dir.path().join("data/s3"))
         .into_iter()
-        .filter(|p| p.ends_with("gone.bin"))
+        .filter(|p| p.ends_with("gone%2Ebin"))
         .collect();
     assert_eq!(lost.len(), 1, "the embedded backend keeps objects as files");
     std::fs::remove_file(&lost[0]).unwrap();

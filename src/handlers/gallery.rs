@@ -92,6 +92,8 @@ pub async fn file(
         super::s3_endpoint::relay::Relay {
             bucket: None,
             rewrite_success: false,
+            owner: None,
+            marker: None,
         },
     )
     .await

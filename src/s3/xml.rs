@@ -22,12 +22,71 @@ pub fn error_document(code: &str, message: &str, resource: &str, request_id: &st
     )
 }
 
-/// `ListAllMyBucketsResult` for the tenant's own buckets `(name, created)`.
-pub fn list_buckets(owner_id: &str, owner_name: &str, buckets: &[(String, String)]) -> String {
+/// `<Owner>` as listings write it.
+pub fn owner(id: &str, name: &str) -> String {
+    format!(
+        "<Owner><ID>{}</ID><DisplayName>{}</DisplayName></Owner>",
+        escape(id),
+        escape(name)
+    )
+}
+
+/// `owner` added to every `<Contents>` of a listing that has none.
+pub fn add_owner(xml: &str, owner: &str) -> String {
+    let mut out = String::with_capacity(xml.len() + owner.len() * 8);
+    let mut rest = xml;
+    while let Some(end) = rest.find("</Contents>") {
+        let item = &rest[..end];
+        out.push_str(item);
+        let start = item.rfind("<Contents>").unwrap_or(0);
+        if !item[start..].contains("<Owner>") {
+            out.push_str(owner);
+        }
+        out.push_str("</Contents>");
+        rest = &rest[end + "</Contents>".len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A ListObjects answer with a `<Marker>`: `marker` is added right after
+/// the root element when the backend sent none. (With `encoding-type=url`
+/// it is sent encoded, as S3 does.)
+pub fn ensure_marker(xml: &str, marker: &str) -> String {
+    if xml.contains("<Marker>") || xml.contains("<Marker/>") {
+        return xml.to_string();
+    }
+    let Some(root) = xml.find("<ListBucketResult") else {
+        return xml.to_string();
+    };
+    let Some(end) = xml[root..].find('>').map(|i| root + i + 1) else {
+        return xml.to_string();
+    };
+    let url = xml.contains("<EncodingType>url</EncodingType>");
+    let m = if url {
+        kikaku_filters::sigv4::uri_encode(marker.as_bytes(), true)
+    } else {
+        marker.to_string()
+    };
+    format!(
+        "{}<Marker>{}</Marker>{}",
+        &xml[..end],
+        escape(&m),
+        &xml[end..]
+    )
+}
+
+/// `ListAllMyBucketsResult` for the tenant's own buckets `(name, created)`;
+/// `token`: the continuation token of the next page, when there is one.
+pub fn list_buckets(
+    owner_id: &str,
+    owner_name: &str,
+    buckets: &[(String, String)],
+    token: Option<&str>,
+) -> String {
     let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListAllMyBucketsResult xmlns=\"{NS}\"><Owner><ID>{}</ID><DisplayName>{}</DisplayName></Owner><Buckets>",
-        escape(owner_id),
-        escape(owner_name)
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListAllMyBucketsResult xmlns=\"{NS}\">{}<Buckets>",
+        owner(owner_id, owner_name)
     );
     for (name, created) in buckets {
         out.push_str(&format!(
@@ -36,7 +95,14 @@ pub fn list_buckets(owner_id: &str, owner_name: &str, buckets: &[(String, String
             escape(created)
         ));
     }
-    out.push_str("</Buckets></ListAllMyBucketsResult>");
+    out.push_str("</Buckets>");
+    if let Some(t) = token {
+        out.push_str(&format!(
+            "<ContinuationToken>{}</ContinuationToken>",
+            escape(t)
+        ));
+    }
+    out.push_str("</ListAllMyBucketsResult>");
     out
 }
 

@@ -82,6 +82,7 @@ impl Drop for Moto {
 
 pub struct StorageGateway {
     pub gw: Gateway,
+    pub backend: Backend,
     pub ca: PathBuf,
     pub backend_port: u16,
     _moto: Option<Moto>,
@@ -168,6 +169,7 @@ routes:
         StorageGateway {
             ca: gw.dir.path().join("cert.pem"),
             gw,
+            backend,
             backend_port,
             _moto: moto,
         }
@@ -281,6 +283,14 @@ routes:
                     .join(","),
             )
             .env("AWS_CA_BUNDLE", &bundle)
+            .env(
+                "KK_BACKEND",
+                match self.backend {
+                    Backend::Embedded => "embedded",
+                    Backend::Moto => "moto",
+                    Backend::External(_) => "external",
+                },
+            )
             // No credentials or config from the machine's own AWS set-up.
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");

@@ -29,7 +29,35 @@ pub(super) async fn list(
         .filter_map(|(name, created)| Some((map.to_tenant(&tenant, &name)?.to_string(), created)))
         .collect();
     own.sort();
-    let body = xml::list_buckets(&tenant, &call.key.owner, &own);
+    // Paged as S3 pages it: `max-buckets` (1-10000) and the name to resume
+    // after as the continuation token.
+    let get = |n: &str| {
+        call.query
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    let max = match get("max-buckets") {
+        Some(m) => m
+            .parse::<usize>()
+            .ok()
+            .filter(|m| (1..=10_000).contains(m))
+            .ok_or_else(|| {
+                s3_error(
+                    ErrorKind::InvalidParameter,
+                    400,
+                    "InvalidArgument",
+                    "max-buckets must be an integer from 1 to 10000.",
+                )
+            })?,
+        None => 10_000,
+    };
+    if let Some(after) = get("continuation-token").filter(|t| !t.is_empty()) {
+        own.retain(|(name, _)| name.as_str() > after);
+    }
+    let token = (own.len() > max).then(|| own[max - 1].0.clone());
+    own.truncate(max);
+    let body = xml::list_buckets(&tenant, &call.key.owner, &own, token.as_deref());
     respond_xml(session, chain, ctx, 200, body, &[]).await
 }
 

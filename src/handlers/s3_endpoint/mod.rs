@@ -251,6 +251,8 @@ impl Call<'_> {
         Relay {
             bucket: self.bucket.as_ref().map(|(t, b)| (b.as_str(), t.as_str())),
             rewrite_success,
+            owner: None,
+            marker: None,
         }
     }
 

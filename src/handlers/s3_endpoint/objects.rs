@@ -279,7 +279,21 @@ pub(super) async fn forward(
         }
     }
     let rewrite = matches!(op, Op::ListObjects | Op::ListObjectsV2 | Op::ListParts);
-    relay(session, chain, ctx, resp, call.relay(rewrite)).await
+    let mut how = call.relay(rewrite);
+    // S3 names each object's owner in ListObjects, and in ListObjectsV2
+    // when asked (`fetch-owner=true`): the tenant, which no backend knows.
+    let fetch_owner = call
+        .query
+        .iter()
+        .any(|(k, v)| k == "fetch-owner" && v.eq_ignore_ascii_case("true"));
+    if op == Op::ListObjects || (op == Op::ListObjectsV2 && fetch_owner) {
+        how.owner = Some(xml::owner(&call.key.tenant_id(), &call.key.owner));
+    }
+    if op == Op::ListObjects {
+        let marker = call.query.iter().find(|(k, _)| k == "marker");
+        how.marker = Some(marker.map(|(_, v)| v.clone()).unwrap_or_default());
+    }
+    relay(session, chain, ctx, resp, how).await
 }
 
 #[cfg(test)]

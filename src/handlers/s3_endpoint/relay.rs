@@ -117,6 +117,12 @@ pub struct Relay<'a> {
     pub bucket: Option<(&'a str, &'a str)>,
     /// Buffer XML bodies of successful answers to rewrite bucket names.
     pub rewrite_success: bool,
+    /// An `<Owner>` element for every listed object that lacks one
+    /// (ListObjects always, ListObjectsV2 with `fetch-owner=true`).
+    pub owner: Option<String>,
+    /// ListObjects (v1): the `Marker` S3 always echoes (some backends
+    /// leave it out).
+    pub marker: Option<String>,
 }
 
 /// Largest XML answer buffered for rewriting (a 1,000-key listing with long
@@ -163,6 +169,12 @@ pub async fn relay(
         }
         if let Some((backend, tenant)) = how.bucket {
             text = xml::rewrite_bucket_names(&text, backend, tenant);
+        }
+        if let (true, Some(owner)) = (success, &how.owner) {
+            text = xml::add_owner(&text, owner);
+        }
+        if let (true, Some(marker)) = (success, &how.marker) {
+            text = xml::ensure_marker(&text, marker);
         }
         header
             .insert_header("content-length", text.len().to_string())

@@ -251,6 +251,8 @@ impl StorageApi {
                     Relay {
                         bucket: None,
                         rewrite_success: false,
+                        owner: None,
+                        marker: None,
                     },
                 )
                 .await

@@ -32,6 +32,8 @@ use s3s_fs::FileSystem;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 
 mod conditional;
+pub mod layout;
+mod listing;
 mod multipart;
 
 use conditional::Conditions;
@@ -113,6 +115,11 @@ impl EmbeddedFs {
         let root = std::env::current_dir()
             .and_then(|d| d.join(root).canonicalize())
             .map_err(|e| format!("cannot open {}: {e}", root.display()))?;
+        let moved = layout::migrate(&root)
+            .map_err(|e| format!("cannot move objects into {}: {e}", root.display()))?;
+        if moved > 0 {
+            log::info!("embedded S3: moved {moved} objects into the encoded layout");
+        }
         Ok(EmbeddedFs {
             inner,
             root,
@@ -120,9 +127,9 @@ impl EmbeddedFs {
         })
     }
 
-    /// The object's file as s3s-fs names it (`<root>/<bucket>/<key>`), for
-    /// plain names only: anything s3s-fs would normalise (`.`, `..`, empty
-    /// segments) keeps s3s-fs's own body.
+    /// The object's file as s3s-fs names it (`<root>/<bucket>/<key>`, the
+    /// key in its on-disk form), for plain names only: anything s3s-fs would
+    /// normalise (`.`, `..`, empty segments) keeps s3s-fs's own body.
     fn object_path(&self, bucket: &str, key: &str) -> Option<PathBuf> {
         let plain = |s: &str| {
             !s.is_empty()
@@ -313,16 +320,16 @@ impl EmbeddedFs {
     }
 }
 
-/// Every operation s3s-fs implements, passed to it unchanged, but for
-/// GetObject ([`EmbeddedFs::get_object_fast`]), HeadObject
-/// ([`EmbeddedFs::head_object_checked`]), PutObject
-/// ([`EmbeddedFs::put_object_locked`]), the multipart fixes of
-/// `multipart.rs`, and those listed after `locked`,
-/// which run holding their name's lock (`read_owned` or `write_owned`).
-macro_rules! s3_passing_to_inner {
+/// The S3 operations of the embedded backend. Bucket operations go to
+/// s3s-fs unchanged; every object operation gets its key (and copy source)
+/// in the on-disk form of `layout.rs` first, then runs the method named,
+/// which adds what s3s-fs lacks: [`EmbeddedFs::get_object_fast`],
+/// [`EmbeddedFs::head_object_checked`], [`EmbeddedFs::put_object_locked`],
+/// the multipart fixes of `multipart.rs`, the listings of `listing.rs`.
+macro_rules! s3_impl {
     (
         passed { $($op:ident($input:ident) -> $output:ident;)* }
-        locked { $($lop:ident($linput:ident) -> $loutput:ident, $how:ident;)* }
+        by_key { $($kop:ident($kinput:ident) -> $koutput:ident => $method:ident;)* }
     ) => {
         #[async_trait::async_trait]
         impl S3 for EmbeddedFs {
@@ -333,93 +340,98 @@ macro_rules! s3_passing_to_inner {
             )*
 
             $(
-                async fn $lop(&self, req: S3Request<$linput>) -> S3Result<S3Response<$loutput>> {
-                    let lock = self.locks.of(&req.input.bucket, &req.input.key);
-                    let _guard = lock.$how().await;
-                    self.inner.$lop(req).await
+                async fn $kop(&self, mut req: S3Request<$kinput>) -> S3Result<S3Response<$koutput>> {
+                    req.input.key = layout::encode(&req.input.key);
+                    self.$method(req).await
                 }
             )*
 
-            async fn get_object(
+            async fn list_objects(
                 &self,
-                req: S3Request<GetObjectInput>,
-            ) -> S3Result<S3Response<GetObjectOutput>> {
-                self.get_object_fast(req).await
+                req: S3Request<ListObjectsInput>,
+            ) -> S3Result<S3Response<ListObjectsOutput>> {
+                self.list_objects_here(req).await
             }
 
-            async fn put_object(
+            async fn list_objects_v2(
                 &self,
-                req: S3Request<PutObjectInput>,
-            ) -> S3Result<S3Response<PutObjectOutput>> {
-                self.put_object_locked(req).await
+                req: S3Request<ListObjectsV2Input>,
+            ) -> S3Result<S3Response<ListObjectsV2Output>> {
+                self.list_objects_v2_here(req).await
             }
 
-            async fn head_object(
+            async fn delete_objects(
                 &self,
-                req: S3Request<HeadObjectInput>,
-            ) -> S3Result<S3Response<HeadObjectOutput>> {
-                self.head_object_checked(req).await
-            }
-
-            async fn create_multipart_upload(
-                &self,
-                req: S3Request<CreateMultipartUploadInput>,
-            ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-                self.create_multipart_upload_echoing(req).await
-            }
-
-            async fn complete_multipart_upload(
-                &self,
-                req: S3Request<CompleteMultipartUploadInput>,
-            ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-                self.complete_multipart_upload_whole(req).await
-            }
-
-            async fn upload_part(
-                &self,
-                req: S3Request<UploadPartInput>,
-            ) -> S3Result<S3Response<UploadPartOutput>> {
-                self.upload_part_recording(req).await
-            }
-
-            async fn upload_part_copy(
-                &self,
-                req: S3Request<UploadPartCopyInput>,
-            ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-                self.upload_part_copy_recording(req).await
-            }
-
-            async fn list_parts(
-                &self,
-                req: S3Request<ListPartsInput>,
-            ) -> S3Result<S3Response<ListPartsOutput>> {
-                self.list_parts_with_etags(req).await
-            }
-
-            async fn abort_multipart_upload(
-                &self,
-                req: S3Request<AbortMultipartUploadInput>,
-            ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-                self.abort_multipart_upload_whole(req).await
+                mut req: S3Request<DeleteObjectsInput>,
+            ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+                for o in req.input.delete.objects.iter_mut() {
+                    o.key = layout::encode(&o.key);
+                }
+                let mut resp = self.inner.delete_objects(req).await?;
+                for d in resp.output.deleted.iter_mut().flatten() {
+                    d.key = d.key.take().map(|k| decoded(&k));
+                }
+                for e in resp.output.errors.iter_mut().flatten() {
+                    e.key = e.key.take().map(|k| decoded(&k));
+                }
+                Ok(resp)
             }
         }
     };
 }
 
-s3_passing_to_inner! {
+/// A key back from its on-disk form (unchanged if it is not one).
+fn decoded(k: &str) -> String {
+    layout::decode(k).unwrap_or_else(|| k.to_string())
+}
+
+/// The copy source in its on-disk form.
+fn encode_source(src: &mut CopySource) {
+    if let CopySource::Bucket { key, .. } = src {
+        *key = layout::encode(key).into();
+    }
+}
+
+impl EmbeddedFs {
+    async fn delete_object_plain(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.inner.delete_object(req).await
+    }
+
+    /// CopyObject under the destination's write lock.
+    async fn copy_object_locked(
+        &self,
+        mut req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        encode_source(&mut req.input.copy_source);
+        let lock = self.locks.of(&req.input.bucket, &req.input.key);
+        let _guard = lock.write_owned().await;
+        self.inner.copy_object(req).await
+    }
+}
+
+s3_impl! {
     passed {
         create_bucket(CreateBucketInput) -> CreateBucketOutput;
         delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
-        delete_object(DeleteObjectInput) -> DeleteObjectOutput;
-        delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
         get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
         head_bucket(HeadBucketInput) -> HeadBucketOutput;
         list_buckets(ListBucketsInput) -> ListBucketsOutput;
-        list_objects(ListObjectsInput) -> ListObjectsOutput;
-        list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
     }
-    locked {
-        copy_object(CopyObjectInput) -> CopyObjectOutput, write_owned;
+    by_key {
+        get_object(GetObjectInput) -> GetObjectOutput => get_object_fast;
+        head_object(HeadObjectInput) -> HeadObjectOutput => head_object_checked;
+        put_object(PutObjectInput) -> PutObjectOutput => put_object_locked;
+        delete_object(DeleteObjectInput) -> DeleteObjectOutput => delete_object_plain;
+        copy_object(CopyObjectInput) -> CopyObjectOutput => copy_object_locked;
+        create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput => create_multipart_upload_echoing;
+        upload_part(UploadPartInput) -> UploadPartOutput => upload_part_recording;
+        upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput => upload_part_copy_recording;
+        list_parts(ListPartsInput) -> ListPartsOutput => list_parts_with_etags;
+        complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput => complete_multipart_upload_whole;
+        abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput => abort_multipart_upload_whole;
     }
 }
 

@@ -139,6 +139,7 @@ impl EmbeddedFs {
         if resp.output.checksum_algorithm.is_none() {
             resp.output.checksum_algorithm = algorithm;
         }
+        resp.output.key = resp.output.key.take().map(|k| super::decoded(&k));
         Ok(resp)
     }
 
@@ -154,8 +155,9 @@ impl EmbeddedFs {
 
     pub(super) async fn upload_part_copy_recording(
         &self,
-        req: S3Request<UploadPartCopyInput>,
+        mut req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        super::encode_source(&mut req.input.copy_source);
         let (id, part) = (req.input.upload_id.clone(), req.input.part_number);
         let resp = self.inner.upload_part_copy(req).await?;
         let etag = resp
@@ -174,6 +176,7 @@ impl EmbeddedFs {
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let id = req.input.upload_id.clone();
         let mut resp = self.inner.list_parts(req).await?;
+        resp.output.key = resp.output.key.take().map(|k| super::decoded(&k));
         if let (true, Some(parts)) = (plain_upload_id(&id), resp.output.parts.as_mut()) {
             parts.sort_by_key(|p| p.part_number);
             for p in parts.iter_mut() {
@@ -223,9 +226,17 @@ impl EmbeddedFs {
         {
             renumber(&self.root, &upload_id, parts).await?;
         }
-        let resp = self.inner.complete_multipart_upload(req).await?;
+        let mut resp = self.inner.complete_multipart_upload(req).await?;
         remove_parts(&self.root, &upload_id).await;
         forget_checksums(&self.root, &bucket, &key).await;
+        if let Some(done) = resp.output.future.take() {
+            resp.output.future = Some(Box::pin(async move {
+                let mut out = done.await?;
+                out.key = out.key.take().map(|k| super::decoded(&k));
+                Ok(out)
+            }));
+        }
+        resp.output.key = resp.output.key.take().map(|k| super::decoded(&k));
         Ok(resp)
     }
 }
