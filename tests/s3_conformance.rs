@@ -14,7 +14,7 @@ fn all_checks_pass(g: &StorageGateway) {
     let out = g.conformance(&[]);
     println!("{out}");
     assert!(
-        out.lines().filter(|l| l.starts_with("ok: ")).count() >= 13,
+        out.lines().filter(|l| l.starts_with("ok: ")).count() >= 14,
         "{out}"
     );
 }

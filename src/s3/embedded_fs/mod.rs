@@ -233,6 +233,21 @@ impl EmbeddedFs {
                 });
             }
         }
+        let part = match (req.input.part_number, &ours) {
+            (Some(n), Some((_, meta))) => {
+                let sizes =
+                    multipart::part_sizes(&self.root, &req.input.bucket, &req.input.key).await;
+                let (start, len) = multipart::part_range(sizes.as_deref(), n, meta.len())?;
+                if len > 0 {
+                    req.input.range = Some(Range::Int {
+                        first: start,
+                        last: Some(start + len - 1),
+                    });
+                }
+                sizes.map(|s| s.len() as i32)
+            }
+            _ => None,
+        };
         let range = req.input.range;
         let conditions = Conditions::of_get(&req.input);
         let checksums = checksums_asked(req.input.checksum_mode.as_ref());
@@ -241,6 +256,7 @@ impl EmbeddedFs {
             resp.output.e_tag.as_ref(),
             resp.output.last_modified.as_ref(),
         )?;
+        resp.output.parts_count = part;
         if !checksums {
             let o = &mut resp.output;
             (o.checksum_crc32, o.checksum_crc32c, o.checksum_sha1) = (None, None, None);
@@ -282,11 +298,27 @@ impl EmbeddedFs {
         let _guard = lock.read_owned().await;
         let conditions = Conditions::of_head(&req.input);
         let checksums = checksums_asked(req.input.checksum_mode.as_ref());
+        let (bucket, key, part) = (
+            req.input.bucket.clone(),
+            req.input.key.clone(),
+            req.input.part_number,
+        );
         let mut resp = self.inner.head_object(req).await?;
         conditions.check(
             resp.output.e_tag.as_ref(),
             resp.output.last_modified.as_ref(),
         )?;
+        if let Some(n) = part {
+            let sizes = multipart::part_sizes(&self.root, &bucket, &key).await;
+            let len = resp.output.content_length.unwrap_or(0).max(0) as u64;
+            let (start, size) = multipart::part_range(sizes.as_deref(), n, len)?;
+            resp.output.content_length = Some(size as i64);
+            if size > 0 {
+                resp.output.content_range =
+                    Some(format!("bytes {start}-{}/{len}", start + size - 1));
+            }
+            resp.output.parts_count = sizes.map(|s| s.len() as i32);
+        }
         if !checksums {
             let o = &mut resp.output;
             (o.checksum_crc32, o.checksum_crc32c, o.checksum_sha1) = (None, None, None);
@@ -314,7 +346,11 @@ impl EmbeddedFs {
             }
             None => *held.lock() = Some(lock.write_owned().await),
         }
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let out = self.inner.put_object(req).await;
+        if out.is_ok() {
+            multipart::forget_parts(&self.root, &bucket, &key).await;
+        }
         held.lock().take();
         out
     }
@@ -367,7 +403,13 @@ macro_rules! s3_impl {
                 for o in req.input.delete.objects.iter_mut() {
                     o.key = layout::encode(&o.key);
                 }
+                let bucket = req.input.bucket.clone();
                 let mut resp = self.inner.delete_objects(req).await?;
+                for d in resp.output.deleted.iter().flatten() {
+                    if let Some(k) = &d.key {
+                        multipart::forget_parts(&self.root, &bucket, k).await;
+                    }
+                }
                 for d in resp.output.deleted.iter_mut().flatten() {
                     d.key = d.key.take().map(|k| decoded(&k));
                 }
@@ -397,7 +439,10 @@ impl EmbeddedFs {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.inner.delete_object(req).await
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let out = self.inner.delete_object(req).await?;
+        multipart::forget_parts(&self.root, &bucket, &key).await;
+        Ok(out)
     }
 
     /// CopyObject under the destination's write lock.
@@ -406,9 +451,12 @@ impl EmbeddedFs {
         mut req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         encode_source(&mut req.input.copy_source);
-        let lock = self.locks.of(&req.input.bucket, &req.input.key);
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let lock = self.locks.of(&bucket, &key);
         let _guard = lock.write_owned().await;
-        self.inner.copy_object(req).await
+        let out = self.inner.copy_object(req).await?;
+        multipart::forget_parts(&self.root, &bucket, &key).await;
+        Ok(out)
     }
 }
 

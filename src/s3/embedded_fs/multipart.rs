@@ -7,6 +7,10 @@
 //! - s3s-fs keeps the checksums the key's previous object had (a boto3 GET
 //!   then fails its CRC32 check): a completed object keeps only its ETag.
 //! - CreateMultipartUpload echoes the `ChecksumAlgorithm` it was asked for.
+//! - GET and HEAD `?partNumber=N` answer part N of a multipart object with
+//!   `x-amz-mp-parts-count`: the part sizes are kept beside the object at
+//!   completion (`.kikaku-parts.B.K.json`), and dropped when the object is
+//!   replaced or deleted.
 //! - s3s-fs's ListParts has no ETags (and no order): each part's ETag is
 //!   kept beside it when it is uploaded (`.kikaku-part-etag-U.n`), and
 //!   ListParts answers with them, by part number, so the gateway can check
@@ -129,6 +133,42 @@ async fn forget_checksums(root: &Path, bucket: &str, key: &str) {
     }
 }
 
+fn parts_path(root: &Path, bucket: &str, key: &str) -> PathBuf {
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    root.join(format!(".kikaku-parts.{}.{}.json", b64(bucket), b64(key)))
+}
+
+/// The part sizes of a completed multipart object, if it is one.
+pub(super) async fn part_sizes(root: &Path, bucket: &str, key: &str) -> Option<Vec<u64>> {
+    let text = tokio::fs::read(parts_path(root, bucket, key)).await.ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The object is no longer the one its part sizes describe.
+pub(super) async fn forget_parts(root: &Path, bucket: &str, key: &str) {
+    let _ = tokio::fs::remove_file(parts_path(root, bucket, key)).await;
+}
+
+/// The byte range of part `n` (1-based) of an object of these parts, or
+/// S3's 416 InvalidPartNumber. A plain object is one part.
+pub(super) fn part_range(sizes: Option<&[u64]>, n: i32, len: u64) -> S3Result<(u64, u64)> {
+    let whole = [len];
+    let sizes = sizes.unwrap_or(&whole);
+    let i = usize::try_from(n)
+        .ok()
+        .filter(|&i| i >= 1 && i <= sizes.len());
+    let Some(i) = i else {
+        let mut e = s3s::S3Error::with_message(
+            s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+            "The requested partnumber is not satisfiable",
+        );
+        e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+        return Err(e);
+    };
+    let start: u64 = sizes[..i - 1].iter().sum();
+    Ok((start, sizes[i - 1]))
+}
+
 impl EmbeddedFs {
     pub(super) async fn create_multipart_upload_echoing(
         &self,
@@ -218,6 +258,7 @@ impl EmbeddedFs {
         if !plain_upload_id(&upload_id) {
             return self.inner.complete_multipart_upload(req).await;
         }
+        let mut sizes = Vec::new();
         if let Some(parts) = req
             .input
             .multipart_upload
@@ -225,10 +266,21 @@ impl EmbeddedFs {
             .and_then(|m| m.parts.as_mut())
         {
             renumber(&self.root, &upload_id, parts).await?;
+            for p in parts.iter() {
+                let n = p.part_number.unwrap_or(0);
+                let meta = tokio::fs::metadata(part_path(&self.root, &upload_id, n)).await;
+                sizes.push(meta.map(|m| m.len()).unwrap_or(0));
+            }
         }
         let mut resp = self.inner.complete_multipart_upload(req).await?;
         remove_parts(&self.root, &upload_id).await;
         forget_checksums(&self.root, &bucket, &key).await;
+        let path = parts_path(&self.root, &bucket, &key);
+        if let Err(e) =
+            tokio::fs::write(&path, serde_json::to_vec(&sizes).unwrap_or_default()).await
+        {
+            log::warn!("embedded S3: part sizes of {key:?} not kept (partNumber reads fail): {e}");
+        }
         if let Some(done) = resp.output.future.take() {
             resp.output.future = Some(Box::pin(async move {
                 let mut out = done.await?;
@@ -271,6 +323,22 @@ mod tests {
         );
         remove_parts(dir.path(), id).await;
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn part_numbers_map_to_ranges() {
+        let sizes = [5u64, 3, 2];
+        assert_eq!(part_range(Some(&sizes), 1, 10).unwrap(), (0, 5));
+        assert_eq!(part_range(Some(&sizes), 3, 10).unwrap(), (8, 2));
+        assert_eq!(part_range(None, 1, 7).unwrap(), (0, 7));
+        for bad in [0, 4, -1] {
+            let e = part_range(Some(&sizes), bad, 10).unwrap_err();
+            assert_eq!(
+                e.status_code(),
+                Some(http::StatusCode::RANGE_NOT_SATISFIABLE)
+            );
+        }
+        assert!(part_range(None, 2, 7).is_err());
     }
 
     #[tokio::test]
