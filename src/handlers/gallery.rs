@@ -89,12 +89,7 @@ pub async fn file(
         chain,
         ctx,
         resp,
-        super::s3_endpoint::relay::Relay {
-            bucket: None,
-            rewrite_success: false,
-            owner: None,
-            marker: None,
-        },
+        super::s3_endpoint::relay::Relay::plain(),
     )
     .await
 }

@@ -138,11 +138,8 @@ pub(super) async fn delete(
         .list_objects(backend_bucket, "", None, 1)
         .await;
     let open = call
-        .storage
-        .state
-        .storage_uploads(&call.subject())
-        .await
-        .map_err(|e| GatewayError::unavailable("The storage ledger", e))?
+        .open_uploads()
+        .await?
         .iter()
         .any(|u| u.bucket == bucket);
     match page {

@@ -256,6 +256,15 @@ impl Call<'_> {
         }
     }
 
+    /// The tenant's open multipart uploads, from the ledger.
+    async fn open_uploads(&self) -> Result<Vec<kikaku_filters::OpenUpload>, GatewayError> {
+        self.storage
+            .state
+            .storage_uploads(&self.subject())
+            .await
+            .map_err(|e| GatewayError::unavailable("The storage ledger", e))
+    }
+
     /// The `uploadId` of the query.
     fn upload_id(&self) -> String {
         self.query

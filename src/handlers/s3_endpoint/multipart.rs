@@ -119,11 +119,8 @@ fn no_such_upload() -> GatewayError {
 pub(super) async fn check_open(call: &Call<'_>) -> Result<(), GatewayError> {
     let (bucket, object, id) = (call.bucket()?, call.object()?, call.upload_id());
     let open = call
-        .storage
-        .state
-        .storage_uploads(&call.subject())
-        .await
-        .map_err(|e| GatewayError::unavailable("The storage ledger", e))?
+        .open_uploads()
+        .await?
         .iter()
         .any(|u| u.upload_id == id && u.bucket == bucket && u.key == object);
     if open {
@@ -294,11 +291,8 @@ pub(super) async fn list(
     let prefix = get("prefix");
     let max: usize = get("max-uploads").parse().unwrap_or(1000).min(1000);
     let mut ups: Vec<OpenUpload> = call
-        .storage
-        .state
-        .storage_uploads(&call.subject())
-        .await
-        .map_err(|e| GatewayError::unavailable("The storage ledger", e))?
+        .open_uploads()
+        .await?
         .into_iter()
         .filter(|u| u.bucket == bucket && u.key.starts_with(prefix))
         .collect();

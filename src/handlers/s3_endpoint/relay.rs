@@ -125,6 +125,18 @@ pub struct Relay<'a> {
     pub marker: Option<String>,
 }
 
+impl Relay<'_> {
+    /// An answer passed on as it is (no bucket names, nothing added).
+    pub fn plain() -> Self {
+        Relay {
+            bucket: None,
+            rewrite_success: false,
+            owner: None,
+            marker: None,
+        }
+    }
+}
+
 /// Largest XML answer buffered for rewriting (a 1,000-key listing with long
 /// keys stays far below).
 const MAX_XML: usize = 16 << 20;

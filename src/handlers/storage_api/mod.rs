@@ -242,21 +242,7 @@ impl StorageApi {
                 ErrorKind::BadGateway,
                 format!("storage backend answered {s}"),
             )),
-            _ => {
-                relay(
-                    session,
-                    chain,
-                    ctx,
-                    resp,
-                    Relay {
-                        bucket: None,
-                        rewrite_success: false,
-                        owner: None,
-                        marker: None,
-                    },
-                )
-                .await
-            }
+            _ => relay(session, chain, ctx, resp, Relay::plain()).await,
         }
     }
 
