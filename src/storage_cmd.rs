@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use clap::Subcommand;
-use kikaku_filters::{ApiKey, KeyType, StateStore};
+use kikaku_filters::{ApiKey, KeyType, LedgerSlot, StateStore};
 
 use crate::config::StateBackend;
 use crate::s3::Storage;
@@ -142,10 +142,66 @@ pub async fn reconcile(storage: &Storage, key: &ApiKey) -> Result<(u64, u64, usi
         }
     }
     let count = objects.len();
-    let after = storage
+    storage
         .state
         .storage_reconcile(&subject, objects)
         .await
         .map_err(|e| e.to_string())?;
+    restate_open_uploads(storage, key).await?;
+    let after = storage
+        .state
+        .quota_usage(&subject)
+        .await
+        .map_err(|e| e.to_string())?
+        .used;
     Ok((before, after, count))
+}
+
+/// The parts of each open multipart upload the ledger knows, restated from
+/// the backend's ListParts: an upload the backend no longer has leaves the
+/// ledger; one it has is charged exactly its parts' bytes.
+async fn restate_open_uploads(storage: &Storage, key: &ApiKey) -> Result<(), String> {
+    let subject = key.subject();
+    let tenant = key.tenant_id();
+    let state = &storage.state;
+    let uploads = state
+        .storage_uploads(&subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    for up in uploads {
+        let backend_bucket = storage.backend.buckets.to_backend(&tenant, &up.bucket);
+        let parts = storage
+            .backend
+            .list_parts(&backend_bucket, &up.key, &up.upload_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        state
+            .storage_abort(&subject, &up.upload_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(parts) = parts else {
+            continue;
+        };
+        let upload_id = up.upload_id.clone();
+        state
+            .storage_upload_begin(&subject, up)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (part, (_, size)) in parts {
+            let slot = LedgerSlot::Part {
+                upload_id: upload_id.clone(),
+                part,
+            };
+            let held = state
+                .storage_reserve(&subject, &slot, size, u64::MAX)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the ledger refused to restate a part")?;
+            state
+                .storage_commit(&subject, held, &slot, size)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }

@@ -408,18 +408,27 @@ async fn reconcile_restates_usage_from_the_backend() {
     assert_eq!(s, 201);
     let (s, _) = upload(&g, A_KEY, Some("gone.bin"), &vec![1u8; 300_000]).await;
     assert_eq!(s, 201);
+    // An open multipart upload: 5 MiB and 1 MiB parts, counted until it ends.
+    let out = g.scenario("open_upload");
+    let upload_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("upload "))
+        .unwrap()
+        .to_string();
     let (_, u) = get_json(&g, A_KEY, "/s3/usage").await;
-    assert_eq!(u["used"], 300_010);
+    assert_eq!(u["used"], 300_010 + 6 * MIB as u64);
 
-    // Stop the gateway, and lose an object behind its back.
+    // Stop the gateway, and lose an object and a part behind its back.
     let _ = g.gw.child.kill();
     let _ = g.gw.child.wait();
-    let lost: Vec<_> = walk(&g.gw.dir.path().join("data/s3"))
-        .into_iter()
-        .filter(|p| p.ends_with("gone%2Ebin"))
-        .collect();
+    let files = walk(&g.gw.dir.path().join("data/s3"));
+    let lost: Vec<_> = files.iter().filter(|p| p.ends_with("gone%2Ebin")).collect();
     assert_eq!(lost.len(), 1, "the embedded backend keeps objects as files");
-    std::fs::remove_file(&lost[0]).unwrap();
+    std::fs::remove_file(lost[0]).unwrap();
+    let part_two = format!(".upload_id-{upload_id}.part-2");
+    let part: Vec<_> = files.iter().filter(|p| p.ends_with(&part_two)).collect();
+    assert_eq!(part.len(), 1, "{part_two} among {files:?}");
+    std::fs::remove_file(part[0]).unwrap();
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kikaku-edge"))
         .args(["storage", "-c"])
@@ -433,14 +442,17 @@ async fn reconcile_restates_usage_from_the_backend() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The object's bytes and the lost part's leave the ledger; part 1 stays.
+    let before = 300_010 + 6 * MIB as u64;
+    let after = 10 + 5 * MIB as u64;
     assert!(
-        stdout.contains("used 300010 -> 10 bytes (1 objects)"),
+        stdout.contains(&format!("used {before} -> {after} bytes (1 objects)")),
         "{stdout}"
     );
 
     g.gw = g.gw.kill9_and_restart();
     let (_, u) = get_json(&g, A_KEY, "/s3/usage").await;
-    assert_eq!(u["used"], 10, "{u}");
+    assert_eq!(u["used"], after, "{u}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

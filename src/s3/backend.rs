@@ -360,4 +360,61 @@ impl S3Backend {
             next_token,
         })
     }
+
+    /// Every part of an open multipart upload, by number: `(ETag, size)`,
+    /// from ListParts (paged). `None` when the backend has no such upload.
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<std::collections::BTreeMap<u32, (String, u64)>>, BackendError> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut marker = String::new();
+        loop {
+            let mut query = vec![("uploadId", upload_id), ("max-parts", "1000")];
+            if !marker.is_empty() {
+                query.push(("part-number-marker", marker.as_str()));
+            }
+            let req = BackendRequest::object(http::Method::GET, bucket, key).with_query(&query);
+            let resp = self.send(req).await?;
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await.map_err(transport)?;
+            match status {
+                200..=299 => {}
+                404 => return Ok(None),
+                s => {
+                    let code = xml::texts_at(&body, &["Error", "Code"])
+                        .and_then(|mut v| v.pop())
+                        .unwrap_or_default();
+                    return Err(BackendError::Status(s, code));
+                }
+            }
+            // AWS names the root ListPartsResult; moto, ListPartsResponse.
+            let root = ["ListPartsResult", "ListPartsResponse"]
+                .into_iter()
+                .find(|r| xml::texts_at(&body, &[r, "UploadId"]).is_some_and(|v| !v.is_empty()))
+                .unwrap_or("ListPartsResult");
+            let parts = xml::groups_at(&body, &[root, "Part"], &["PartNumber", "ETag", "Size"])
+                .ok_or_else(|| BackendError::BadAnswer("ListParts is not XML".into()))?;
+            for g in parts {
+                if let (Some(n), Some(e), Some(size)) = (&g[0].1, &g[1].1, &g[2].1) {
+                    if let (Ok(n), Ok(size)) = (n.trim().parse::<u32>(), size.trim().parse::<u64>())
+                    {
+                        out.insert(n, (e.clone(), size));
+                    }
+                }
+            }
+            let text = |field: &str| {
+                xml::texts_at(&body, &[root, field])
+                    .and_then(|mut v| v.pop())
+                    .unwrap_or_default()
+            };
+            let next = text("NextPartNumberMarker");
+            if text("IsTruncated").trim() != "true" || next.is_empty() || next == marker {
+                return Ok(Some(out));
+            }
+            marker = next;
+        }
+    }
 }

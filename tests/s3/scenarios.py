@@ -456,6 +456,17 @@ def signing_rules():
     assert status == 431 and b"headers" in body, (status, body)
 
 
+def open_upload():
+    """Leave a multipart upload open in A's bucket: part 1 of 5 MiB, part 2
+    of 1 MiB. Prints its upload id."""
+    a, bucket = client("A"), tenant("A")[2]
+    up = a.create_multipart_upload(Bucket=bucket, Key="mpu/open.bin")
+    for n, size in ((1, 5 * MIB), (2, MIB)):
+        a.upload_part(Bucket=bucket, Key="mpu/open.bin", UploadId=up["UploadId"], PartNumber=n,
+                      Body=bytes([n]) * size)
+    print(f"upload {up['UploadId']}")
+
+
 def refusals():
     bucket = tenant("A")[2]
     a = client("A")

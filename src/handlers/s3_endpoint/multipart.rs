@@ -16,7 +16,6 @@ use pingora::proxy::Session;
 
 use super::relay::{internal, respond_xml};
 use super::{read_verified, s3_error, Call, MAX_XML_BODY};
-use crate::s3::backend::BackendRequest;
 use crate::s3::{xml, Storage};
 
 /// S3's smallest part but the last.
@@ -130,53 +129,15 @@ pub(super) async fn check_open(call: &Call<'_>) -> Result<(), GatewayError> {
     }
 }
 
-/// The parts the backend holds for the upload, from ListParts (paged).
+/// The parts the backend holds for the upload.
 async fn uploaded_parts(call: &Call<'_>) -> Result<BTreeMap<u32, (String, u64)>, GatewayError> {
-    let (backend_bucket, object, id) = (call.backend_bucket()?, call.object()?, call.upload_id());
-    let mut out = BTreeMap::new();
-    let mut marker = String::new();
-    loop {
-        let mut query = vec![("uploadId", id.as_str()), ("max-parts", "1000")];
-        if !marker.is_empty() {
-            query.push(("part-number-marker", marker.as_str()));
-        }
-        let req =
-            BackendRequest::object(http::Method::GET, backend_bucket, object).with_query(&query);
-        let (status, body) = call.storage.send_read(req).await?;
-        match status {
-            200..=299 => {}
-            404 => return Err(no_such_upload()),
-            s => {
-                return Err(internal(format!(
-                    "the storage backend answered ListParts with {s}"
-                )))
-            }
-        }
-        // AWS names the root ListPartsResult; moto, ListPartsResponse.
-        let root = ["ListPartsResult", "ListPartsResponse"]
-            .into_iter()
-            .find(|r| xml::texts_at(&body, &[r, "UploadId"]).is_some_and(|v| !v.is_empty()))
-            .unwrap_or("ListPartsResult");
-        let parts = xml::groups_at(&body, &[root, "Part"], &["PartNumber", "ETag", "Size"])
-            .ok_or_else(|| internal("the storage backend's ListParts is not XML"))?;
-        for g in parts {
-            if let (Some(n), Some(e), Some(size)) = (&g[0].1, &g[1].1, &g[2].1) {
-                if let (Ok(n), Ok(size)) = (n.trim().parse::<u32>(), size.trim().parse::<u64>()) {
-                    out.insert(n, (e.clone(), size));
-                }
-            }
-        }
-        let truncated = xml::texts_at(&body, &[root, "IsTruncated"])
-            .and_then(|mut v| v.pop())
-            .is_some_and(|t| t.trim() == "true");
-        let next = xml::texts_at(&body, &[root, "NextPartNumberMarker"])
-            .and_then(|mut v| v.pop())
-            .unwrap_or_default();
-        if !truncated || next.is_empty() || next == marker {
-            return Ok(out);
-        }
-        marker = next;
-    }
+    let (backend_bucket, object) = (call.backend_bucket()?, call.object()?);
+    call.storage
+        .backend
+        .list_parts(backend_bucket, object, &call.upload_id())
+        .await
+        .map_err(crate::s3::backend_unavailable)?
+        .ok_or_else(no_such_upload)
 }
 
 /// CreateMultipartUpload: forward, then remember the upload.
