@@ -230,34 +230,28 @@ impl StorageApi {
             .and_then(|mut v| v.pop())
             .ok_or_else(|| GatewayError::new(ErrorKind::BadGateway, "no UploadId"))?;
         let limit = object.is_none().then_some(MAX_STAGED);
+        let (mut etags, mut size) = (Vec::new(), 0);
+        let sent = self
+            .send_parts(
+                key,
+                &backend_key,
+                &upload_id,
+                field,
+                &mut buf,
+                &mut etags,
+                &mut size,
+                limit,
+            )
+            .await;
+        // Staged even when sending failed: the caller aborts what was sent.
         *staged = Some(Staged::Parts {
             backend_key,
             upload_id,
-            etags: Vec::new(),
-            size: 0,
+            etags,
+            size,
             meta,
         });
-        let Some(Staged::Parts {
-            backend_key,
-            upload_id,
-            etags,
-            size,
-            ..
-        }) = staged.as_mut()
-        else {
-            unreachable!("just staged as parts")
-        };
-        self.send_parts(
-            key,
-            backend_key,
-            upload_id,
-            field,
-            &mut buf,
-            etags,
-            size,
-            limit,
-        )
-        .await
+        sent
     }
 
     /// Send every part; each part's bytes are reserved before it goes. The
