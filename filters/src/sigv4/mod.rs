@@ -24,6 +24,11 @@ pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
 pub const MAX_PRESIGN_SECONDS: i64 = 7 * 24 * 3600;
 
 pub use crate::amz_date::{format_amz_date, parse_amz_date, parse_http_date};
+pub use chunked::{ChunkSigner, VerifiedSignature};
+pub use client::{presign_query, sign_request, SigningCredential};
+
+mod chunked;
+mod client;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -455,190 +460,6 @@ pub fn check_time(p: &Presented, now_unix: i64) -> Result<(), SigError> {
     }
 }
 
-/// The running signature of an aws-chunked body: each chunk's signature
-/// chains on the previous one, starting from the request's (seed) signature.
-#[derive(Clone)]
-pub struct ChunkSigner {
-    key: [u8; 32],
-    amz_date: String,
-    scope: String,
-    previous: String,
-}
-
-impl ChunkSigner {
-    pub fn new(key: [u8; 32], amz_date: &str, scope: &str, seed_signature: &str) -> Self {
-        ChunkSigner {
-            key,
-            amz_date: amz_date.to_string(),
-            scope: scope.to_string(),
-            previous: seed_signature.to_string(),
-        }
-    }
-
-    /// The signature the next chunk must carry, given the SHA-256 of its data.
-    pub fn next_chunk(&mut self, data_sha256: &str) -> String {
-        let sts = format!(
-            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{EMPTY_SHA256}\n{data_sha256}",
-            self.amz_date, self.scope, self.previous
-        );
-        self.previous = sign(&self.key, &sts);
-        self.previous.clone()
-    }
-
-    /// The signature of the trailer (its `name:value\n` lines).
-    pub fn trailer(&mut self, trailer_lines: &str) -> String {
-        let sts = format!(
-            "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{}\n{}",
-            self.amz_date,
-            self.scope,
-            self.previous,
-            sha256_hex(trailer_lines.as_bytes())
-        );
-        self.previous = sign(&self.key, &sts);
-        self.previous.clone()
-    }
-}
-
-/// Sign a request the gateway itself sends (to the storage backend) with
-/// header auth. `headers` must already hold `host`; this adds
-/// `x-amz-date` and `x-amz-content-sha256` and returns the `Authorization`
-/// value. Every header given is signed.
-pub fn sign_request(
-    method: &str,
-    path: &[u8],
-    query: &[(String, String)],
-    headers: &mut Vec<(String, String)>,
-    payload_hash: &str,
-    cred: &SigningCredential<'_>,
-    now_unix: i64,
-) -> String {
-    let amz_date = format_amz_date(now_unix);
-    headers.push(("x-amz-date".into(), amz_date.clone()));
-    headers.push(("x-amz-content-sha256".into(), payload_hash.to_string()));
-    headers.sort_by(|a, b| a.0.cmp(&b.0));
-    let canonical = canonical_request(&CanonicalInput {
-        method,
-        path,
-        query,
-        headers,
-        payload_hash,
-    });
-    let date = &amz_date[..8];
-    let scope = format!("{date}/{}/s3/aws4_request", cred.region);
-    let key = signing_key(cred.secret_access_key, date, cred.region, "s3");
-    let signature = sign(&key, &string_to_sign(&amz_date, &scope, &canonical));
-    let signed: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-    format!(
-        "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
-        cred.access_key_id,
-        signed.join(";")
-    )
-}
-
-/// A presigned URL's query for a request the gateway hands out (the
-/// management API, the portal). Returns the query string to append.
-pub fn presign_query(
-    method: &str,
-    path: &[u8],
-    host: &str,
-    expires: i64,
-    cred: &SigningCredential<'_>,
-    now_unix: i64,
-) -> String {
-    let amz_date = format_amz_date(now_unix);
-    let date = &amz_date[..8];
-    let scope = format!("{date}/{}/s3/aws4_request", cred.region);
-    let mut query = vec![
-        ("X-Amz-Algorithm".to_string(), ALGORITHM.to_string()),
-        (
-            "X-Amz-Credential".to_string(),
-            format!("{}/{scope}", cred.access_key_id),
-        ),
-        ("X-Amz-Date".to_string(), amz_date.clone()),
-        ("X-Amz-Expires".to_string(), expires.to_string()),
-        ("X-Amz-SignedHeaders".to_string(), "host".to_string()),
-    ];
-    let canonical = canonical_request(&CanonicalInput {
-        method,
-        path,
-        query: &query,
-        headers: &[("host".to_string(), host.to_string())],
-        payload_hash: UNSIGNED_PAYLOAD,
-    });
-    let key = signing_key(cred.secret_access_key, date, cred.region, "s3");
-    let signature = sign(&key, &string_to_sign(&amz_date, &scope, &canonical));
-    query.push(("X-Amz-Signature".to_string(), signature));
-    query
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                uri_encode(k.as_bytes(), false),
-                uri_encode(v.as_bytes(), false)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// A request signature that checked out: what the body verification of the
-/// same request needs.
-#[derive(Clone)]
-pub struct VerifiedSignature {
-    pub signing_key: [u8; 32],
-    pub signature: String,
-    pub amz_date: String,
-    pub scope: String,
-    pub payload: PayloadMode,
-    pub presigned: bool,
-}
-
-impl VerifiedSignature {
-    /// A verified signature that seeds no chunk chain (SigV2: its payload is
-    /// unsigned or hashed whole, never aws-chunked).
-    pub fn without_chunk_chain(payload: PayloadMode, presigned: bool) -> Self {
-        debug_assert!(!payload.is_streaming());
-        VerifiedSignature {
-            signing_key: [0; 32],
-            signature: String::new(),
-            amz_date: String::new(),
-            scope: String::new(),
-            payload,
-            presigned,
-        }
-    }
-
-    /// The chain for aws-chunked bodies, seeded with the request's signature.
-    pub fn chunk_signer(&self) -> ChunkSigner {
-        ChunkSigner::new(
-            self.signing_key,
-            &self.amz_date,
-            &self.scope,
-            &self.signature,
-        )
-    }
-}
-
-/// Never print the signing key.
-impl std::fmt::Debug for VerifiedSignature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifiedSignature")
-            .field("amz_date", &self.amz_date)
-            .field("scope", &self.scope)
-            .field("payload", &self.payload)
-            .field("presigned", &self.presigned)
-            .finish()
-    }
-}
-
-/// Who signs: an access key id, its secret and the region.
-#[derive(Debug, Clone, Copy)]
-pub struct SigningCredential<'a> {
-    pub access_key_id: &'a str,
-    pub secret_access_key: &'a str,
-    pub region: &'a str,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -747,32 +568,6 @@ mod tests {
     }
 
     #[test]
-    fn chunk_signatures_of_the_streaming_example() {
-        // "Signature Calculations for the Authorization Header: Transferring
-        // Payload in Multiple Chunks": 65 KiB + 1 KiB of 'a', seed signature below.
-        let mut signer = ChunkSigner::new(
-            key(),
-            "20130524T000000Z",
-            "20130524/us-east-1/s3/aws4_request",
-            "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
-        );
-        let first = vec![b'a'; 65536];
-        assert_eq!(
-            signer.next_chunk(&sha256_hex(&first)),
-            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"
-        );
-        let second = vec![b'a'; 1024];
-        assert_eq!(
-            signer.next_chunk(&sha256_hex(&second)),
-            "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"
-        );
-        assert_eq!(
-            signer.next_chunk(EMPTY_SHA256),
-            "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"
-        );
-    }
-
-    #[test]
     fn authorization_header_parses() {
         let p = parse_authorization(
             "AWS4-HMAC-SHA256 Credential=AKID/20130524/us-east-1/s3/aws4_request, \
@@ -811,42 +606,5 @@ mod tests {
         assert_eq!(uri_encode(b"a/b", false), "a%2Fb");
         assert_eq!(percent_decode("a%2Fb+c").unwrap(), b"a/b+c");
         assert_eq!(percent_decode("a%2"), None);
-    }
-
-    #[test]
-    fn what_is_signed_is_verified() {
-        let cred = SigningCredential {
-            access_key_id: "AKID",
-            secret_access_key: SECRET,
-            region: "us-east-1",
-        };
-        let mut headers = vec![("host".to_string(), "127.0.0.1:9000".to_string())];
-        let auth = sign_request(
-            "PUT",
-            b"/bucket/key with space",
-            &[],
-            &mut headers,
-            UNSIGNED_PAYLOAD,
-            &cred,
-            1_700_000_000,
-        );
-        let p = parse_authorization(&auth, Some(&format_amz_date(1_700_000_000))).unwrap();
-        assert_eq!(
-            p.signed_headers,
-            vec!["host", "x-amz-content-sha256", "x-amz-date"]
-        );
-        let canonical = canonical_request(&CanonicalInput {
-            method: "PUT",
-            path: b"/bucket/key with space",
-            query: &[],
-            headers: &headers,
-            payload_hash: UNSIGNED_PAYLOAD,
-        });
-        let k = signing_key(SECRET, &p.credential.date, "us-east-1", "s3");
-        let expected = sign(
-            &k,
-            &string_to_sign(&p.amz_date, &p.credential.scope(), &canonical),
-        );
-        assert!(signatures_match(&expected, &p.signature));
     }
 }
