@@ -100,14 +100,8 @@ impl std::fmt::Debug for VerifiedSignature {
 
 #[cfg(test)]
 mod tests {
+    use super::super::examples::key;
     use super::*;
-
-    // AWS's example secret.
-    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-    fn key() -> [u8; 32] {
-        signing_key(SECRET, "20130524", "us-east-1", "s3")
-    }
 
     #[test]
     fn chunk_signatures_of_the_streaming_example() {

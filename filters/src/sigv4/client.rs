@@ -95,9 +95,8 @@ pub struct SigningCredential<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::examples::SECRET;
     use super::*;
-
-    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
     #[test]
     fn what_is_signed_is_verified() {

@@ -460,17 +460,22 @@ pub fn check_time(p: &Presented, now_unix: i64) -> Result<(), SigError> {
     }
 }
 
+/// The secret and signing key of AWS's worked examples ("Signature
+/// Calculations for the Authorization Header", "Authenticating Requests:
+/// Using Query Parameters"), for the tests of this module's files.
+#[cfg(test)]
+mod examples {
+    pub const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    pub fn key() -> [u8; 32] {
+        super::signing_key(SECRET, "20130524", "us-east-1", "s3")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::examples::key;
     use super::*;
-
-    // The examples of AWS's "Signature Calculations for the Authorization
-    // Header" and "Authenticating Requests: Using Query Parameters" pages.
-    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-    fn key() -> [u8; 32] {
-        signing_key(SECRET, "20130524", "us-east-1", "s3")
-    }
 
     #[test]
     fn get_object_example_signature() {
