@@ -36,7 +36,11 @@ fn form(key: Option<&str>, filename: &str, data: &[u8]) -> (String, Vec<u8>) {
 }
 
 async fn upload(g: &StorageGateway, key: &str, name: Option<&str>, data: &[u8]) -> (u16, Value) {
-    let (ct, body) = form(name, "upload.bin", data);
+    post(g, key, form(name, "upload.bin", data)).await
+}
+
+/// POST /s3/upload with a form `(content type, body)`; status and JSON.
+async fn post(g: &StorageGateway, key: &str, (ct, body): (String, Vec<u8>)) -> (u16, Value) {
     let r = g
         .client()
         .post(g.url("/s3/upload"))
@@ -208,18 +212,7 @@ fn form_of(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
 }
 
 async fn post_form(g: &StorageGateway, parts: &[(&str, &[u8])]) -> (u16, Value) {
-    let (ct, body) = form_of(parts);
-    let r = g
-        .client()
-        .post(g.url("/s3/upload"))
-        .bearer_auth(B_KEY)
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    post(g, B_KEY, form_of(parts)).await
 }
 
 /// Every key the tenant's bucket lists, staging names included.

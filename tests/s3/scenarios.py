@@ -105,6 +105,15 @@ def quote(s, safe="/"):
     return urllib.parse.quote(s, safe=safe + "-_.~")
 
 
+def _open(req):
+    ctx = ssl.create_default_context(cafile=CA)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 def raw_request(t, method, path, body=b"", headers=None, payload_hash=None,
                 when=None, secret=None, chunked=None, query="", trailer=None,
                 region=REGION, unsigned=None, omit_signed=()):
@@ -183,14 +192,8 @@ def raw_request(t, method, path, body=b"", headers=None, payload_hash=None,
     headers.update(unsigned or {})
     headers = {k: (v.encode() if any(ord(c) > 255 for c in v) else v) for k, v in headers.items()}
     url = f"{ENDPOINT}{quote(path)}" + (f"?{query}" if query else "")
-    req = urllib.request.Request(url, data=body if method in ("PUT", "POST") else None,
-                                 method=method, headers=headers)
-    ctx = ssl.create_default_context(cafile=CA)
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    return _open(urllib.request.Request(url, data=body if method in ("PUT", "POST") else None,
+                                        method=method, headers=headers))
 
 
 # --- scenarios ---
@@ -361,15 +364,6 @@ def presigned():
         except urllib.error.HTTPError as e:
             assert e.code == 403, e.code
     assert b.get_object(Bucket=bb, Key="secret.txt")["Body"].read() == b"B's secret"
-
-
-def _open(req):
-    ctx = ssl.create_default_context(cafile=CA)
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def signing_rules():

@@ -26,9 +26,11 @@ pub const MAX_PRESIGN_SECONDS: i64 = 7 * 24 * 3600;
 pub use crate::amz_date::{format_amz_date, parse_amz_date, parse_http_date};
 pub use chunked::{ChunkSigner, VerifiedSignature};
 pub use client::{presign_query, sign_request, SigningCredential};
+pub use encoding::{parse_query, percent_decode, uri_encode};
 
 mod chunked;
 mod client;
+mod encoding;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -311,53 +313,6 @@ fn check_amz_date(s: &str) -> Result<String, SigError> {
         .ok_or_else(|| SigError::Malformed(format!("X-Amz-Date {s:?} is not YYYYMMDDTHHMMSSZ")))
 }
 
-/// Percent-encode as SigV4 wants: everything but `A-Za-z0-9-._~`, and `/`
-/// too unless `keep_slash`.
-pub fn uri_encode(input: &[u8], keep_slash: bool) -> String {
-    let mut out = String::with_capacity(input.len() + 8);
-    for &b in input {
-        let unreserved = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
-        if unreserved || (keep_slash && b == b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Decode `%XX` escapes (a `+` stays a `+`: S3 paths and SDK queries encode
-/// spaces as `%20`). `None` when an escape is malformed.
-pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-/// Split a raw query string into decoded `(name, value)` pairs.
-pub fn parse_query(query: &str) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for part in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        out.push((
-            String::from_utf8(percent_decode(k)?).ok()?,
-            String::from_utf8(percent_decode(v)?).ok()?,
-        ));
-    }
-    Some(out)
-}
-
 /// The parts of a request that go into its canonical form.
 pub struct CanonicalInput<'a> {
     pub method: &'a str,
@@ -603,13 +558,5 @@ mod tests {
         assert_eq!(check_time(&p(None), at - 16 * 60), Err(SigError::Skewed));
         assert_eq!(check_time(&p(Some(60)), at + 59), Ok(()));
         assert_eq!(check_time(&p(Some(60)), at + 61), Err(SigError::Expired));
-    }
-
-    #[test]
-    fn encoding_follows_sigv4() {
-        assert_eq!(uri_encode(b"/a b/c~d+e", true), "/a%20b/c~d%2Be");
-        assert_eq!(uri_encode(b"a/b", false), "a%2Fb");
-        assert_eq!(percent_decode("a%2Fb+c").unwrap(), b"a/b+c");
-        assert_eq!(percent_decode("a%2"), None);
     }
 }
