@@ -1,31 +1,35 @@
 # The two commands of the README, and a few more for developers.
-.PHONY: run test bench harness harness-smoke lint prereqs
+# scripts/prereqs.sh: what the build needs (apt). scripts/test-prereqs.sh:
+# the test tools, inside the project (.venv/, tests/node/node_modules).
+.PHONY: run test bench harness harness-smoke lint prereqs test-prereqs
 
-# Run the gateway on the offline default config (release build).
+PY := .venv/bin/python3
+
+# Run the gateway on the offline default config (release build). No Python.
 run: prereqs
 	cargo run --release --bin kikaku-edge -- serve -c conf/kikaku.yaml
 
 # Every test of the workspace: unit tests of both crates, the integration
 # tests that start the real binary, and one pass of each bench as a smoke test.
-test: prereqs
+test: test-prereqs
 	cargo test --workspace --all-targets
 
 bench: prereqs
 	cargo bench --bench filter_chain
 
 # kikaku-edge against nginx and LiteLLM on one simulator; writes BENCHMARKS.md.
-# scripts/harness-prereqs.sh installs nginx (apt), oha (cargo) and LiteLLM (pip).
+# scripts/harness-prereqs.sh installs nginx (apt), oha (cargo) and LiteLLM (its own venv).
 harness: prereqs
 	./scripts/harness-prereqs.sh
 	cargo build --release --features harness-baseline
-	python3 benches/harness/run.py
+	$(PY) benches/harness/run.py
 
 # CI: the harness on the debug build for 2 s a point; checks that everything
 # starts and answers and that a report comes out (target/harness-smoke.md).
 harness-smoke: prereqs
 	./scripts/harness-prereqs.sh
 	cargo build --bins --features harness-baseline
-	python3 benches/harness/run.py --smoke
+	$(PY) benches/harness/run.py --smoke
 
 lint: prereqs
 	cargo fmt --all --check
@@ -33,3 +37,6 @@ lint: prereqs
 
 prereqs:
 	@./scripts/prereqs.sh
+
+test-prereqs:
+	@./scripts/test-prereqs.sh

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -57,7 +56,7 @@ impl Seed {
     /// Run `prog` on the filled-in snippet in the work directory; its stdout.
     fn run(&self, prog: &str, args: &[&str], script: &str) -> String {
         let aws = self.work.path().join(".aws");
-        let out = Command::new(prog)
+        let out = common::tool(prog)
             .args(args)
             .arg(script)
             .current_dir(self.work.path())

@@ -3,8 +3,8 @@
 repeats run after run on this noisy shared machine, for judging a change to
 the request path (BENCHMARKS.md, "Profile").
 
-    python3 benches/harness/instructions.py image      # the image route
-    python3 benches/harness/instructions.py pass       # the pass-through route
+    .venv/bin/python3 benches/harness/instructions.py image      # the image route
+    .venv/bin/python3 benches/harness/instructions.py pass       # the pass-through route
 
 Starts the simulator (natively) and the release gateway under
 `valgrind --tool=callgrind` on the harness's gateway config with one thread,

@@ -2,12 +2,13 @@
 """Performance harness: kikaku-edge against nginx (plain proxy_pass) and
 LiteLLM's proxy, on one upstream (the Ark simulator), side by side in one run.
 
-    python3 benches/harness/run.py            # full run, writes BENCHMARKS.md
-    python3 benches/harness/run.py --quick    # short smoke: 2 s per point
+    .venv/bin/python3 benches/harness/run.py          # full run, writes BENCHMARKS.md
+    .venv/bin/python3 benches/harness/run.py --quick  # short smoke: 2 s per point
 
 Needs: a release build (`cargo build --release --features harness-baseline`,
 which adds the bare Pingora proxy of the baseline rows), nginx (Debian), oha
-(`cargo install oha`), and optionally LiteLLM (`pip install 'litellm[proxy]'`);
+(`cargo install oha`), and optionally LiteLLM (in `.venv-litellm`, or on PATH);
+`make harness` runs scripts/harness-prereqs.sh, which installs all of them;
 whatever is missing is reported in the table as not run.
 
 Scenarios (issue 6): (1) image route with every filter, at full speed;
@@ -34,6 +35,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# scripts/harness-prereqs.sh installs LiteLLM into its own venv.
+LITELLM = ROOT / ".venv-litellm" / "bin" / "litellm"
 BIN = ROOT / "target" / "release" / "kikaku-edge"  # --bin overrides
 BODY_GATEWAY = json.dumps({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"})
 # What the gateway sends upstream for that body (alias resolved, defaults filled):
@@ -497,9 +500,10 @@ def main():
             wait_port(pub)
             targets[("kikaku-edge", label)] = (f"http://127.0.0.1:{pub}/v1/images/generations", BODY_GATEWAY,
                                                [f"Authorization: Bearer {KEY}"], gw)
-            if not args.no_litellm and shutil.which("litellm"):
+            litellm = LITELLM if LITELLM.exists() else shutil.which("litellm")
+            if not args.no_litellm and litellm:
                 lp = free_port()
-                ll = Proc(["litellm", "--config", str(litellm_conf(d, sim)), "--port", str(lp),
+                ll = Proc([str(litellm), "--config", str(litellm_conf(d, sim)), "--port", str(lp),
                            "--host", "127.0.0.1", "--num_workers", "1"])
                 procs.append(ll)
                 try:
@@ -629,7 +633,7 @@ def write_report(args, results, idle, held, secs, storage, n_rounds):
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `python3 benches/harness/run.py{' --quick' if args.quick else ''}` on "
+        f"Written by `.venv/bin/python3 benches/harness/run.py{' --quick' if args.quick else ''}` on "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Every figure below comes from this one run;",
         "compare within a table, not with other runs.",
         "",

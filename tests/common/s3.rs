@@ -56,7 +56,7 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
-        let child = Command::new("python3")
+        let child = super::tool("python3")
             .args([
                 concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3/moto_server.py"),
                 "-p",
@@ -67,7 +67,7 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 tests/s3/moto_server.py (pip install -r tests/s3/requirements.txt)");
+            .expect("tests/s3/moto_server.py on the project's venv (scripts/test-prereqs.sh)");
         wait_for_port(port);
         Moto { child, port }
     }
@@ -254,7 +254,7 @@ routes:
         stdout
     }
 
-    /// `python3 tests/s3/scenarios.py <name>` with the tenants' environment.
+    /// `.venv/bin/python3 tests/s3/scenarios.py <name>` with the tenants' environment.
     fn scenario_command(&self, name: &str, others: &[&StorageGateway]) -> Command {
         self.script_command("scenarios.py", name, others)
     }
@@ -270,7 +270,7 @@ routes:
             .flat_map(|g| std::fs::read(&g.ca).unwrap())
             .collect();
         std::fs::write(&bundle, pems).unwrap();
-        let mut cmd = Command::new("python3");
+        let mut cmd = super::tool("python3");
         cmd.arg(script)
             .arg(name)
             .env("KK_ENDPOINT", self.endpoint())
