@@ -1,8 +1,9 @@
-//! Route matching: method + path prefix (whole segments) + optional host.
+//! Route matching: method + path prefix (whole segments) or exact path +
+//! optional host.
 //!
 //! The most specific route wins: one for SigV4-signed requests beats one
-//! without, then one with a host, then the longer path prefix, then the
-//! earlier route in the file.
+//! without, then one with a host, then the longer path prefix, then an
+//! exact path over a prefix, then the earlier route in the file.
 
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ pub struct Route {
     /// Empty: any method.
     pub methods: Vec<Method>,
     pub path_prefix: String,
+    /// The path must be `path_prefix` itself (a trailing `/` allowed).
+    pub exact: bool,
     pub host: Option<String>,
     /// Only requests signed with AWS SigV4 (the S3 endpoint on the shared listener).
     pub sigv4: bool,
@@ -49,6 +52,12 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// `/s3/files` exactly matches `/s3/files` and `/s3/files/`, nothing deeper.
+fn exact_matches(exact: &str, path: &str) -> bool {
+    let p = exact.strip_suffix('/').unwrap_or(exact);
+    path == p || path.strip_prefix(p) == Some("/")
+}
+
 /// The host without a port, lower-cased.
 pub fn host_only(host: &str) -> String {
     let h = if host.starts_with('[') {
@@ -68,6 +77,7 @@ impl Router {
                 .cmp(&a.sigv4)
                 .then(b.host.is_some().cmp(&a.host.is_some()))
                 .then(b.path_prefix.len().cmp(&a.path_prefix.len()))
+                .then(b.exact.cmp(&a.exact))
                 .then(ia.cmp(ib))
         });
         Router {
@@ -95,7 +105,12 @@ impl Router {
             {
                 continue;
             }
-            if !prefix_matches(&r.path_prefix, path) {
+            let matched = if r.exact {
+                exact_matches(&r.path_prefix, path)
+            } else {
+                prefix_matches(&r.path_prefix, path)
+            };
+            if !matched {
                 continue;
             }
             if r.methods.is_empty() || r.methods.contains(method) {
@@ -131,6 +146,7 @@ mod tests {
             name: name.into(),
             methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
             path_prefix: prefix.into(),
+            exact: false,
             host: host.map(Into::into),
             sigv4: false,
             chain: FilterChain::default(),
@@ -190,6 +206,19 @@ mod tests {
         assert_eq!(found(&r, "GET", None, "/s3/files").unwrap(), "api");
         let plain = Router::new(vec![route("api", &["GET"], "/s3", None)]);
         assert!(!plain.s3_would_match(&Method::GET, None, "/demo/key"));
+    }
+
+    #[test]
+    fn an_exact_path_takes_only_itself() {
+        let mut listing = route("listing", &["GET"], "/s3/files", None);
+        listing.exact = true;
+        let r = Router::new(vec![route("api", &[], "/s3", None), listing]);
+        assert_eq!(found(&r, "GET", None, "/s3/files").unwrap(), "listing");
+        assert_eq!(found(&r, "GET", None, "/s3/files/").unwrap(), "listing");
+        assert_eq!(found(&r, "GET", None, "/s3/files/a.txt").unwrap(), "api");
+        assert_eq!(found(&r, "GET", None, "/s3/filesx").unwrap(), "api");
+        // Another method falls through to the prefix route, not 405.
+        assert_eq!(found(&r, "DELETE", None, "/s3/files").unwrap(), "api");
     }
 
     #[test]

@@ -77,8 +77,15 @@ impl Snapshot {
         let storage = match &config.storage {
             Some(sc) => match upstreams.get(&sc.backend.upstream) {
                 Some(up) => {
-                    match S3Backend::new(&sc.backend, up.clone(), config.server.ca_file.as_deref())
-                    {
+                    let data_dir = std::path::Path::new(&config.data_dir);
+                    match crate::s3::embedded::backend_credential(sc, data_dir).and_then(|cred| {
+                        S3Backend::new(
+                            &sc.backend,
+                            cred,
+                            up.clone(),
+                            config.server.ca_file.as_deref(),
+                        )
+                    }) {
                         Ok(b) => Some(Arc::new(Storage::new(b, state.clone(), sc))),
                         Err(e) => {
                             errors.push(ConfigError::new("storage.backend", e));
@@ -128,6 +135,7 @@ impl Snapshot {
                     .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
                     .collect(),
                 path_prefix: r.matcher.path_prefix.clone(),
+                exact: r.matcher.exact,
                 host: r.matcher.host.as_deref().map(crate::routing::host_only),
                 sigv4: r.matcher.sigv4,
                 chain: build_chain(&r.filters, &env),

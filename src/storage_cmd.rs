@@ -49,8 +49,10 @@ pub fn run(config: &Path, cmd: StorageCommand) -> Result<(), String> {
                     .clone()
                     .map(std::path::PathBuf::from)
                     .unwrap_or_else(|| Path::new(&cfg.data_dir).join("s3")),
-                access_key_id: storage_cfg.backend.access_key_id.clone(),
-                secret_access_key: storage_cfg.backend.secret_access_key.clone(),
+                credential: crate::s3::embedded::backend_credential(
+                    &storage_cfg,
+                    Path::new(&cfg.data_dir),
+                )?,
             };
             if tokio::net::TcpStream::connect(&e.listen).await.is_err() {
                 tokio::spawn(async move {

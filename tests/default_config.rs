@@ -125,15 +125,254 @@ async fn the_eight_examples_work_on_the_shipped_config() {
         .unwrap();
     assert_eq!(usage["used_count"], 21);
     assert_eq!(usage["quota_limit"], 1000);
-    // The demo key's 10 requests per minute: this was the 9th; the 11th is refused.
+    // The demo key's 10 generations a minute: 8 made, 2 left, the 11th is
+    // refused (reading the usage spent none of them).
     let status = |r: reqwest::Response| r.status().as_u16();
     let next = || {
-        http.get(gw.url("/v1/logs"))
+        http.post(gw.url("/v1/images/generations"))
             .header("authorization", "Bearer kikaku_demo_key")
+            .body(r#"{"model":"seedream-4.0","prompt":"a cat","size":"1K"}"#)
             .send()
     };
     assert_eq!(status(next().await.unwrap()), 200);
+    assert_eq!(status(next().await.unwrap()), 200);
     assert_eq!(status(next().await.unwrap()), 429);
+}
+
+/// GET `path` with `key`: status, the JSON body (or Null), and the
+/// rate-limit headers (limit, remaining).
+async fn read(gw: &Gateway, path: &str, key: &str) -> (u16, Value, (String, String)) {
+    let r = client()
+        .get(gw.url(path))
+        .header("authorization", bearer(key))
+        .send()
+        .await
+        .unwrap();
+    let h = |n: &str| {
+        r.headers()
+            .get(n)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let limits = (h("x-ratelimit-limit"), h("x-ratelimit-remaining"));
+    let status = r.status().as_u16();
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, body, limits)
+}
+
+/// DESIGN §2: a customer's reads of their own account have a budget of
+/// their own (60/min per key). The demo key spends its 10 generations;
+/// its usage, logs and gallery still answer, with the right counts, and
+/// the 11th generation is still refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn account_reads_do_not_spend_the_generation_budget() {
+    let (gw, _sim, _data) = shipped();
+    let key = "kikaku_demo_key";
+    let generate = || async {
+        client()
+            .post(gw.url("/v1/images/generations"))
+            .header("authorization", bearer(key))
+            .body(r#"{"model":"seedream-4.0","prompt":"a cat","size":"1K"}"#)
+            .send()
+            .await
+            .unwrap()
+    };
+    for i in 0..10 {
+        assert_eq!(generate().await.status(), 200, "generation {}", i + 1);
+        // The portal polls the usage between generations.
+        let (status, usage, _) = read(&gw, "/v1/usage", key).await;
+        assert_eq!(status, 200, "usage after generation {}", i + 1);
+        assert_eq!(usage["used_count"], i + 1);
+    }
+    let refused = generate().await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["x-ratelimit-limit"], "10");
+
+    let (status, usage, (limit, remaining)) = read(&gw, "/v1/usage", key).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!((limit.as_str(), remaining.as_str()), ("60", "49"));
+    assert_eq!(usage["used_count"], 10);
+    assert_eq!(usage["remaining"], 990);
+    assert_eq!(usage["stats"]["total_requests"], 11, "{usage}");
+    assert_eq!(usage["stats"]["successful_requests"], 10, "{usage}");
+    assert_eq!(usage["stats"]["failed_requests"], 1, "{usage}");
+    let (status, logs, _) = read(&gw, "/v1/logs?limit=100", key).await;
+    assert_eq!(status, 200, "{logs}");
+    assert_eq!(
+        logs["pagination"]["total"], 11,
+        "every generation, the refused one too"
+    );
+    let statuses: Vec<&str> = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "success").count(), 10);
+    assert_eq!(read(&gw, "/v1/gallery", key).await.0, 200);
+    assert_eq!(
+        generate().await.status(),
+        429,
+        "still refused after the reads"
+    );
+}
+
+/// The same for a storage key: `/s3/usage`, the `/s3/files` listing and
+/// `/s3/credentials` spend the reads budget (60), downloads and uploads the
+/// key's own (600 for the demo key).
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_account_reads_have_their_own_budget() {
+    let (gw, _sim, _data) = shipped();
+    let key = "kikaku_s3_demo_key";
+    let (status, _, (limit, before)) = read(&gw, "/s3/files/missing.txt", key).await;
+    assert_eq!((status, limit.as_str()), (404, "600"));
+    let mut left = 60;
+    for path in [
+        "/s3/usage",
+        "/s3/files",
+        "/s3/files/?limit=5",
+        "/s3/credentials",
+    ] {
+        let (status, body, (limit, remaining)) = read(&gw, path, key).await;
+        left -= 1;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(
+            (limit.as_str(), remaining),
+            ("60", left.to_string()),
+            "{path}"
+        );
+    }
+    let (_, _, (limit, after)) = read(&gw, "/s3/files/missing.txt", key).await;
+    assert_eq!(limit, "600");
+    assert_eq!(
+        after.parse::<u32>().unwrap(),
+        before.parse::<u32>().unwrap() - 1,
+        "the reads spent nothing of the key's own budget"
+    );
+}
+
+/// `aws s3api <args>` (the project's pinned AWS CLI) with this credential.
+fn aws(endpoint: &str, id: &str, secret: &str, args: &[&str]) -> std::process::Output {
+    tool("aws")
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1", "s3api"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap()
+}
+
+/// The embedded S3 backend is not an open door on the host: with no backend
+/// credential configured it accepts only the one the gateway made at first
+/// start (in the data dir, mode 0600), not the one conf/kikaku.yaml used to
+/// print. The credential survives a restart, and a clean shutdown removes
+/// the pid file.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_backend_accepts_only_its_own_credential() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    let (mut gw, _sim, s3) = start_shipped_on("conf/kikaku.yaml", data.path());
+    let file = data.path().join("embedded-s3-credential.env");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let var = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_string()
+    };
+    let (id, secret) = (
+        var("KIKAKU_S3_BACKEND_ACCESS_KEY_ID"),
+        var("KIKAKU_S3_BACKEND_SECRET_ACCESS_KEY"),
+    );
+    assert!(!text.contains("kikaku-embedded-backend"), "{text}");
+    assert!(!gw.stderr().contains(&secret), "the secret is never logged");
+
+    let backend = format!("http://127.0.0.1:{s3}");
+    let demo = aws(
+        &backend,
+        "kikaku-embedded-backend",
+        "kikaku-embedded-backend-secret",
+        &["list-buckets"],
+    );
+    assert!(!demo.status.success(), "the old demo credential is refused");
+    let err = String::from_utf8_lossy(&demo.stderr);
+    assert!(
+        err.contains("NotSignedUp") || err.contains("InvalidAccessKeyId"),
+        "refused as an unknown access key: {err}"
+    );
+    let own = aws(&backend, &id, &secret, &["list-buckets"]);
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+
+    // An object stored through the gateway, to find again after a restart.
+    let body = data.path().join("kept.txt");
+    std::fs::write(&body, "kept across restarts").unwrap();
+    let put = aws(
+        &gw.url(""),
+        "KIKAKUDEMOACCESSKEY0",
+        "kikaku-demo-secret-key-for-local-use-only",
+        &[
+            "put-object",
+            "--bucket",
+            "demo",
+            "--key",
+            "kept.txt",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+
+    // A clean shutdown (SIGTERM) removes the pid file.
+    let pid_file = data.path().join("kikaku-edge.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        gw.pid().to_string()
+    );
+    gw.signal("TERM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = gw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(!pid_file.exists(), "pid file left after a clean shutdown");
+
+    // Started again on the same data: the same credential, the same object.
+    let (gw, _sim, s3) = start_shipped_on("conf/kikaku.yaml", data.path());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    let backend = format!("http://127.0.0.1:{s3}");
+    let own = aws(&backend, &id, &secret, &["list-buckets"]);
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let r = client()
+        .get(gw.url("/s3/files/kept.txt"))
+        .header("authorization", bearer("kikaku_s3_demo_key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "kept across restarts");
 }
 
 /// The fenced block that follows `marker` in README.md.
@@ -158,7 +397,7 @@ async fn readme_storage_commands_work_as_written() {
             .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", gw.public))
     };
     let run = |prog: &str, arg: &str, script: String| {
-        let out = std::process::Command::new(prog)
+        let out = tool(prog)
             .arg(arg)
             .arg(&script)
             .current_dir(env!("CARGO_MANIFEST_DIR"))

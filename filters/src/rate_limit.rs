@@ -17,6 +17,8 @@ use crate::state::RateLimits;
 
 /// DESIGN §2: a key without its own limit gets 10 requests per minute.
 pub const DEFAULT_PER_MINUTE: u32 = 10;
+/// DESIGN §2: reads of a key's own account, 60 per minute per key.
+pub const DEFAULT_ACCOUNT_READS_PER_MINUTE: u32 = 60;
 const WINDOW: Duration = Duration::from_secs(60);
 const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -28,8 +30,27 @@ pub struct RateLimitConfig {
     /// Limit for keys that have none of their own (default 10).
     pub per_minute: Option<u32>,
     /// Keys' limits are shared across every route with the same scope
-    /// (default `key`: one budget per key for the whole gateway).
+    /// (default: the budget's name, `key` or `account_reads`; one budget per
+    /// key for the whole gateway).
     pub scope: Option<String>,
+    /// Which budget the route spends (default `requests`).
+    #[serde(default)]
+    pub budget: Budget,
+}
+
+/// What a route's requests count against.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    /// The key's own `rate_limit_per_minute` (else `per_minute`, else 10):
+    /// generation, uploads, downloads, S3 calls.
+    #[default]
+    Requests,
+    /// A customer reading their own account (`/v1/usage`, `/v1/logs`,
+    /// `/v1/gallery`, `/s3/usage`, `/s3/files` listings, `/s3/credentials`):
+    /// `per_minute` (default 60) for every key, apart from the key's own
+    /// limit, so a key that spent its generation budget still sees its usage.
+    AccountReads,
 }
 
 impl RateLimitConfig {
@@ -56,14 +77,20 @@ pub struct RateLimit {
     state: Arc<dyn RateLimits>,
     default_limit: u32,
     scope: String,
+    budget: Budget,
 }
 
 impl RateLimit {
     pub fn new(cfg: &RateLimitConfig, state: Arc<dyn RateLimits>) -> Self {
+        let (default_limit, default_scope) = match cfg.budget {
+            Budget::Requests => (DEFAULT_PER_MINUTE, "key"),
+            Budget::AccountReads => (DEFAULT_ACCOUNT_READS_PER_MINUTE, "account_reads"),
+        };
         RateLimit {
             state,
-            default_limit: cfg.per_minute.unwrap_or(DEFAULT_PER_MINUTE),
-            scope: cfg.scope.clone().unwrap_or_else(|| "key".into()),
+            default_limit: cfg.per_minute.unwrap_or(default_limit),
+            scope: cfg.scope.clone().unwrap_or_else(|| default_scope.into()),
+            budget: cfg.budget,
         }
     }
 }
@@ -85,7 +112,10 @@ impl Filter for RateLimit {
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
         let key = ctx.require_key("rate_limit")?;
-        let limit = key.rate_limit_per_minute.unwrap_or(self.default_limit);
+        let limit = match self.budget {
+            Budget::Requests => key.rate_limit_per_minute.unwrap_or(self.default_limit),
+            Budget::AccountReads => self.default_limit,
+        };
         // The bucket names the key by its subject (half its hash), never the
         // key itself; the braces are a Redis Cluster hash tag that puts it in
         // the slot of the key's quota, so both can change in one script.
@@ -204,7 +234,7 @@ mod tests {
         let f = RateLimit::new(
             &RateLimitConfig {
                 per_minute: Some(100),
-                scope: None,
+                ..RateLimitConfig::default()
             },
             Arc::new(FrozenClockState::default()),
         );
@@ -222,5 +252,41 @@ mod tests {
             .on_request(&req, &mut ctx_for("kikaku_c", Some(2)))
             .await
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn account_reads_have_a_budget_of_their_own() {
+        let state = Arc::new(FrozenClockState::default());
+        let generate = RateLimit::new(&RateLimitConfig::default(), state.clone());
+        let reads = RateLimit::new(
+            &RateLimitConfig {
+                budget: Budget::AccountReads,
+                ..RateLimitConfig::default()
+            },
+            state,
+        );
+        let req = RequestHeader::build("GET", b"/", None).unwrap();
+        // The key's own 10/min is spent...
+        for _ in 0..10 {
+            generate
+                .on_request(&req, &mut ctx_for("kikaku_d", Some(10)))
+                .await
+                .unwrap();
+        }
+        assert!(generate
+            .on_request(&req, &mut ctx_for("kikaku_d", Some(10)))
+            .await
+            .is_err());
+        // ...and its reads still have 60, whatever the key's own limit.
+        for i in 0..60 {
+            let mut ctx = ctx_for("kikaku_d", Some(10));
+            reads.on_request(&req, &mut ctx).await.unwrap();
+            assert_eq!(ctx.rate_limit.unwrap().remaining, 59 - i);
+        }
+        let e = reads
+            .on_request(&req, &mut ctx_for("kikaku_d", Some(10)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 429);
     }
 }

@@ -57,7 +57,13 @@ pub struct S3BackendConfig {
     pub upstream: String,
     #[serde(default = "default_region")]
     pub region: String,
+    /// The credential the gateway signs backend requests with. Both empty
+    /// (or absent) with `storage.embedded`: the embedded backend's own,
+    /// generated at first start into `<data_dir>/embedded-s3-credential.env`
+    /// (mode 0600) and used from then on.
+    #[serde(default)]
     pub access_key_id: String,
+    #[serde(default)]
     pub secret_access_key: String,
     /// Backend bucket names are `<prefix><tenant>-<bucket>`; the tenant part
     /// keeps every storage key inside its own buckets.
@@ -393,6 +399,11 @@ pub struct MatchConfig {
     pub methods: Vec<String>,
     /// Matches whole path segments: `/v1/images` matches `/v1/images/x`, not `/v1/imagesx`.
     pub path_prefix: String,
+    /// Only the path `path_prefix` itself (with or without a trailing `/`),
+    /// nothing under it: `/s3/files` (the listing) but not `/s3/files/x`.
+    /// Beats a prefix route of the same length.
+    #[serde(default)]
+    pub exact: bool,
     /// Exact `Host` (port ignored); absent matches any host.
     pub host: Option<String>,
     /// Match only requests signed with AWS SigV4 (`Authorization:

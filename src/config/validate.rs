@@ -268,11 +268,20 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
                 "must be at most 10 of a-z, 0-9 and '-'",
             );
         }
-        if st.backend.access_key_id.is_empty() || st.backend.secret_access_key.is_empty() {
-            err(
+        match (
+            st.backend.access_key_id.is_empty(),
+            st.backend.secret_access_key.is_empty(),
+        ) {
+            (false, false) => {}
+            (true, true) if st.embedded.is_some() => {} // the embedded backend's own
+            (true, true) => err(
                 "storage.backend".into(),
-                "access_key_id and secret_access_key must not be empty",
-            );
+                "access_key_id and secret_access_key are required (only the embedded backend makes its own)",
+            ),
+            _ => err(
+                "storage.backend".into(),
+                "access_key_id and secret_access_key go together: set both or neither",
+            ),
         }
         if let Some(e) = &st.embedded {
             if e.listen.parse::<SocketAddr>().is_err() {

@@ -141,6 +141,7 @@ fn transport(e: reqwest::Error) -> BackendError {
 impl S3Backend {
     pub fn new(
         cfg: &S3BackendConfig,
+        credential: super::embedded::BackendCredential,
         upstream: Arc<Upstream>,
         ca_file: Option<&str>,
     ) -> Result<S3Backend, String> {
@@ -148,8 +149,8 @@ impl S3Backend {
             clients: upstream.http_clients(ca_file)?,
             upstream,
             region: cfg.region.clone(),
-            access_key_id: cfg.access_key_id.clone(),
-            secret_access_key: cfg.secret_access_key.clone(),
+            access_key_id: credential.access_key_id,
+            secret_access_key: credential.secret_access_key,
             buckets: BucketMap {
                 prefix: cfg.bucket_prefix.clone(),
             },

@@ -201,8 +201,7 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
                     crate::s3::embedded::EmbeddedS3 {
                         listen: embedded.listen.clone(),
                         root,
-                        access_key_id: storage.backend.access_key_id.clone(),
-                        secret_access_key: storage.backend.secret_access_key.clone(),
+                        credential: crate::s3::embedded::backend_credential(storage, data_dir)?,
                     },
                     Bound::new(bound),
                 ),
@@ -221,5 +220,14 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
         snap.generation
     );
     drop(snap);
-    server.run_forever();
+    server.run(pingora::server::RunArgs::default());
+    // Shut down cleanly: the pid file goes, unless it already names the
+    // process that took over (a graceful upgrade's new one).
+    if std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == std::process::id().to_string())
+    {
+        if let Err(e) = std::fs::remove_file(&pid_file) {
+            log::warn!("cannot remove pid file {pid_file}: {e}");
+        }
+    }
+    std::process::exit(0)
 }

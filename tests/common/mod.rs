@@ -17,6 +17,32 @@ pub const STORAGE_KEY: &str = "kikaku_s3_test_storage_key";
 pub const SUSPENDED_KEY: &str = "kikaku_test_suspended";
 pub const EXPIRED_KEY: &str = "kikaku_test_expired";
 
+/// A test tool run as the project installs it (`scripts/test-prereqs.sh`):
+/// `python3` is the venv's (`.venv/`), and the venv's `bin` (the AWS CLI)
+/// comes first on the child's PATH, so scripts and snippets that call
+/// `python3` or `aws` get the pinned tools, never the machine's.
+pub fn tool(program: &str) -> Command {
+    let venv_bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    assert!(
+        venv_bin.join("python3").exists(),
+        "{} is missing: run ./scripts/test-prereqs.sh (make test does)",
+        venv_bin.display()
+    );
+    let path = match std::env::var_os("PATH") {
+        Some(p) => {
+            std::env::join_paths(std::iter::once(venv_bin.clone()).chain(std::env::split_paths(&p)))
+                .expect("PATH entries without ':'")
+        }
+        None => venv_bin.clone().into_os_string(),
+    };
+    let mut cmd = match program {
+        "python3" => Command::new(venv_bin.join("python3")),
+        other => Command::new(other),
+    };
+    cmd.env("PATH", path).env_remove("PYTHONHOME");
+    cmd
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -375,8 +401,16 @@ pub async fn jpeg_dimensions(url: &str) -> (usize, usize) {
 /// temporary directory; returns the gateway, the simulator's port, and the
 /// data directory (keep it alive with the gateway).
 pub fn start_shipped(name: &str) -> (Gateway, u16, tempfile::TempDir) {
-    let (public, admin, sim, s3) = (free_port(), free_port(), free_port(), free_port());
     let data = tempfile::tempdir().unwrap();
+    let (gw, sim, _) = start_shipped_on(name, data.path());
+    (gw, sim, data)
+}
+
+/// `start_shipped` on a data directory of the caller's (to start again on
+/// the same data); returns the gateway, the simulator's port and the
+/// embedded S3 backend's port.
+pub fn start_shipped_on(name: &str, data: &Path) -> (Gateway, u16, u16) {
+    let (public, admin, sim, s3) = (free_port(), free_port(), free_port(), free_port());
     let gw = Gateway::start_file(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join(name),
         &[
@@ -384,7 +418,7 @@ pub fn start_shipped(name: &str) -> (Gateway, u16, tempfile::TempDir) {
             ("KIKAKU_ADMIN_ADDR", format!("127.0.0.1:{admin}")),
             ("KIKAKU_SIM_ARK_ADDR", format!("127.0.0.1:{sim}")),
             ("KIKAKU_S3_EMBEDDED_ADDR", format!("127.0.0.1:{s3}")),
-            ("KIKAKU_DATA_DIR", data.path().display().to_string()),
+            ("KIKAKU_DATA_DIR", data.display().to_string()),
             ("KIKAKU_ACCESS_LOG", "off".into()),
         ],
         public,
@@ -392,5 +426,5 @@ pub fn start_shipped(name: &str) -> (Gateway, u16, tempfile::TempDir) {
     );
     wait_for_port(sim);
     wait_for_port(s3);
-    (gw, sim, data)
+    (gw, sim, s3)
 }
