@@ -309,6 +309,156 @@ async fn redis_outage_fails_closed_then_recovers_with_an_exact_ledger() {
     );
 }
 
+/// One client's requests: when each was sent and answered, and its status.
+type Timeline = Vec<(std::time::Instant, std::time::Instant, u16)>;
+
+/// A Redis restart fails no request once Redis answers again. Three
+/// instances under a steady load; Redis (AOF, fsync always) is killed and
+/// started again 10 times, down 1 s each time. A request that overlaps an
+/// outage may fail, and then only as 503 (the quota fails closed); one
+/// that starts after Redis answers PING again is served, on every
+/// instance; and the ledger equals what the clients received.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarts_fail_no_request_once_redis_answers_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+    let mut redis = RedisServer::start_persistent();
+    let gws = three_on(&redis, 10_000_000, 10_000_000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let (gw, stop) = (gws[i % 3].clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut timeline = Timeline::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let status = image(&gw).await;
+                    timeline.push((sent, Instant::now(), status));
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                }
+                (i % 3, timeline)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // (being killed, answering again) for each restart, and the stretch
+    // in which Redis was surely down (dead, not yet started again).
+    let (mut outages, mut down) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let (r, killing, dead, starting) = tokio::task::spawn_blocking(move || {
+            let killing = Instant::now();
+            redis.kill();
+            let dead = Instant::now();
+            std::thread::sleep(Duration::from_secs(1));
+            let starting = Instant::now();
+            redis.restart(); // returns once Redis answers PING
+            (redis, killing, dead, starting)
+        })
+        .await
+        .unwrap();
+        redis = r;
+        outages.push((killing, Instant::now()));
+        down.push((dead, starting));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut timelines = Vec::new();
+    for c in clients {
+        timelines.push(c.await.unwrap());
+    }
+
+    let overlaps =
+        |sent: Instant, done: Instant| outages.iter().any(|(k, a)| sent < *a && done > *k);
+    let mut served = 0u64;
+    for (_, timeline) in &timelines {
+        for &(sent, done, status) in timeline {
+            match status {
+                200 => served += 1,
+                503 => assert!(
+                    overlaps(sent, done),
+                    "a request sent {:?} after the start failed with no outage around it",
+                    sent.duration_since(outages[0].0)
+                ),
+                other => panic!("only answers or 503s, got {other}"),
+            }
+            // Wholly inside an outage: refused, never served unbilled.
+            if down.iter().any(|(d, s)| sent > *d && done < *s) {
+                assert_eq!(status, 503, "served while Redis was down");
+            }
+        }
+    }
+    // After every restart, every instance's first requests were served.
+    for (n, (_, up)) in outages.iter().enumerate() {
+        let next = outages.get(n + 1).map(|o| o.0);
+        for gw in 0..3 {
+            let after: Vec<u16> = timelines
+                .iter()
+                .filter(|(g, _)| *g == gw)
+                .flat_map(|(_, t)| t.iter())
+                .filter(|(sent, done, _)| sent >= up && next.is_none_or(|k| *done < k))
+                .map(|t| t.2)
+                .collect();
+            assert!(
+                !after.is_empty(),
+                "instance {gw} sent nothing after restart {n}"
+            );
+            assert!(
+                after.iter().all(|s| *s == 200),
+                "instance {gw} after restart {n}: {after:?}"
+            );
+        }
+    }
+    let failed: usize = timelines
+        .iter()
+        .map(|(_, t)| t.iter().filter(|r| r.2 != 200).count())
+        .sum();
+    assert!(failed > 0, "the outages were seen (quota fails closed)");
+    // The ledger equals what the clients received: settles whose reply was
+    // lost are retried until Redis confirms them.
+    let mut usage = Value::Null;
+    for _ in 0..100 {
+        usage = get(&gws[0], "/v1/usage").await;
+        if usage["used_count"] == served && usage["stats"]["successful_requests"] == served {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(usage["used_count"], served, "{usage}");
+    assert_eq!(
+        usage["stats"]["successful_requests"], served,
+        "every served request logged once: {usage}"
+    );
+    eprintln!(
+        "10 restarts: {} requests, {served} served, {failed} refused during outages",
+        timelines.iter().map(|(_, t)| t.len()).sum::<usize>()
+    );
+}
+
+/// The case the steady load hides: an instance with no traffic while Redis
+/// was away. Its connection is found dead only when used; the first
+/// request after Redis answers again is still served (three times over).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_instance_serves_its_first_request_after_a_redis_restart() {
+    let mut redis = RedisServer::start_persistent();
+    let gw = gateway(&redis_state(&redis.url()), 1000, 1000);
+    assert_eq!(image(&gw).await, 200);
+    for round in 0..3 {
+        redis = tokio::task::spawn_blocking(move || {
+            redis.kill();
+            std::thread::sleep(Duration::from_secs(1));
+            redis.restart();
+            redis
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(image(&gw).await, 200, "first request after restart {round}");
+    }
+    let usage = get(&gw, "/v1/usage").await;
+    assert_eq!(usage["used_count"], 4, "{usage}");
+    assert_eq!(usage["stats"]["total_requests"], 4, "{usage}");
+}
+
 /// On the image route the rate limit is counted with the quota reservation,
 /// in one script: still exact across instances, and every request has one
 /// log line.

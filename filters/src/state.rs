@@ -167,9 +167,15 @@ pub trait Quotas: Send + Sync {
         used: u64,
     ) -> Result<(), StateError>;
 
-    /// Give back `amount` settled units (an answer that could not be
-    /// delivered after it was billed). Durable before it returns.
-    async fn quota_refund(&self, subject: &str, amount: u64) -> Result<(), StateError>;
+    /// Give back `amount` settled units of `reservation` (an answer that
+    /// could not be delivered after it was billed), once however often it
+    /// is asked. Durable before it returns.
+    async fn quota_refund(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        amount: u64,
+    ) -> Result<(), StateError>;
 
     async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError>;
 

@@ -556,7 +556,13 @@ impl Quotas for EmbeddedState {
         Ok(())
     }
 
-    async fn quota_refund(&self, subject: &str, amount: u64) -> Result<(), StateError> {
+    /// In-process, called once per answer (no retry can repeat it).
+    async fn quota_refund(
+        &self,
+        subject: &str,
+        _reservation: Reservation,
+        amount: u64,
+    ) -> Result<(), StateError> {
         if amount == 0 {
             return Ok(());
         }

@@ -130,8 +130,11 @@ impl LedgerScripts {
     fn new() -> LedgerScripts {
         LedgerScripts {
             // KEYS quota, held, slot hash; ARGV field, amount, limit, id, ttl_ms.
+            // A retry (its first reply lost) finds its own hold.
             reserve: Script::new(&format!(
-                "{NOW}local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+                "{NOW}local mine = redis.call('HGET', KEYS[2], ARGV[4])
+if mine then return tonumber(string.match(mine, '^(%d+):')) end
+local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 local held = 0
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
@@ -198,10 +201,11 @@ return tonumber(redis.call('HGET', KEYS[1], 'used') or '0')"
 
 /// Settle reservation `id` (in hash `held`) to `used` on hash `quota`:
 /// bills at most the reserved amount, once. The `done` marker remembers what
-/// was billed, so a repeat (after a lost reply) returns the same answer.
+/// was billed (`billed` or, settled with its log, `billed:log id`), so a
+/// repeat (after a lost reply) returns the same answer.
 const SETTLE: &str = "local function settle(quota, held, done, id, used, ttl)
   local d = redis.call('GET', done)
-  if d then return tonumber(d) end
+  if d then return tonumber(string.match(d, '^(%d+)')) end
   local v = redis.call('HGET', held, id)
   if not v then return -1 end
   redis.call('HDEL', held, id)
@@ -225,6 +229,15 @@ const LOG: &str = "local function log(list, seq, stats, json, ok, ms, keep)
 end
 ";
 
+/// How long a call's marker (`logged:`, `galadd:`) outlives it: a retry
+/// comes within the call's own timeout, so a minute is plenty.
+const MARKER_TTL_MS: u64 = 60_000;
+
+/// A fresh id for one logical call, the same for its retry.
+fn call_id() -> String {
+    format!("{:016x}", rand::thread_rng().gen::<u64>())
+}
+
 /// `now` in ms from Redis's clock, at the top of every script.
 const NOW: &str = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
 
@@ -237,7 +250,9 @@ impl Scripts {
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local held = redis.call('ZCARD', KEYS[1])
 local allowed = 0
-if held + cost <= limit then
+if cost > 0 and redis.call('ZSCORE', KEYS[1], ARGV[4] .. ':1') then
+  allowed = 1 -- a retry of a call that was admitted (its reply lost)
+elseif held + cost <= limit then
   for i = 1, cost do redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i) end
   redis.call('PEXPIRE', KEYS[1], window)
   held = held + cost
@@ -250,8 +265,10 @@ return {{allowed, held, reset}}"
             )),
             // KEYS[1] quota hash (used), KEYS[2] held hash (id -> amount:expiry),
             // only reservations in flight; ARGV amount, limit, id, ttl_ms.
+            // A retry (its first reply lost) finds its own reservation.
             reserve: Script::new(&format!(
-                "{NOW}local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+                "{NOW}if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then return 1 end
+local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 local held = 0
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
@@ -268,8 +285,11 @@ return 1"
             settle: Script::new(&format!(
                 "{SETTLE}return settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])"
             )),
+            // KEYS[1] quota, KEYS[2] this reservation's refund marker;
+            // ARGV amount, ttl_ms. Once per reservation, however often asked.
             refund: Script::new(
-                "local u = redis.call('HINCRBY', KEYS[1], 'used', -tonumber(ARGV[1]))
+                "if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then return 0 end
+local u = redis.call('HINCRBY', KEYS[1], 'used', -tonumber(ARGV[1]))
 if u < 0 then redis.call('HSET', KEYS[1], 'used', 0) end
 return 1",
             ),
@@ -282,17 +302,28 @@ for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
 end
 return {{used, held}}"
             )),
-            // KEYS[1] log list, KEYS[2] id counter, KEYS[3] stats hash;
-            // ARGV json with \"id\":0 first, success (1/0), response ms, keep.
+            // KEYS[1] log list, KEYS[2] id counter, KEYS[3] stats hash,
+            // KEYS[4] this call's marker; ARGV json with \"id\":0 first,
+            // success (1/0), response ms, keep. A retry (its first reply
+            // lost) finds the marker and logs nothing twice.
             log: Script::new(&format!(
-                "{LOG}return log(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"
+                "{LOG}local prior = redis.call('GET', KEYS[4])
+if prior then return tonumber(prior) end
+local id = log(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+redis.call('SET', KEYS[4], id, 'PX', {MARKER_TTL_MS})
+return id"
             )),
             // Both of the above in one round trip: KEYS quota, held, done,
             // log list, id counter, stats; ARGV id, used, ttl_ms, then the
-            // log's four. Returns the log id.
+            // log's four. Returns the log id. The done marker keeps the log
+            // id too, so a repeat neither bills nor logs twice.
             settle_log: Script::new(&format!(
-                "{SETTLE}{LOG}settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
-return log(KEYS[4], KEYS[5], KEYS[6], ARGV[4], ARGV[5], ARGV[6], ARGV[7])"
+                "{SETTLE}{LOG}local d = redis.call('GET', KEYS[3])
+if d and string.match(d, ':(%d+)$') then return tonumber(string.match(d, ':(%d+)$')) end
+local billed = settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+local id = log(KEYS[4], KEYS[5], KEYS[6], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+redis.call('SET', KEYS[3], math.max(billed, 0) .. ':' .. id, 'PX', tonumber(ARGV[3]))
+return id"
             )),
             // The rate script, then (only when admitted) the reserve script,
             // as one: KEYS rl zset, quota, held (one hash tag: the subject);
@@ -304,10 +335,17 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
 local allowed = 0
 local reserved = 0
-if count + 1 <= limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  count = count + 1
+-- A retry (its first reply lost) finds its own admission and reservation.
+local again = redis.call('ZSCORE', KEYS[1], ARGV[3])
+if again and redis.call('HEXISTS', KEYS[3], ARGV[6]) == 1 then
+  allowed = 1
+  reserved = 1
+elseif again or count + 1 <= limit then
+  if not again then
+    redis.call('ZADD', KEYS[1], now, ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], window)
+    count = count + 1
+  end
   allowed = 1
   local used = tonumber(redis.call('HGET', KEYS[2], 'used') or '0')
   local held = 0
@@ -328,19 +366,23 @@ if oldest[2] then reset = tonumber(oldest[2]) + window - now end
 return {{allowed, count, reset, reserved}}"
             )),
             ledger: LedgerScripts::new(),
-            // KEYS[1] gallery list (newest first), KEYS[2] id counter; ARGV
-            // json with \"id\":0 first, keep. Returns the id, then the
-            // records pushed out.
-            gallery: Script::new(
-                "local id = redis.call('INCR', KEYS[2])
-local entry = '{\"id\":' .. id .. string.sub(ARGV[1], 8)
+            // KEYS[1] gallery list (newest first), KEYS[2] id counter,
+            // KEYS[3] this call's marker; ARGV json with \"id\":0 first,
+            // keep. Returns the id, then the records pushed out; a retry
+            // (its first reply lost) adds nothing and returns the id alone.
+            gallery: Script::new(&format!(
+                "local prior = redis.call('GET', KEYS[3])
+if prior then return {{prior}} end
+local id = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[3], id, 'PX', {MARKER_TTL_MS})
+local entry = '{{\"id\":' .. id .. string.sub(ARGV[1], 8)
 redis.call('LPUSH', KEYS[1], entry)
 local keep = tonumber(ARGV[2])
 local out = redis.call('LRANGE', KEYS[1], keep, -1)
 redis.call('LTRIM', KEYS[1], 0, keep - 1)
 table.insert(out, 1, tostring(id))
-return out",
-            ),
+return out"
+            )),
         }
     }
 }
@@ -443,21 +485,50 @@ impl Drop for RedisState {
     }
 }
 
+/// A failure of the connection rather than of the command: the connection
+/// was found dead (Redis restarted, failed over) or could not be made. The
+/// manager has begun a fresh connection by then; the call goes once more on
+/// it. A timeout is not retried: the command may still be running.
+fn connection_failed(e: &redis::RedisError) -> bool {
+    (e.is_io_error() || e.is_unrecoverable_error()) && !e.is_timeout()
+}
+
+/// Every script is idempotent (reservation, settle and call ids), so the
+/// one retry can never count twice, even when the first attempt ran and
+/// only its reply was lost.
 impl Conn {
     async fn invoke<T: redis::FromRedisValue>(
         self,
         inv: redis::ScriptInvocation<'_>,
     ) -> RedisResult<T> {
         match self {
-            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+            Conn::Single(mut c) => match inv.invoke_async(&mut c).await {
+                Err(e) if connection_failed(&e) => {
+                    log::info!("redis: {e}; once more on a fresh connection");
+                    inv.invoke_async(&mut c).await
+                }
+                r => r,
+            },
+            Conn::Cluster(mut c) => match inv.invoke_async(&mut c).await {
+                Err(e) if connection_failed(&e) => inv.invoke_async(&mut c).await,
+                r => r,
+            },
         }
     }
 
     async fn query<T: redis::FromRedisValue>(self, cmd: redis::Cmd) -> RedisResult<T> {
         match self {
-            Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+            Conn::Single(mut c) => match cmd.query_async(&mut c).await {
+                Err(e) if connection_failed(&e) => {
+                    log::info!("redis: {e}; once more on a fresh connection");
+                    cmd.query_async(&mut c).await
+                }
+                r => r,
+            },
+            Conn::Cluster(mut c) => match cmd.query_async(&mut c).await {
+                Err(e) if connection_failed(&e) => cmd.query_async(&mut c).await,
+                r => r,
+            },
         }
     }
 }
@@ -546,11 +617,20 @@ impl Quotas for RedisState {
         .map(|_| ())
     }
 
-    async fn quota_refund(&self, subject: &str, amount: u64) -> Result<(), StateError> {
-        let q = key(subject, "quota");
+    async fn quota_refund(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        amount: u64,
+    ) -> Result<(), StateError> {
+        let (q, mark) = (
+            key(subject, "quota"),
+            key(subject, &format!("refunded:{}", reservation.id)),
+        );
+        let ttl = self.cfg.reservation_ttl_seconds * 1000;
         self.run(move |c, s| async move {
             let mut inv = s.refund.prepare_invoke();
-            inv.key(q).arg(amount);
+            inv.key(q).key(mark).arg(amount).arg(ttl);
             c.invoke::<i64>(inv).await
         })
         .await
@@ -806,11 +886,12 @@ impl Galleries for RedisState {
             serde_json::to_string(&record).map_err(|e| StateError::Corrupt(e.to_string()))?;
         debug_assert!(json.starts_with("{\"id\":0,"));
         let (l, seq) = (key(subject, "gallery"), key(subject, "galseq"));
+        let mark = key(subject, &format!("galadd:{}", call_id()));
         let keep = keep.max(1);
         let out: Vec<String> = self
             .run(move |c, s| async move {
                 let mut inv = s.gallery.prepare_invoke();
-                inv.key(l).key(seq).arg(json).arg(keep);
+                inv.key(l).key(seq).key(mark).arg(json).arg(keep);
                 c.invoke(inv).await
             })
             .await?;
@@ -857,9 +938,11 @@ impl Galleries for RedisState {
 impl RequestLogs for RedisState {
     async fn log_request(&self, subject: &str, log: RequestLog) -> Result<u64, StateError> {
         let entry = LogEntry::new(subject, log, self.logs_per_key)?;
+        let mark = key(subject, &format!("logged:{}", call_id()));
         self.run(move |c, s| async move {
             let mut inv = s.log.prepare_invoke();
             entry.add_to(&mut inv);
+            inv.key(mark);
             c.invoke::<u64>(inv).await
         })
         .await

@@ -97,11 +97,24 @@ struct HeldQuota {
     reservation: Option<Reservation>,
 }
 
-/// Bill `used` and release the rest. If the store cannot confirm (a lost
-/// reply looks like an outage), keep retrying in the background: settles
-/// are idempotent, so billing converges on exactly what was delivered.
-async fn settle_eventually(state: Arc<dyn StateStore>, subject: String, r: Reservation, used: u64) {
-    let Err(e) = state.quota_settle(&subject, r, used).await else {
+/// Bill `used` and release the rest, with the request's log when given. If
+/// the store cannot confirm (a lost reply looks like an outage), keep
+/// retrying in the background: settles (and a settle's log) are
+/// idempotent, so billing and logs converge on exactly what was delivered.
+async fn settle_eventually(
+    state: Arc<dyn StateStore>,
+    subject: String,
+    r: Reservation,
+    used: u64,
+    log: Option<RequestLog>,
+) {
+    let settle = move |state: Arc<dyn StateStore>, subject: String, log: Option<RequestLog>| async move {
+        match log {
+            Some(l) => state.settle_and_log(&subject, r, used, l).await.map(|_| ()),
+            None => state.quota_settle(&subject, r, used).await,
+        }
+    };
+    let Err(e) = settle(state.clone(), subject.clone(), log.clone()).await else {
         return;
     };
     log::warn!("quota settle unconfirmed ({e}); retrying in the background");
@@ -111,7 +124,10 @@ async fn settle_eventually(state: Arc<dyn StateStore>, subject: String, r: Reser
         let give_up = Instant::now() + Duration::from_secs(3600);
         while Instant::now() < give_up {
             tokio::time::sleep(delay).await;
-            if state.quota_settle(&subject, r, used).await.is_ok() {
+            if settle(state.clone(), subject.clone(), log.clone())
+                .await
+                .is_ok()
+            {
                 return;
             }
             delay = (delay * 2).min(Duration::from_secs(5));
@@ -128,7 +144,7 @@ impl Drop for HeldQuota {
         if let Some(r) = self.reservation.take() {
             let (state, subject) = (self.state.clone(), std::mem::take(&mut self.subject));
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(settle_eventually(state, subject, r, 0));
+                rt.spawn(settle_eventually(state, subject, r, 0, None));
             }
         }
     }
@@ -185,6 +201,7 @@ impl ImageGeneration {
         }
         match result {
             Ok((answer, held)) => {
+                let reservation = held.reservation;
                 // Bill and record before answering, so a client that asks
                 // /v1/usage or /v1/logs right after its answer sees it.
                 let outcome = Outcome {
@@ -220,8 +237,10 @@ impl ImageGeneration {
                         "image answer not delivered ({e}); refunding {} image(s)",
                         answer.images
                     );
-                    if let Err(e) = self.state.quota_refund(&subject, answer.images).await {
-                        log::error!("quota refund failed: {e}");
+                    if let Some(r) = reservation {
+                        if let Err(e) = self.state.quota_refund(&subject, r, answer.images).await {
+                            log::error!("quota refund failed: {e}");
+                        }
                     }
                 }
                 Ok(())
@@ -281,9 +300,14 @@ impl ImageGeneration {
         };
         match held.and_then(|mut h| h.reservation.take()) {
             Some(r) => {
-                if let Err(e) = self.state.settle_and_log(subject, r, used, log).await {
+                if let Err(e) = self
+                    .state
+                    .settle_and_log(subject, r, used, log.clone())
+                    .await
+                {
                     log::error!("quota settle and request log failed ({e}); settling again");
-                    settle_eventually(self.state.clone(), subject.to_string(), r, used).await;
+                    settle_eventually(self.state.clone(), subject.to_string(), r, used, Some(log))
+                        .await;
                 }
             }
             None => {
