@@ -425,7 +425,7 @@ async fn readme_storage_commands_work_as_written() {
     let cli = run(
         "bash",
         "-ec",
-        port(readme_block("The AWS CLI (`pip install awscli`)")),
+        port(readme_block("The AWS CLI (`pip install awscli`")),
     );
     assert!(cli.contains("readme.md"), "{cli}");
     let py = run(

@@ -434,6 +434,37 @@ async fn redis_restarts_fail_no_request_once_redis_answers_again() {
     );
 }
 
+/// While Redis is away the configured policy holds: the quota fails closed
+/// (503) whatever the policy; rate limits fail closed (503) or, with
+/// `local`, count on the instance itself (3/min: three admitted, then 429).
+/// When Redis answers again, Redis counts again.
+#[tokio::test(flavor = "multi_thread")]
+async fn while_redis_is_away_the_configured_policy_holds() {
+    for policy in ["fail_closed", "local"] {
+        let mut redis = RedisServer::start();
+        let state = format!(
+            "state: {{backend: redis, redis: {{url: '{}', rate_limit_when_unavailable: {policy}}}}}\n",
+            redis.url()
+        );
+        let gw = gateway(&state, 1000, 3);
+        assert_eq!(probe(&gw).await, 501, "{policy}: admitted by Redis");
+        redis.kill();
+        let mut away = Vec::new();
+        for _ in 0..5 {
+            away.push(probe(&gw).await);
+        }
+        let want: &[u16] = match policy {
+            "local" => &[501, 501, 501, 429, 429],
+            _ => &[503; 5],
+        };
+        assert_eq!(away, want, "{policy}: the rate limit while Redis is away");
+        assert_eq!(image(&gw).await, 503, "{policy}: the quota fails closed");
+        redis.restart(); // empty: nothing persisted
+        assert_eq!(probe(&gw).await, 501, "{policy}: Redis counts again");
+        assert_eq!(image(&gw).await, 200, "{policy}");
+    }
+}
+
 /// The case the steady load hides: an instance with no traffic while Redis
 /// was away. Its connection is found dead only when used; the first
 /// request after Redis answers again is still served (three times over).

@@ -493,42 +493,37 @@ fn connection_failed(e: &redis::RedisError) -> bool {
     (e.is_io_error() || e.is_unrecoverable_error()) && !e.is_timeout()
 }
 
+/// `$call` (an awaited Redis call), once more when the connection failed.
 /// Every script is idempotent (reservation, settle and call ids), so the
 /// one retry can never count twice, even when the first attempt ran and
 /// only its reply was lost.
+macro_rules! once_more {
+    ($call:expr) => {
+        match $call {
+            Err(e) if connection_failed(&e) => {
+                log::info!("redis: {e}; once more on a fresh connection");
+                $call
+            }
+            r => r,
+        }
+    };
+}
+
 impl Conn {
     async fn invoke<T: redis::FromRedisValue>(
         self,
         inv: redis::ScriptInvocation<'_>,
     ) -> RedisResult<T> {
         match self {
-            Conn::Single(mut c) => match inv.invoke_async(&mut c).await {
-                Err(e) if connection_failed(&e) => {
-                    log::info!("redis: {e}; once more on a fresh connection");
-                    inv.invoke_async(&mut c).await
-                }
-                r => r,
-            },
-            Conn::Cluster(mut c) => match inv.invoke_async(&mut c).await {
-                Err(e) if connection_failed(&e) => inv.invoke_async(&mut c).await,
-                r => r,
-            },
+            Conn::Single(mut c) => once_more!(inv.invoke_async(&mut c).await),
+            Conn::Cluster(mut c) => once_more!(inv.invoke_async(&mut c).await),
         }
     }
 
     async fn query<T: redis::FromRedisValue>(self, cmd: redis::Cmd) -> RedisResult<T> {
         match self {
-            Conn::Single(mut c) => match cmd.query_async(&mut c).await {
-                Err(e) if connection_failed(&e) => {
-                    log::info!("redis: {e}; once more on a fresh connection");
-                    cmd.query_async(&mut c).await
-                }
-                r => r,
-            },
-            Conn::Cluster(mut c) => match cmd.query_async(&mut c).await {
-                Err(e) if connection_failed(&e) => cmd.query_async(&mut c).await,
-                r => r,
-            },
+            Conn::Single(mut c) => once_more!(cmd.query_async(&mut c).await),
+            Conn::Cluster(mut c) => once_more!(cmd.query_async(&mut c).await),
         }
     }
 }
