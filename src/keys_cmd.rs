@@ -210,7 +210,7 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
             let (bucket, s3) = match t {
                 KeyType::Image => (None, None),
                 KeyType::Storage => {
-                    crate::s3::names::check_tenant_bucket(&bucket)
+                    crate::config::names::check_tenant_bucket(&bucket)
                         .map_err(|e| format!("--bucket: {e}"))?;
                     (Some(bucket), Some(new_s3_credential()))
                 }

@@ -2,13 +2,24 @@
 //! (`deny_unknown_fields` everywhere), `${VAR}` expansion, and validation that
 //! names the path of every error. The runtime model built from it lives in
 //! [`crate::snapshot`].
+//!
+//! A leaf: nothing here imports the runtime (the filters' own config types
+//! come from the filters crate). Rules both sides need, such as tenant
+//! bucket names, live here (`names`) and the runtime imports them.
 
 mod env;
+mod images;
 mod load;
+pub mod names;
+mod simulator;
+mod state;
 mod types;
 mod validate;
 
+pub use images::{ImageGenerationConfig, ModelSpec};
 pub use load::{load_file, load_str};
+pub use simulator::{Fault, SimConfig};
+pub use state::{Fallback, RedisConfig};
 pub use types::*;
 pub use validate::{parse_sha256, parse_size, parse_time, quota_amount, split_host_port};
 

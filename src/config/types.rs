@@ -122,7 +122,7 @@ impl Default for GalleryConfig {
 #[serde(deny_unknown_fields)]
 pub struct Simulators {
     /// The Ark (SeedDream) simulator; point an upstream at its `listen` address.
-    pub ark: Option<crate::ark_sim::SimConfig>,
+    pub ark: Option<super::SimConfig>,
 }
 
 fn default_data_dir() -> String {
@@ -202,7 +202,7 @@ pub struct StateConfig {
     /// Embedded backend: the journal file (default `<data_dir>/state.journal`).
     pub path: Option<String>,
     /// Redis backend: where and how (see `src/state/redis.rs`).
-    pub redis: Option<crate::state::RedisConfig>,
+    pub redis: Option<super::RedisConfig>,
     /// Request logs kept per key, newest first, on either backend (the
     /// `/v1/usage` stats keep counting past it).
     #[serde(default = "default_logs_per_key")]
@@ -420,7 +420,7 @@ pub enum HandlerConfig {
     /// 501 with a message: a route that is planned but not served yet.
     NotImplemented { message: String },
     /// `POST /v1/images/generations` against an Ark upstream.
-    ImageGeneration(crate::handlers::images::ImageGenerationConfig),
+    ImageGeneration(super::ImageGenerationConfig),
     /// `GET /v1/usage` for the authenticated image key.
     ImageUsage,
     /// `GET /v1/logs` for the authenticated image key.

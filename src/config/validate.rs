@@ -54,11 +54,11 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
         err("state.logs_per_key".into(), "must be > 0");
     }
     match (&c.state.backend, &c.state.redis) {
-        (crate::config::StateBackend::Redis, None) => err(
+        (super::StateBackend::Redis, None) => err(
             "state.redis".into(),
             "is required with backend: redis (url: redis://host:port)",
         ),
-        (crate::config::StateBackend::Redis, Some(r)) => {
+        (super::StateBackend::Redis, Some(r)) => {
             if r.cluster.is_empty()
                 && !(r.url.starts_with("redis://") || r.url.starts_with("rediss://"))
             {
@@ -74,7 +74,7 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
                 );
             }
         }
-        (crate::config::StateBackend::Embedded, Some(_)) => {
+        (super::StateBackend::Embedded, Some(_)) => {
             err("state.redis".into(), "is only used with backend: redis")
         }
         _ => {}
@@ -258,7 +258,7 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             );
         }
         let prefix = &st.backend.bucket_prefix;
-        if prefix.len() > crate::s3::names::MAX_PREFIX_LEN
+        if prefix.len() > super::names::MAX_PREFIX_LEN
             || !prefix
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -370,7 +370,7 @@ fn check_key(
         );
     }
     if let Some(b) = &k.bucket {
-        if let Err(m) = crate::s3::names::check_tenant_bucket(b) {
+        if let Err(m) = super::names::check_tenant_bucket(b) {
             err(format!("{p}.bucket"), &m);
         }
     }

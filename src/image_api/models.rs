@@ -37,20 +37,7 @@ pub const PRESET_4K: PresetTable = &[
     ("21:9", 6240, 2656),
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSpec {
-    /// What clients send (`seedream-4.5`).
-    pub alias: String,
-    /// What Ark expects (`seedream-4-5-251128`).
-    pub upstream_id: String,
-    /// Preset names this model accepts (`2K`, `4K`, ...).
-    pub presets: Vec<String>,
-    pub min_pixels: u64,
-    pub max_pixels: u64,
-    /// Whether `optimize_prompt_options.mode: fast` is allowed.
-    pub fast_mode: bool,
-}
+pub use crate::config::ModelSpec;
 
 pub fn preset_table(name: &str) -> Option<PresetTable> {
     match name {

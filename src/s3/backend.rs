@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kikaku_filters::sigv4::{self, SigningCredential, UNSIGNED_PAYLOAD};
 
-use super::names::BucketMap;
+use crate::config::names::BucketMap;
 use super::xml;
 use crate::config::S3BackendConfig;
 use crate::upstreams::Upstream;

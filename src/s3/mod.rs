@@ -6,7 +6,6 @@
 pub mod backend;
 pub mod embedded;
 pub mod embedded_fs;
-pub mod names;
 pub mod payload;
 pub mod upload;
 pub mod xml;

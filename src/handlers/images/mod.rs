@@ -18,45 +18,14 @@ use kikaku_filters::{
     ApiKey, ErrorKind, FilterChain, GatewayError, RequestCtx, RequestLog, Reservation, StateStore,
 };
 use pingora::proxy::Session;
-use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::config::ImageGenerationConfig;
 use crate::image_api::models::{default_models, ModelSpec};
 use crate::image_api::validate::{validate, Validated};
 use ark_client::{ArkClient, ArkFailure};
 use response::{answer, describe, Item};
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ImageGenerationConfig {
-    /// The upstream (Ark endpoints) in `upstreams`.
-    pub upstream: String,
-    /// Ark's API key, normally `${ARK_API_KEY}`. Never the client's key.
-    pub api_key: String,
-    /// Overall deadline including fallback calls; past it the answer is 504.
-    #[serde(default = "default_deadline")]
-    pub deadline_seconds: u64,
-    /// Larger request bodies get 413.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-    /// Gateway-wide images per minute per model (Ark's limit), fallback included.
-    #[serde(default = "default_model_ceiling")]
-    pub model_images_per_minute: u32,
-    /// Model aliases; default: seedream-4.5 and seedream-4.0 (DESIGN §3).
-    #[serde(default)]
-    pub models: Option<Vec<ModelSpec>>,
-}
-
-fn default_deadline() -> u64 {
-    120
-}
-fn default_max_body() -> usize {
-    // 14 references of 10 MB, base64-encoded, and room for the rest.
-    200 << 20
-}
-fn default_model_ceiling() -> u32 {
-    500
-}
 
 pub struct ImageGeneration {
     cfg: ImageGenerationConfig,

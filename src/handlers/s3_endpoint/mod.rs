@@ -20,7 +20,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 use crate::s3::backend::BackendRequest;
-use crate::s3::names::{check_object_key, check_tenant_bucket};
+use crate::config::names::{check_object_key, check_tenant_bucket};
 use crate::s3::payload::PayloadVerifier;
 use crate::s3::upload::{payload_error, Budget};
 use crate::s3::Storage;

@@ -14,7 +14,7 @@ use super::{
     Call, MAX_PUT, MAX_XML_BODY,
 };
 use crate::s3::backend::BackendError;
-use crate::s3::names::{check_object_key, check_tenant_bucket};
+use crate::config::names::{check_object_key, check_tenant_bucket};
 use crate::s3::upload::{stream_upload, UploadError};
 use crate::s3::{backend_unavailable, xml, Storage};
 

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::{bad, send_json, StorageApi};
 use crate::s3::backend::BackendRequest;
-use crate::s3::names::check_object_key;
+use crate::config::names::check_object_key;
 use crate::s3::upload::{expects_continue, Budget};
 use crate::s3::{backend_unavailable, xml, Storage};
 
