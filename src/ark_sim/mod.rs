@@ -29,8 +29,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 
-
-
 pub(crate) struct StoredImage {
     pub w: u32,
     pub h: u32,

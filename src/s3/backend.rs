@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kikaku_filters::sigv4::{self, SigningCredential, UNSIGNED_PAYLOAD};
 
-use crate::config::names::BucketMap;
 use super::xml;
+use crate::config::names::BucketMap;
 use crate::config::S3BackendConfig;
 use crate::upstreams::Upstream;
 

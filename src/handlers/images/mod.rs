@@ -26,7 +26,6 @@ use crate::image_api::validate::{validate, Validated};
 use ark_client::{ArkClient, ArkFailure};
 use response::{answer, describe, Item};
 
-
 pub struct ImageGeneration {
     cfg: ImageGenerationConfig,
     models: Vec<ModelSpec>,

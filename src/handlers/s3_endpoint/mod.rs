@@ -19,8 +19,8 @@ use kikaku_filters::{ApiKey, ErrorKind, FilterChain, GatewayError, LedgerSlot, R
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
-use crate::s3::backend::BackendRequest;
 use crate::config::names::{check_object_key, check_tenant_bucket};
+use crate::s3::backend::BackendRequest;
 use crate::s3::payload::PayloadVerifier;
 use crate::s3::upload::{payload_error, Budget};
 use crate::s3::Storage;

@@ -13,8 +13,8 @@ use super::{
     decode, header, invalid_argument, read_verified, s3_error, split_path, upload_slot, verifier,
     Call, MAX_PUT, MAX_XML_BODY,
 };
-use crate::s3::backend::BackendError;
 use crate::config::names::{check_object_key, check_tenant_bucket};
+use crate::s3::backend::BackendError;
 use crate::s3::upload::{stream_upload, UploadError};
 use crate::s3::{backend_unavailable, xml, Storage};
 

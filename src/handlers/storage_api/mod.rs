@@ -20,8 +20,8 @@ use pingora::proxy::Session;
 use serde_json::json;
 
 use super::s3_endpoint::relay::{relay, Relay};
-use crate::s3::backend::{BackendError, BackendRequest};
 use crate::config::names::check_object_key;
+use crate::s3::backend::{BackendError, BackendRequest};
 use crate::s3::{backend_unavailable, Storage};
 
 /// `limit` of a listing: default and most.

@@ -23,8 +23,8 @@ use pingora::proxy::Session;
 use serde_json::json;
 
 use super::{bad, send_json, StorageApi};
-use crate::s3::backend::BackendRequest;
 use crate::config::names::check_object_key;
+use crate::s3::backend::BackendRequest;
 use crate::s3::upload::{expects_continue, Budget};
 use crate::s3::{backend_unavailable, xml, Storage};
 

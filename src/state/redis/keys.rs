@@ -1,0 +1,93 @@
+//! Stored keys on Redis: one hash of records, one index by S3 access key.
+
+use async_trait::async_trait;
+use kikaku_filters::keys::hex;
+use kikaku_filters::ApiKey;
+
+use super::RedisState;
+use crate::state::{KeyStore, StateError};
+
+/// Stored keys: one hash, field = key hash (hex), value = the record as JSON.
+const KEYS: &str = "kikaku:keys";
+/// S3 access key id → key hash (hex), for the S3 endpoint's lookups.
+const ACCESS_KEYS: &str = "kikaku:keys:s3";
+
+#[async_trait]
+impl KeyStore for RedisState {
+    async fn key_get(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StateError> {
+        let field = hex(hash);
+        let raw: Option<String> = self
+            .run(move |c, _| async move {
+                c.query(redis::cmd("HGET").arg(KEYS).arg(field).clone())
+                    .await
+            })
+            .await?;
+        raw.map(|r| {
+            serde_json::from_str(&r).map_err(|e| StateError::Corrupt(format!("stored key: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn key_put(&self, key: &ApiKey) -> Result<(), StateError> {
+        let (field, json) = (
+            hex(&key.hash),
+            serde_json::to_string(key).map_err(|e| StateError::Corrupt(e.to_string()))?,
+        );
+        // The access-key index first: a lookup always re-checks the record
+        // it points at, so an index entry without (or ahead of) its key is harmless.
+        if let Some(cred) = &key.s3 {
+            let (id, f) = (cred.access_key_id.clone(), field.clone());
+            self.run(move |c, _| async move {
+                c.query::<i64>(redis::cmd("HSET").arg(ACCESS_KEYS).arg(id).arg(f).clone())
+                    .await
+            })
+            .await?;
+        }
+        self.run(move |c, _| async move {
+            c.query::<i64>(redis::cmd("HSET").arg(KEYS).arg(field).arg(json).clone())
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn key_get_by_access_key(&self, id: &str) -> Result<Option<ApiKey>, StateError> {
+        let ak = id.to_string();
+        let field: Option<String> = self
+            .run(move |c, _| async move {
+                c.query(redis::cmd("HGET").arg(ACCESS_KEYS).arg(ak).clone())
+                    .await
+            })
+            .await?;
+        let Some(hash) = field.as_deref().and_then(kikaku_filters::keys::parse_hex32) else {
+            return Ok(None);
+        };
+        Ok(self
+            .key_get(&hash)
+            .await?
+            .filter(|k| k.s3.as_ref().is_some_and(|c| c.access_key_id == id)))
+    }
+
+    async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError> {
+        let field = hex(hash);
+        let n: i64 = self
+            .run(move |c, _| async move {
+                c.query(redis::cmd("HDEL").arg(KEYS).arg(field).clone())
+                    .await
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn key_list(&self) -> Result<Vec<ApiKey>, StateError> {
+        let raw: Vec<String> = self
+            .run(|c, _| async move { c.query(redis::cmd("HVALS").arg(KEYS).clone()).await })
+            .await?;
+        let mut keys: Vec<ApiKey> = raw
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect();
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
+    }
+}

@@ -1,0 +1,152 @@
+//! Quotas on Redis: `used` plus reservations in flight that expire, settled
+//! once (a `done:<id>` marker), refunded once (`refunded:<id>`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kikaku_filters::context::PendingRateLimit;
+use rand::Rng;
+
+use super::{key, RedisState};
+use crate::state::{QuotaUsage, Quotas, RateDecision, Reservation, StateError};
+
+#[async_trait]
+impl Quotas for RedisState {
+    async fn quota_reserve(
+        &self,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Option<Reservation>, StateError> {
+        let id: u64 = rand::thread_rng().gen();
+        let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        let ttl = self.cfg.reservation_ttl_seconds * 1000;
+        let ok: i64 = self
+            .run(move |c, s| async move {
+                let mut inv = s.reserve.prepare_invoke();
+                inv.key(q).key(h).arg(amount).arg(limit).arg(id).arg(ttl);
+                c.invoke(inv).await
+            })
+            .await?;
+        Ok((ok == 1).then_some(Reservation { id, amount }))
+    }
+
+    async fn quota_settle(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        used: u64,
+    ) -> Result<(), StateError> {
+        let settle = self.settlement(subject, reservation, used);
+        self.run(move |c, s| async move {
+            let mut inv = s.settle.prepare_invoke();
+            settle.add_to(&mut inv);
+            c.invoke::<i64>(inv).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn quota_refund(
+        &self,
+        subject: &str,
+        reservation: Reservation,
+        amount: u64,
+    ) -> Result<(), StateError> {
+        let (q, mark) = (
+            key(subject, "quota"),
+            key(subject, &format!("refunded:{}", reservation.id)),
+        );
+        let ttl = self.cfg.reservation_ttl_seconds * 1000;
+        self.run(move |c, s| async move {
+            let mut inv = s.refund.prepare_invoke();
+            inv.key(q).key(mark).arg(amount).arg(ttl);
+            c.invoke::<i64>(inv).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn admit_and_reserve(
+        &self,
+        rate: &PendingRateLimit,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<(RateDecision, Option<Reservation>), StateError> {
+        let rl = format!("kikaku:{}", rate.bucket);
+        let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        let window_ms = rate.window.as_millis() as u64;
+        let (rate_limit, id) = (rate.limit, rand::thread_rng().gen::<u64>());
+        let member = format!("{id:016x}");
+        let ttl = self.cfg.reservation_ttl_seconds * 1000;
+        let (allowed, held, reset, reserved): (u32, u64, i64, u32) = self
+            .run(move |c, s| async move {
+                let mut inv = s.admit_reserve.prepare_invoke();
+                inv.key(rl).key(q).key(h);
+                inv.arg(window_ms)
+                    .arg(rate_limit)
+                    .arg(member)
+                    .arg(amount)
+                    .arg(limit)
+                    .arg(id)
+                    .arg(ttl);
+                c.invoke(inv).await
+            })
+            .await?;
+        let decision = RateDecision {
+            allowed: allowed == 1,
+            limit: rate.limit,
+            remaining: u64::from(rate.limit).saturating_sub(held) as u32,
+            reset_after: Duration::from_millis(reset.max(0) as u64),
+        };
+        Ok((
+            decision,
+            (reserved == 1).then_some(Reservation { id, amount }),
+        ))
+    }
+
+    async fn quota_usage(&self, subject: &str) -> Result<QuotaUsage, StateError> {
+        let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        let (used, reserved): (u64, u64) = self
+            .run(move |c, s| async move {
+                let mut inv = s.usage.prepare_invoke();
+                inv.key(q).key(h);
+                c.invoke(inv).await
+            })
+            .await?;
+        Ok(QuotaUsage { used, reserved })
+    }
+}
+
+/// The keys and arguments of the `SETTLE` script for one reservation.
+pub(super) struct Settlement {
+    keys: [String; 3],
+    id: u64,
+    used: u64,
+    ttl_ms: u64,
+}
+
+impl Settlement {
+    pub(super) fn add_to(self, inv: &mut redis::ScriptInvocation<'_>) {
+        for k in self.keys {
+            inv.key(k);
+        }
+        inv.arg(self.id).arg(self.used).arg(self.ttl_ms);
+    }
+}
+
+impl RedisState {
+    pub(super) fn settlement(&self, subject: &str, r: Reservation, used: u64) -> Settlement {
+        Settlement {
+            keys: [
+                key(subject, "quota"),
+                key(subject, "held"),
+                key(subject, &format!("done:{}", r.id)),
+            ],
+            id: r.id,
+            used,
+            ttl_ms: self.cfg.reservation_ttl_seconds * 1000,
+        }
+    }
+}
