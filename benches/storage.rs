@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kikaku_filters::sigv4::{sign_request, SigningCredential, UNSIGNED_PAYLOAD};
+use sigv4::{sign_request, SigningCredential, UNSIGNED_PAYLOAD};
 
 const SIZE: usize = 64 << 20;
 const BACKEND: SigningCredential<'static> = SigningCredential {

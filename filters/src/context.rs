@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::keys::ApiKey;
-use crate::state::RateDecision;
+use crate::state::{PendingRateLimit, RateDecision};
 
 /// Per-request state shared by the filters of one chain.
 #[derive(Debug)]
@@ -27,20 +27,12 @@ pub struct RequestCtx {
     pub error_format: ErrorFormat,
     /// The SigV4 the `s3_auth` filter verified, for the handler to check
     /// the payload against.
-    pub s3: Option<crate::sigv4::VerifiedSignature>,
+    pub s3: Option<sigv4::VerifiedSignature>,
     /// Set by the gateway when the route's handler counts the rate limit
     /// itself, together with its quota reservation (one state round trip).
     pub defer_rate_limit: bool,
     /// What `rate_limit` left for such a handler to count.
     pub pending_rate_limit: Option<PendingRateLimit>,
-}
-
-/// A rate-limit check handed from the filter to the handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRateLimit {
-    pub bucket: String,
-    pub limit: u32,
-    pub window: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

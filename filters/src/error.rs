@@ -246,6 +246,26 @@ impl std::fmt::Display for GatewayError {
 
 impl std::error::Error for GatewayError {}
 
+/// What a state backend answers when it cannot do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// The backend cannot be reached; callers decide whether to fail open or closed.
+    Unavailable(String),
+    /// Stored data is not what the gateway wrote.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Unavailable(m) => write!(f, "state store unavailable: {m}"),
+            StateError::Corrupt(m) => write!(f, "state store corrupt: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::error::StateError;
 
 /// The two kinds of customer key. The prefix decides the type, and
 /// `kikaku_s3_` is checked before `kikaku_`.
@@ -284,13 +287,30 @@ pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Keys kept in the state store, by the SHA-256 of the key.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn key_get(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StateError>;
+    /// Create or replace.
+    async fn key_put(&self, key: &ApiKey) -> Result<(), StateError>;
+    /// `false` when there was no such key.
+    async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError>;
+    async fn key_list(&self) -> Result<Vec<ApiKey>, StateError>;
+
+    /// The stored key holding this S3 access key id.
+    async fn key_get_by_access_key(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<ApiKey>, StateError>;
+}
+
 /// Keys kept in the state store (created by `kikaku-edge keys` or the
 /// management API), looked up after the config's keys. Entries live at most
 /// `ttl` (1 s by default), found or not, so a change made on any instance is
 /// seen everywhere within it, and a revoked key is never served from cache
 /// past it.
 pub struct StoredKeys {
-    store: std::sync::Arc<dyn crate::state::KeyStore>,
+    store: std::sync::Arc<dyn KeyStore>,
     ttl: std::time::Duration,
     cache: parking_lot::Mutex<HashMap<[u8; 32], Cached>>,
     /// The same, by S3 access key id.
@@ -305,10 +325,7 @@ type Cached = (std::time::Instant, Option<Arc<ApiKey>>);
 const CACHE_MAX: usize = 100_000;
 
 impl StoredKeys {
-    pub fn new(
-        store: std::sync::Arc<dyn crate::state::KeyStore>,
-        ttl: std::time::Duration,
-    ) -> Self {
+    pub fn new(store: std::sync::Arc<dyn KeyStore>, ttl: std::time::Duration) -> Self {
         StoredKeys {
             store,
             ttl,
@@ -321,7 +338,7 @@ impl StoredKeys {
     pub async fn lookup_access_key(
         &self,
         access_key_id: &str,
-    ) -> Result<Option<Arc<ApiKey>>, crate::state::StateError> {
+    ) -> Result<Option<Arc<ApiKey>>, StateError> {
         if let Some((at, found)) = self.by_access_key.lock().get(access_key_id) {
             if at.elapsed() < self.ttl {
                 return Ok(found.clone());
@@ -343,10 +360,7 @@ impl StoredKeys {
         Ok(found)
     }
 
-    pub async fn lookup(
-        &self,
-        presented: &str,
-    ) -> Result<Option<Arc<ApiKey>>, crate::state::StateError> {
+    pub async fn lookup(&self, presented: &str) -> Result<Option<Arc<ApiKey>>, StateError> {
         let hash = hash_key(presented);
         if let Some((at, found)) = self.cache.lock().get(&hash) {
             if at.elapsed() < self.ttl {

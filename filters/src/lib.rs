@@ -7,14 +7,11 @@
 //!
 //! One file a filter, with its unit tests beside it.
 
-pub mod amz_date;
 pub mod context;
 pub mod error;
 pub mod filter;
 pub mod keys;
 pub mod registry;
-pub mod sigv2;
-pub mod sigv4;
 pub mod state;
 
 pub mod ip_guard;
@@ -25,12 +22,12 @@ pub mod request_id;
 pub mod s3_auth;
 
 pub use context::{ErrorFormat, RequestCtx};
-pub use error::{ErrorKind, GatewayError};
+pub use error::{ErrorKind, GatewayError, StateError};
 pub use filter::{BuildEnv, Filter, FilterChain};
-pub use keys::{ApiKey, KeyDirectory, KeyStatus, KeyType, StoredKeys};
+pub use keys::{ApiKey, KeyDirectory, KeyStatus, KeyStore, KeyType, StoredKeys};
 pub use registry::FilterConfig;
 pub use state::{
-    Admission, Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload,
-    QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats,
-    Reservation, StateError, StateStore, StorageLedger,
+    Admission, Galleries, GalleryRecord, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
+    Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats, Reservation,
+    StateStore, StorageLedger,
 };

@@ -10,9 +10,10 @@ use http::{HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 use serde::Deserialize;
 
-use crate::context::{PendingRateLimit, RequestCtx};
+use crate::context::RequestCtx;
 use crate::error::{ErrorKind, GatewayError};
 use crate::filter::Filter;
+use crate::state::PendingRateLimit;
 use crate::state::RateLimits;
 
 /// DESIGN §2: a key without its own limit gets 10 requests per minute.

@@ -18,8 +18,8 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::filter::Filter;
 use crate::key_auth::{check_usable, now_unix};
 use crate::keys::{ApiKey, KeyDirectory, StoredKeys};
-use crate::sigv2::{self, V2Presented};
-use crate::sigv4::{
+use sigv4::sigv2::{self, V2Presented};
+use sigv4::{
     self, header_text, CanonicalInput, PayloadMode, Presented, SigError, VerifiedSignature,
 };
 
@@ -324,7 +324,7 @@ impl Filter for S3Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sigv4::{format_amz_date, sign_request, SigningCredential};
+    use sigv4::{format_amz_date, sign_request, SigningCredential};
 
     const SECRET: &str = "kikaku-demo-secret-key-for-local-use-only";
 

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use crate::error::StateError;
+pub use crate::keys::KeyStore;
+
 /// The outcome of one rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateDecision {
@@ -18,24 +21,13 @@ pub struct RateDecision {
     pub reset_after: Duration,
 }
 
+/// A rate-limit check handed from the filter to the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StateError {
-    /// The backend cannot be reached; callers decide whether to fail open or closed.
-    Unavailable(String),
-    /// Stored data is not what the gateway wrote.
-    Corrupt(String),
+pub struct PendingRateLimit {
+    pub bucket: String,
+    pub limit: u32,
+    pub window: std::time::Duration,
 }
-
-impl std::fmt::Display for StateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StateError::Unavailable(m) => write!(f, "state store unavailable: {m}"),
-            StateError::Corrupt(m) => write!(f, "state store corrupt: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for StateError {}
 
 /// How an image request was admitted ([`StateStore::admit_within_ceiling`]):
 /// its key's rate-limit decision (when the route counts one), the
@@ -185,7 +177,7 @@ pub trait Quotas: Send + Sync {
     /// do both in one round trip (the bucket is tagged with the subject).
     async fn admit_and_reserve(
         &self,
-        rate: &crate::context::PendingRateLimit,
+        rate: &PendingRateLimit,
         subject: &str,
         amount: u64,
         limit: u64,
@@ -201,23 +193,6 @@ pub trait RequestLogs: Send + Sync {
     async fn logs(&self, subject: &str, query: LogQuery) -> Result<LogPage, StateError>;
 
     async fn request_stats(&self, subject: &str) -> Result<RequestStats, StateError>;
-}
-
-/// Keys kept in the state store, by the SHA-256 of the key.
-#[async_trait]
-pub trait KeyStore: Send + Sync {
-    async fn key_get(&self, hash: &[u8; 32]) -> Result<Option<crate::keys::ApiKey>, StateError>;
-    /// Create or replace.
-    async fn key_put(&self, key: &crate::keys::ApiKey) -> Result<(), StateError>;
-    /// `false` when there was no such key.
-    async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError>;
-    async fn key_list(&self) -> Result<Vec<crate::keys::ApiKey>, StateError>;
-
-    /// The stored key holding this S3 access key id.
-    async fn key_get_by_access_key(
-        &self,
-        access_key_id: &str,
-    ) -> Result<Option<crate::keys::ApiKey>, StateError>;
 }
 
 /// Where bytes of a storage key are counted: a whole object, or one part
@@ -384,11 +359,11 @@ pub trait StateStore:
     /// the embedded backend does it all under one lock, in one journal write.
     async fn admit_within_ceiling(
         &self,
-        rate: Option<&crate::context::PendingRateLimit>,
+        rate: Option<&PendingRateLimit>,
         subject: &str,
         amount: u64,
         limit: u64,
-        ceiling: &crate::context::PendingRateLimit,
+        ceiling: &PendingRateLimit,
         cost: u32,
     ) -> Result<Admission, StateError> {
         let (rate, reservation) = match rate {

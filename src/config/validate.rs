@@ -414,15 +414,9 @@ pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
     Some((host, port))
 }
 
+/// A SHA-256 written as 64 hex digits (`key_sha256`).
 pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
-    }
-    Some(out)
+    kikaku_filters::keys::parse_hex32(hex)
 }
 
 /// Unix seconds from an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kikaku_filters::sigv4::{self, SigningCredential, UNSIGNED_PAYLOAD};
+use sigv4::{self, SigningCredential, UNSIGNED_PAYLOAD};
 
 use super::xml;
 use crate::config::names::BucketMap;

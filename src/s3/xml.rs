@@ -64,7 +64,7 @@ pub fn ensure_marker(xml: &str, marker: &str) -> String {
     };
     let url = xml.contains("<EncodingType>url</EncodingType>");
     let m = if url {
-        kikaku_filters::sigv4::uri_encode(marker.as_bytes(), true)
+        sigv4::uri_encode(marker.as_bytes(), true)
     } else {
         marker.to_string()
     };

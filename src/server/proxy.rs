@@ -146,7 +146,7 @@ impl ProxyHttp for Gateway {
             return self.answer(session, ctx, err, &[]).await;
         }
         let path = req.uri.path();
-        let sigv4 = kikaku_filters::sigv4::is_aws_signed(
+        let sigv4 = sigv4::is_aws_signed(
             req.headers
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),

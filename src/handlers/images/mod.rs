@@ -8,7 +8,7 @@ pub mod ark_client;
 pub mod response;
 
 use crate::gallery::Gallery;
-use kikaku_filters::context::PendingRateLimit;
+use kikaku_filters::state::PendingRateLimit;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -14,10 +14,10 @@ mod unsupported;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kikaku_filters::sigv4::{self, PayloadMode, VerifiedSignature};
 use kikaku_filters::{ApiKey, ErrorKind, FilterChain, GatewayError, LedgerSlot, RequestCtx};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
+use sigv4::{self, PayloadMode, VerifiedSignature};
 
 use crate::config::names::{check_object_key, check_tenant_bucket};
 use crate::s3::backend::BackendRequest;

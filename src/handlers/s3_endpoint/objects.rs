@@ -3,9 +3,9 @@
 //! DeleteObjects, and everything without a request body (GET, HEAD,
 //! DELETE, listings, ListParts, AbortMultipartUpload) forwarded as is.
 
-use kikaku_filters::sigv4;
 use kikaku_filters::{ErrorKind, FilterChain, GatewayError, LedgerSlot, RequestCtx};
 use pingora::proxy::Session;
+use sigv4;
 
 use super::ops::Op;
 use super::relay::{access_denied, relay, respond_xml};

@@ -91,7 +91,7 @@ pub fn forward_headers(req: &RequestHeader, streaming: bool) -> Vec<(String, Str
         if !keep {
             continue;
         }
-        let Some(v) = kikaku_filters::sigv4::header_text(value) else {
+        let Some(v) = sigv4::header_text(value) else {
             continue;
         };
         let v = v.as_str();

@@ -56,7 +56,7 @@ async fn send_json(
 
 fn query_param(session: &Session, name: &str) -> Option<String> {
     let q = session.req_header().uri.query()?;
-    kikaku_filters::sigv4::parse_query(q)?
+    sigv4::parse_query(q)?
         .into_iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v)
@@ -90,7 +90,7 @@ impl StorageApi {
             }
             (m, r) if r.starts_with("/files/") => {
                 let raw = &r["/files/".len()..];
-                let object = kikaku_filters::sigv4::percent_decode(raw)
+                let object = sigv4::percent_decode(raw)
                     .and_then(|b| String::from_utf8(b).ok())
                     .ok_or_else(|| bad("the file key is not valid UTF-8 percent-encoding"))?;
                 check_object_key(&object).map_err(bad)?;

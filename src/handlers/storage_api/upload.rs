@@ -448,10 +448,7 @@ impl StorageApi {
     ) -> Result<(), GatewayError> {
         let copy = BackendRequest::object(http::Method::PUT, bucket, name).with_header(
             "x-amz-copy-source",
-            &format!(
-                "/{bucket}/{}",
-                kikaku_filters::sigv4::uri_encode(staging.as_bytes(), true)
-            ),
+            &format!("/{bucket}/{}", sigv4::uri_encode(staging.as_bytes(), true)),
         );
         let copied = self.call_ok(copy, "move the upload to its key").await;
         self.delete_object(bucket, staging).await;

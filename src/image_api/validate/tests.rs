@@ -1,9 +1,9 @@
 //! Every rule of `validate`, by the message a client gets.
 
 use super::*;
-use kikaku_filters::ErrorKind;
 use crate::image_api::inline::tests::jpeg_url;
 use crate::image_api::models::default_models;
+use kikaku_filters::ErrorKind;
 
 fn ok(body: Value) -> Validated {
     validate(body.to_string().as_bytes(), &default_models()).unwrap()

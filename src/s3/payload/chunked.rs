@@ -3,8 +3,8 @@
 //! chunk by chunk as it arrives.
 
 use bytes::{Buf, Bytes, BytesMut};
-use kikaku_filters::sigv4::{signatures_match, ChunkSigner};
 use sha2::{Digest, Sha256};
+use sigv4::{signatures_match, ChunkSigner};
 
 use super::*;
 

@@ -11,9 +11,9 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use kikaku_filters::sigv4::{signatures_match, ChunkSigner, PayloadMode};
 use md5::{Digest as _, Md5};
 use sha2::{Digest, Sha256};
+use sigv4::{signatures_match, ChunkSigner, PayloadMode};
 
 mod checksum;
 mod chunked;
@@ -206,7 +206,7 @@ fn trailer_checksum(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kikaku_filters::sigv4::{sha256_hex, signing_key};
+    use sigv4::{sha256_hex, signing_key};
 
     const SEED: &str = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
 

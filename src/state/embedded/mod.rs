@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use kikaku_filters::context::PendingRateLimit;
+use kikaku_filters::state::PendingRateLimit;
 use parking_lot::Mutex;
 
 use super::journal::Journal;

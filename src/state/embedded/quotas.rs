@@ -2,7 +2,7 @@
 //! a request in flight when the process dies was never delivered).
 
 use async_trait::async_trait;
-use kikaku_filters::context::PendingRateLimit;
+use kikaku_filters::state::PendingRateLimit;
 
 use super::memory::{Inner, Record};
 use super::EmbeddedState;

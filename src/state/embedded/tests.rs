@@ -4,7 +4,7 @@
 use super::*;
 use std::time::Duration;
 
-use kikaku_filters::context::PendingRateLimit;
+use kikaku_filters::state::PendingRateLimit;
 use kikaku_filters::ApiKey;
 
 use crate::state::{

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kikaku_filters::context::PendingRateLimit;
+use kikaku_filters::state::PendingRateLimit;
 use rand::Rng;
 
 use super::{key, RedisState};

@@ -15,7 +15,8 @@ use hmac::{Hmac, Mac};
 use pingora_http::RequestHeader;
 use sha1::Sha1;
 
-use crate::sigv4::{self, header_text, PayloadMode, SigError, VerifiedSignature};
+use crate as sigv4;
+use crate::{header_text, PayloadMode, SigError, VerifiedSignature};
 
 /// Query parameters that name a sub-resource and so are signed (botocore's
 /// list, which is AWS's).

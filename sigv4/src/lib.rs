@@ -23,7 +23,10 @@ pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
 /// The longest a presigned URL may live (S3's own limit: 7 days).
 pub const MAX_PRESIGN_SECONDS: i64 = 7 * 24 * 3600;
 
-pub use crate::amz_date::{format_amz_date, parse_amz_date, parse_http_date};
+pub mod amz_date;
+pub mod sigv2;
+
+pub use amz_date::{format_amz_date, parse_amz_date, parse_http_date};
 pub use chunked::{ChunkSigner, VerifiedSignature};
 pub use client::{presign_query, sign_request, SigningCredential};
 pub use encoding::{parse_query, percent_decode, uri_encode};
@@ -42,7 +45,7 @@ pub fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    crate::keys::hex(&Sha256::digest(data))
+    hex::encode(Sha256::digest(data))
 }
 
 /// The key a signature is made with, derived from the secret and the scope.
@@ -390,7 +393,7 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
 
 /// The hex signature of a string to sign.
 pub fn sign(key: &[u8; 32], string_to_sign: &str) -> String {
-    crate::keys::hex(&hmac(key, string_to_sign.as_bytes()))
+    hex::encode(hmac(key, string_to_sign.as_bytes()))
 }
 
 /// Constant-time comparison of two hex signatures.
