@@ -29,7 +29,7 @@ pub struct ConfigHolder {
     path: PathBuf,
     current: ArcSwap<Snapshot>,
     state: Arc<dyn StateStore>,
-    /// Keys in the state store, cached ≤ 1 s; shared by every snapshot.
+    /// Keys in the state store, cached for `STORED_KEY_TTL`; shared by every snapshot.
     stored_keys: Arc<StoredKeys>,
     /// Serialises reloads; holds the text of the last file tried.
     last_text: Mutex<String>,
@@ -149,7 +149,7 @@ fn warn_fixed_settings(old: &crate::config::Config, new: &crate::config::Config)
     }
 }
 
-/// Reloads on SIGHUP and on file change; runs the upstream health checks.
+/// Reloads on SIGHUP and on file change.
 pub struct Watcher {
     pub holder: Arc<ConfigHolder>,
 }
@@ -168,8 +168,6 @@ impl BackgroundService for Watcher {
         let watch_ms = self.holder.current().config.server.watch_interval_ms;
         let mut tick = tokio::time::interval(Duration::from_millis(watch_ms.max(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut health = tokio::time::interval(Duration::from_secs(1));
-        let mut since_check: std::collections::HashMap<String, Duration> = Default::default();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -178,18 +176,6 @@ impl BackgroundService for Watcher {
                     self.reload(false).await;
                 }
                 _ = tick.tick(), if watch_ms > 0 => self.reload(true).await,
-                _ = health.tick() => {
-                    let snap = self.holder.current();
-                    for (name, up) in &snap.upstreams {
-                        let Some(every) = up.health_interval else { continue };
-                        let waited = since_check.entry(name.clone()).or_insert(every);
-                        if *waited >= every {
-                            *waited = Duration::ZERO;
-                            up.check_health().await;
-                        }
-                        *waited += Duration::from_secs(1);
-                    }
-                }
             }
         }
     }

@@ -3,12 +3,12 @@
 //! The client's key is not forwarded upstream unless asked for.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use pingora_http::{RequestHeader, ResponseHeader};
 use serde::Deserialize;
 
+use crate::clock::now_unix;
 use crate::context::RequestCtx;
 use crate::error::{ErrorKind, GatewayError};
 use crate::filter::Filter;
@@ -91,13 +91,6 @@ pub fn check_usable(key: &crate::keys::ApiKey) -> Result<(), GatewayError> {
         }
     }
     Ok(())
-}
-
-pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@
 //!
 //! One file a filter, with its unit tests beside it.
 
+pub mod clock;
 pub mod context;
 pub mod error;
 pub mod filter;

@@ -13,10 +13,11 @@ use async_trait::async_trait;
 use pingora_http::RequestHeader;
 use serde::Deserialize;
 
+use crate::clock::now_unix;
 use crate::context::{ErrorFormat, RequestCtx};
 use crate::error::{ErrorKind, GatewayError};
 use crate::filter::Filter;
-use crate::key_auth::{check_usable, now_unix};
+use crate::key_auth::check_usable;
 use crate::keys::{ApiKey, KeyDirectory, StoredKeys};
 use sigv4::sigv2::{self, V2Presented};
 use sigv4::{

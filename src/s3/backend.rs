@@ -2,10 +2,10 @@
 //! behalf of a tenant or for itself), signed with the backend's own
 //! credential. Bodies stream; nothing here buffers an object.
 
+use kikaku_filters::clock::now_unix;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sigv4::{self, SigningCredential, UNSIGNED_PAYLOAD};
 
@@ -116,13 +116,6 @@ pub struct S3Backend {
     access_key_id: String,
     secret_access_key: String,
     pub buckets: BucketMap,
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn transport(e: reqwest::Error) -> BackendError {

@@ -1,6 +1,7 @@
 //! Assembling the Pingora server: the public proxy service, the admin
 //! listener, and the background watcher.
 
+mod health;
 mod proxy;
 
 use std::path::Path;
@@ -162,6 +163,12 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
     server.add_service(background_service(
         "config watcher",
         Watcher {
+            holder: holder.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "health checks",
+        health::HealthChecks {
             holder: holder.clone(),
         },
     ));

@@ -19,7 +19,8 @@ pub use kikaku_filters::state::{
 use crate::config::{Config, StateBackend};
 
 /// Open the backend a config names. The backend is fixed for the life of the
-/// process; a reload that changes it is refused.
+/// process; a reload that changes it is logged as a warning and takes
+/// effect at the next start (`reload::warn_fixed_settings`).
 pub fn open(config: &Config) -> Result<Arc<dyn StateStore>, StateError> {
     match config.state.backend {
         StateBackend::Embedded => {

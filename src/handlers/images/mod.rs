@@ -8,9 +8,10 @@ pub mod ark_client;
 pub mod response;
 
 use crate::gallery::Gallery;
+use kikaku_filters::clock::now_ms;
 use kikaku_filters::state::PendingRateLimit;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
@@ -48,13 +49,6 @@ struct Asked {
 /// The state-store name of a key (its hash, never the key).
 pub fn subject(key: &ApiKey) -> String {
     key.subject()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Holds a quota reservation; whatever was not settled is released when it
@@ -253,7 +247,7 @@ impl ImageGeneration {
         let log = RequestLog {
             id: 0,
             model: alias.to_string(),
-            timestamp_ms: now_ms(),
+            timestamp_ms: now_ms() as i64,
             status: if o.status == 200 && o.error.is_none() {
                 "success"
             } else {
@@ -400,9 +394,7 @@ impl ImageGeneration {
             .await
             .unwrap_or(Err(ArkFailure::Timeout))
             .map_err(upstream_error)?;
-        let created = first["created"]
-            .as_u64()
-            .unwrap_or_else(|| now_ms() as u64 / 1000);
+        let created = first["created"].as_u64().unwrap_or_else(|| now_ms() / 1000);
         let mut items: Vec<Item> = match first["data"].take() {
             Value::Array(d) => d.into_iter().map(Item::from_ark).collect(),
             _ => Vec::new(),

@@ -8,12 +8,12 @@ use kikaku_filters::state::SlidingLog;
 use kikaku_filters::ApiKey;
 use serde::{Deserialize, Serialize};
 
-use super::now_ms;
 use super::{COMPACT_EVERY, COMPACT_RATIO};
 use crate::state::journal::Journal;
 use crate::state::{
     GalleryRecord, LedgerSlot, OpenUpload, RequestLog, RequestStats, Reservation, StateError,
 };
+use kikaku_filters::clock::now_ms;
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

@@ -1,8 +1,8 @@
 //! The embedded backend: exact state in memory, every change journaled to
 //! local disk before it is acknowledged, replayed at start.
 
+use kikaku_filters::clock::now_ms;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use kikaku_filters::state::PendingRateLimit;
@@ -34,13 +34,6 @@ const COMPACT_RATIO: u64 = 2;
 
 pub struct EmbeddedState {
     inner: Mutex<Inner>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl EmbeddedState {

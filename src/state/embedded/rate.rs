@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use kikaku_filters::state::SlidingLog;
 
 use super::memory::{Bucket, Inner, Record};
-use super::{now_ms, EmbeddedState};
+use super::EmbeddedState;
 use crate::state::{RateDecision, RateLimits, StateError};
+use kikaku_filters::clock::now_ms;
 
 #[async_trait]
 impl RateLimits for EmbeddedState {

@@ -7,8 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 
-use super::{now_ms, Fallback, RedisState};
+use super::{Fallback, RedisState};
 use crate::state::{RateDecision, RateLimits, StateError};
+use kikaku_filters::clock::now_ms;
 
 #[async_trait]
 impl RateLimits for RedisState {
