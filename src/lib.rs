@@ -12,6 +12,7 @@ pub mod image_api;
 pub mod keys_cmd;
 pub mod metrics;
 pub mod reload;
+pub mod reply;
 pub mod routing;
 pub mod s3;
 pub mod server;

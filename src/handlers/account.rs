@@ -1,14 +1,11 @@
 //! Account endpoints for image keys (DESIGN §3): `GET /v1/usage` and
 //! `GET /v1/logs`.
 
+use crate::reply::Exchange;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use kikaku_filters::{
-    ErrorKind, FilterChain, GatewayError, KeyStatus, LogQuery, RequestCtx, StateStore,
-};
-use pingora::proxy::Session;
+use kikaku_filters::{ErrorKind, GatewayError, KeyStatus, LogQuery, StateStore};
 use serde_json::{json, Value};
 
 use super::images::subject;
@@ -27,26 +24,8 @@ fn invalid(msg: String) -> GatewayError {
     GatewayError::new(ErrorKind::InvalidParameter, msg)
 }
 
-pub(crate) async fn send(
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-    v: Value,
-) -> Result<(), GatewayError> {
-    let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-    if let Err(e) = crate::http_error::respond_json(session, 200, body, Some(chain), ctx).await {
-        log::debug!("account answer not delivered: {e}");
-    }
-    Ok(())
-}
-
-pub async fn usage(
-    state: &Arc<dyn StateStore>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-) -> Result<(), GatewayError> {
-    let key = ctx.require_key("image_usage")?;
+pub async fn usage(state: &Arc<dyn StateStore>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
+    let key = ex.ctx.require_key("image_usage")?;
     let s = subject(&key);
     let q = state.quota_usage(&s).await.map_err(unavailable)?;
     let st = state.request_stats(&s).await.map_err(unavailable)?;
@@ -70,7 +49,7 @@ pub async fn usage(
             "avg_response_time_ms": avg,
         },
     });
-    send(session, chain, ctx, v).await
+    ex.json(200, v).await
 }
 
 /// `start_date`/`end_date` (`YYYY-MM-DD`, inclusive), `page` ≥ 1, `limit` 1–100 (default 20).
@@ -129,14 +108,9 @@ pub fn parse_log_query(query: Option<&str>) -> Result<LogQuery, GatewayError> {
     Ok(q)
 }
 
-pub async fn logs(
-    state: &Arc<dyn StateStore>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-) -> Result<(), GatewayError> {
-    let key = ctx.require_key("image_logs")?;
-    let q = parse_log_query(session.req_header().uri.query())?;
+pub async fn logs(state: &Arc<dyn StateStore>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
+    let key = ex.ctx.require_key("image_logs")?;
+    let q = parse_log_query(ex.session.req_header().uri.query())?;
     let page = state.logs(&subject(&key), q).await.map_err(unavailable)?;
     let logs: Vec<Value> = page
         .logs
@@ -154,7 +128,7 @@ pub async fn logs(
         })
         .collect();
     let v = json!({"logs": logs, "pagination": {"page": q.page, "limit": q.limit, "total": page.total}});
-    send(session, chain, ctx, v).await
+    ex.json(200, v).await
 }
 
 #[cfg(test)]

@@ -1,32 +1,30 @@
 //! The gallery (DESIGN §3): `GET /v1/gallery` for image keys, and
 //! `GET /gallery/<token>.jpeg` serving the kept copies.
 
+use crate::reply::Exchange;
 use std::sync::Arc;
 
-use kikaku_filters::{ErrorKind, FilterChain, GatewayError, RequestCtx};
-use pingora::proxy::Session;
+use kikaku_filters::{ErrorKind, GatewayError};
 use serde_json::{json, Value};
 
-use super::account::{parse_log_query, rfc3339, send, unavailable};
+use super::account::{parse_log_query, rfc3339, unavailable};
 use super::images::subject;
 
 /// `GET /v1/gallery?page&limit`: the key's kept images, newest first, each
 /// with a gateway URL that outlives the upstream's.
 pub async fn list(
     storage: &Arc<crate::s3::Storage>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
+    ex: &mut Exchange<'_>,
 ) -> Result<(), GatewayError> {
-    let key = ctx.require_key("image_gallery")?;
+    let key = ex.ctx.require_key("image_gallery")?;
     // Same paging rules as the logs (page ≥ 1, limit 1–100, default 20).
-    let q = parse_log_query(session.req_header().uri.query())?;
+    let q = parse_log_query(ex.session.req_header().uri.query())?;
     let (records, total) = storage
         .state
         .gallery_page(&subject(&key), q.page, q.limit)
         .await
         .map_err(unavailable)?;
-    let base = super::public_base(session, storage.gallery.cfg.public_url.as_deref());
+    let base = super::public_base(ex.session, storage.gallery.cfg.public_url.as_deref());
     let images: Vec<Value> = records
         .iter()
         .map(|r| {
@@ -44,18 +42,16 @@ pub async fn list(
         "images": images,
         "pagination": {"page": q.page, "limit": q.limit, "total": total},
     });
-    send(session, chain, ctx, v).await
+    ex.json(200, v).await
 }
 
 /// `GET /gallery/<token>.jpeg`: a kept image. The token is the credential
 /// (128 random bits), so the URL works in an `<img>` without a key.
 pub async fn file(
     storage: &Arc<crate::s3::Storage>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
+    ex: &mut Exchange<'_>,
 ) -> Result<(), GatewayError> {
-    let path = session.req_header().uri.path().to_string();
+    let path = ex.session.req_header().uri.path().to_string();
     let not_found = || GatewayError::new(ErrorKind::NotFound, "No such gallery image.");
     let token = path
         .rsplit('/')
@@ -64,11 +60,12 @@ pub async fn file(
         .filter(|t| crate::gallery::valid_token(t))
         .ok_or_else(not_found)?;
     let mut req = crate::s3::backend::BackendRequest::new(
-        session.req_header().method.clone(),
+        ex.session.req_header().method.clone(),
         Some(storage.gallery.bucket().to_string()),
         Some(crate::gallery::object_name(token)),
     );
-    if let Some(r) = session
+    if let Some(r) = ex
+        .session
         .req_header()
         .headers
         .get("range")
@@ -84,12 +81,5 @@ pub async fn file(
     if resp.status().as_u16() == 404 {
         return Err(not_found());
     }
-    super::s3_endpoint::relay::relay(
-        session,
-        chain,
-        ctx,
-        resp,
-        super::s3_endpoint::relay::Relay::plain(),
-    )
-    .await
+    super::s3_endpoint::relay::relay(ex, resp, super::s3_endpoint::relay::Relay::plain()).await
 }

@@ -7,10 +7,11 @@ pub mod images;
 pub mod s3_endpoint;
 pub mod storage_api;
 
+use crate::reply::Exchange;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kikaku_filters::{ErrorKind, FilterChain, GatewayError, RequestCtx, StateStore};
+use kikaku_filters::{ErrorKind, GatewayError, StateStore};
 use pingora::proxy::Session;
 
 use crate::config::HandlerConfig;
@@ -77,13 +78,22 @@ impl Handler {
         matches!(self, Handler::ImageGeneration(_))
     }
 
-    /// Serve the request. Errors are answered by [`crate::http_error`].
-    pub async fn handle(
+    /// A filter refused the request before the handler ran. The image
+    /// handler logs it, so a key's logs show every request; the others
+    /// have nothing to record.
+    pub async fn refused_by_filter(
         &self,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &mut RequestCtx,
-    ) -> Result<(), GatewayError> {
+        key: &kikaku_filters::ApiKey,
+        started: std::time::Instant,
+        err: &GatewayError,
+    ) {
+        if let Handler::ImageGeneration(h) = self {
+            h.record_refusal(key, started, err).await;
+        }
+    }
+
+    /// Serve the request. Errors are answered by [`crate::http_error`].
+    pub async fn handle(&self, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
         // Each handler's future is boxed on its own: inline, every request
         // (even a proxied one) would move a future as large as the largest
         // handler's (the S3 streaming ones) each time it is pinned.
@@ -91,15 +101,13 @@ impl Handler {
             Handler::NotImplemented(msg) => {
                 Err(GatewayError::new(ErrorKind::NotImplemented, msg.clone()))
             }
-            Handler::ImageGeneration(h) => Box::pin(h.handle(session, chain, ctx)).await,
-            Handler::ImageUsage(state) => {
-                Box::pin(account::usage(state, session, chain, ctx)).await
-            }
-            Handler::ImageLogs(state) => Box::pin(account::logs(state, session, chain, ctx)).await,
-            Handler::S3Endpoint(h) => Box::pin(h.handle(session, chain, ctx)).await,
-            Handler::StorageApi(h) => Box::pin(h.handle(session, chain, ctx)).await,
-            Handler::ImageGallery(s) => Box::pin(gallery::list(s, session, chain, ctx)).await,
-            Handler::GalleryFile(s) => Box::pin(gallery::file(s, session, chain, ctx)).await,
+            Handler::ImageGeneration(h) => Box::pin(h.handle(ex)).await,
+            Handler::ImageUsage(state) => Box::pin(account::usage(state, ex)).await,
+            Handler::ImageLogs(state) => Box::pin(account::logs(state, ex)).await,
+            Handler::S3Endpoint(h) => Box::pin(h.handle(ex)).await,
+            Handler::StorageApi(h) => Box::pin(h.handle(ex)).await,
+            Handler::ImageGallery(s) => Box::pin(gallery::list(s, ex)).await,
+            Handler::GalleryFile(s) => Box::pin(gallery::file(s, ex)).await,
         }
     }
 }

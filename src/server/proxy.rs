@@ -13,10 +13,10 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::access_log::{AccessLog, AccessRecord};
-use crate::handlers::Handler;
 use crate::http_error;
 use crate::metrics;
 use crate::reload::ConfigHolder;
+use crate::reply::Exchange;
 use crate::routing::{Route, RouteMatch, Target};
 use crate::snapshot::Snapshot;
 
@@ -96,8 +96,8 @@ impl Gateway {
         // (written first, so it is there when the client looks).
         let by_filter = ctx.req.rejected_by.is_some() && !ctx.handler_ran;
         if let (Some(route), Some(key), true) = (&ctx.route, &ctx.req.key, by_filter) {
-            if let Target::Handler(Handler::ImageGeneration(h)) = &route.target {
-                h.record_refusal(key, ctx.req.started, &err).await;
+            if let Target::Handler(h) = &route.target {
+                h.refused_by_filter(key, ctx.req.started, &err).await;
             }
         }
         http_error::respond(session, &err, chain, &ctx.req, extra).await?;
@@ -229,7 +229,8 @@ impl ProxyHttp for Gateway {
             Target::Upstream(_) => Ok(false),
             Target::Handler(h) => {
                 ctx.handler_ran = true;
-                let handled = h.handle(session, &route.chain, &mut ctx.req).await;
+                let mut ex = Exchange::new(session, &route.chain, &mut ctx.req);
+                let handled = h.handle(&mut ex).await;
                 match handled {
                     Ok(()) => Ok(true),
                     Err(err) => self.answer(session, ctx, err, &[]).await,

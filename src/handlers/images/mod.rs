@@ -8,6 +8,7 @@ pub mod ark_client;
 pub mod response;
 
 use crate::gallery::Gallery;
+use crate::reply::Exchange;
 use kikaku_filters::clock::now_ms;
 use kikaku_filters::state::PendingRateLimit;
 use std::sync::Arc;
@@ -15,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
-use kikaku_filters::{
-    ApiKey, ErrorKind, FilterChain, GatewayError, RequestCtx, RequestLog, Reservation, StateStore,
-};
+use kikaku_filters::{ApiKey, ErrorKind, GatewayError, RequestLog, Reservation, StateStore};
 use pingora::proxy::Session;
 use serde_json::Value;
 
@@ -138,27 +137,22 @@ impl ImageGeneration {
         })
     }
 
-    pub async fn handle(
-        &self,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &mut RequestCtx,
-    ) -> Result<(), GatewayError> {
-        let key = ctx.require_key("image_generation")?;
+    pub async fn handle(&self, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
+        let key = ex.ctx.require_key("image_generation")?;
         let subject = subject(&key);
         let started = Instant::now();
         let mut alias = String::from("-");
         let mut asked = Asked {
-            rate: ctx.pending_rate_limit.take(),
+            rate: ex.ctx.pending_rate_limit.take(),
             ..Asked::default()
         };
         let result = self
-            .generate(session, &key, &subject, &mut alias, &mut asked)
+            .generate(ex.session, &key, &subject, &mut alias, &mut asked)
             .await;
         if let Some(d) = asked.decision {
-            ctx.rate_limit = Some(d);
+            ex.ctx.rate_limit = Some(d);
             if !d.allowed {
-                ctx.rejected_by = Some("rate_limit");
+                ex.ctx.rejected_by = Some("rate_limit");
             }
         }
         match result {
@@ -183,15 +177,7 @@ impl ImageGeneration {
                         &asked.size,
                     ));
                 }
-                let body = serde_json::to_vec(&answer.body).unwrap_or_default();
-                let sent = crate::http_error::respond_json(
-                    session,
-                    200,
-                    Bytes::from(body),
-                    Some(chain),
-                    ctx,
-                )
-                .await;
+                let sent = ex.send_json(200, &answer.body).await;
                 if let Err(e) = sent {
                     // Billed but not delivered: give it back. (Clients that
                     // leave earlier are caught while the images are made.)

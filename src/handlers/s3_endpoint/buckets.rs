@@ -1,8 +1,8 @@
 //! Bucket operations: ListBuckets (the tenant's only), GetBucketLocation,
 //! CreateBucket, DeleteBucket (refused while anything is in it).
 
-use kikaku_filters::{ErrorKind, FilterChain, GatewayError, RequestCtx};
-use pingora::proxy::Session;
+use crate::reply::Exchange;
+use kikaku_filters::{ErrorKind, GatewayError};
 
 use super::relay::{access_denied, relay, respond_xml};
 use super::{read_verified, s3_error, Call, MAX_XML_BODY};
@@ -10,12 +10,7 @@ use crate::s3::backend::{BackendError, BackendRequest};
 use crate::s3::{backend_unavailable, xml};
 
 /// ListBuckets: the backend's buckets under the tenant's prefix, renamed.
-pub(super) async fn list(
-    call: &Call<'_>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-) -> Result<(), GatewayError> {
+pub(super) async fn list(call: &Call<'_>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let tenant = call.key.tenant_id();
     let all = call
         .storage
@@ -58,17 +53,12 @@ pub(super) async fn list(
     let token = (own.len() > max).then(|| own[max - 1].0.clone());
     own.truncate(max);
     let body = xml::list_buckets(&tenant, &call.key.owner, &own, token.as_deref());
-    respond_xml(session, chain, ctx, 200, body, &[]).await
+    respond_xml(ex, 200, body, &[]).await
 }
 
 /// GetBucketLocation, answered here: the region clients sign for
 /// (`storage.region`) is the only one.
-pub(super) async fn location(
-    call: &Call<'_>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-) -> Result<(), GatewayError> {
+pub(super) async fn location(call: &Call<'_>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     call.bucket()?;
     let region = call.storage.region.as_str();
     let loc = if region == "us-east-1" { "" } else { region };
@@ -77,18 +67,13 @@ pub(super) async fn location(
         xml::NS,
         xml::escape(loc)
     );
-    respond_xml(session, chain, ctx, 200, body, &[]).await
+    respond_xml(ex, 200, body, &[]).await
 }
 
-pub(super) async fn create(
-    call: &Call<'_>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-) -> Result<(), GatewayError> {
+pub(super) async fn create(call: &Call<'_>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     // The body (CreateBucketConfiguration) names a region; the backend's
     // region is the only one there is.
-    let _ = read_verified(session, &call.sig, MAX_XML_BODY).await?;
+    let _ = read_verified(ex.session, &call.sig, MAX_XML_BODY).await?;
     let backend_bucket = call.backend_bucket()?;
     // Bucket names are per tenant: one that exists is this tenant's own.
     if call.storage.bucket_exists(backend_bucket).await? {
@@ -110,27 +95,14 @@ pub(super) async fn create(
     if resp.status().is_success() {
         call.storage.bucket_changed(backend_bucket, true);
         let loc = format!("/{}", call.bucket()?);
-        return respond_xml(
-            session,
-            chain,
-            ctx,
-            200,
-            String::new(),
-            &[("location", loc)],
-        )
-        .await;
+        return respond_xml(ex, 200, String::new(), &[("location", loc)]).await;
     }
-    relay(session, chain, ctx, resp, call.relay(false)).await
+    relay(ex, resp, call.relay(false)).await
 }
 
 /// S3 refuses to delete a bucket with objects or open uploads; not every
 /// backend does (s3s-fs deletes the lot), and the ledger counts on it.
-pub(super) async fn delete(
-    call: &Call<'_>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-) -> Result<(), GatewayError> {
+pub(super) async fn delete(call: &Call<'_>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let (bucket, backend_bucket) = (call.bucket()?, call.backend_bucket()?);
     let page = call
         .storage
@@ -159,5 +131,5 @@ pub(super) async fn delete(
     if resp.status().is_success() {
         call.storage.bucket_changed(backend_bucket, false);
     }
-    relay(session, chain, ctx, resp, call.relay(false)).await
+    relay(ex, resp, call.relay(false)).await
 }

@@ -11,10 +11,11 @@ mod ops;
 pub(crate) mod relay;
 mod unsupported;
 
+use crate::reply::Exchange;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kikaku_filters::{ApiKey, ErrorKind, FilterChain, GatewayError, LedgerSlot, RequestCtx};
+use kikaku_filters::{ApiKey, ErrorKind, GatewayError, LedgerSlot};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use sigv4::{self, PayloadMode, VerifiedSignature};
@@ -280,18 +281,14 @@ impl S3Endpoint {
         S3Endpoint { storage }
     }
 
-    pub async fn handle(
-        &self,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &mut RequestCtx,
-    ) -> Result<(), GatewayError> {
-        let key = ctx.require_key("s3_endpoint")?;
-        let sig = ctx
+    pub async fn handle(&self, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
+        let key = ex.ctx.require_key("s3_endpoint")?;
+        let sig = ex
+            .ctx
             .s3
             .clone()
             .ok_or_else(|| internal("s3_endpoint ran without s3_auth before it"))?;
-        let req = session.req_header().clone();
+        let req = ex.session.req_header().clone();
         unsupported::check(&req)?;
         let query = sigv4::parse_query(req.uri.query().unwrap_or(""))
             .ok_or_else(|| invalid_argument("the query string is not valid percent-encoding"))?;
@@ -334,19 +331,17 @@ impl S3Endpoint {
             object,
         };
         match op {
-            Op::ListBuckets => buckets::list(&call, session, chain, ctx).await,
-            Op::GetBucketLocation => buckets::location(&call, session, chain, ctx).await,
-            Op::CreateBucket => buckets::create(&call, session, chain, ctx).await,
-            Op::DeleteBucket => buckets::delete(&call, session, chain, ctx).await,
-            Op::ListMultipartUploads => multipart::list(&call, session, chain, ctx).await,
-            Op::CreateMultipartUpload => multipart::create(&call, session, chain, ctx).await,
-            Op::CompleteMultipartUpload => multipart::complete(&call, session, chain, ctx).await,
-            Op::PutObject | Op::UploadPart => objects::put(&call, op, session, chain, ctx).await,
-            Op::CopyObject | Op::UploadPartCopy => {
-                objects::copy(&call, op, session, chain, ctx).await
-            }
-            Op::DeleteObjects => objects::delete_many(&call, session, chain, ctx).await,
-            _ => objects::forward(&call, op, session, chain, ctx).await,
+            Op::ListBuckets => buckets::list(&call, ex).await,
+            Op::GetBucketLocation => buckets::location(&call, ex).await,
+            Op::CreateBucket => buckets::create(&call, ex).await,
+            Op::DeleteBucket => buckets::delete(&call, ex).await,
+            Op::ListMultipartUploads => multipart::list(&call, ex).await,
+            Op::CreateMultipartUpload => multipart::create(&call, ex).await,
+            Op::CompleteMultipartUpload => multipart::complete(&call, ex).await,
+            Op::PutObject | Op::UploadPart => objects::put(&call, op, ex).await,
+            Op::CopyObject | Op::UploadPartCopy => objects::copy(&call, op, ex).await,
+            Op::DeleteObjects => objects::delete_many(&call, ex).await,
+            _ => objects::forward(&call, op, ex).await,
         }
     }
 }

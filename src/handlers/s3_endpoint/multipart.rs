@@ -9,10 +9,10 @@
 //! least 5 MiB. A refused completion changes nothing, so the upload stays
 //! listable and abortable whatever the backend would have done with it.
 
+use crate::reply::Exchange;
 use std::collections::BTreeMap;
 
-use kikaku_filters::{ErrorKind, FilterChain, GatewayError, OpenUpload, RequestCtx};
-use pingora::proxy::Session;
+use kikaku_filters::{ErrorKind, GatewayError, OpenUpload};
 
 use super::relay::{internal, respond_xml};
 use super::{read_verified, s3_error, Call, MAX_XML_BODY};
@@ -141,12 +141,7 @@ async fn uploaded_parts(call: &Call<'_>) -> Result<BTreeMap<u32, (String, u64)>,
 }
 
 /// CreateMultipartUpload: forward, then remember the upload.
-pub(super) async fn create(
-    call: &Call<'_>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-) -> Result<(), GatewayError> {
+pub(super) async fn create(call: &Call<'_>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let resp = call.storage.send(call.to_backend(false)).await?;
     let status = resp.status().as_u16();
     // What the upload will check, as the backend says it.
@@ -179,7 +174,7 @@ pub(super) async fn create(
         call.backend_bucket()?,
         call.bucket()?,
     );
-    respond_xml(session, chain, ctx, status, text, &echoed).await
+    respond_xml(ex, status, text, &echoed).await
 }
 
 /// Answer headers of CreateMultipartUpload that are passed on.
@@ -187,14 +182,9 @@ const CHECKSUM_ECHO: &[&str] = &["x-amz-checksum-algorithm", "x-amz-checksum-typ
 
 /// CompleteMultipartUpload: forward the part list; on success the parts
 /// leave the ledger and the object's real size takes their place.
-pub(super) async fn complete(
-    call: &Call<'_>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-) -> Result<(), GatewayError> {
+pub(super) async fn complete(call: &Call<'_>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let (bucket, backend_bucket, object) = (call.bucket()?, call.backend_bucket()?, call.object()?);
-    let body = read_verified(session, &call.sig, MAX_XML_BODY).await?;
+    let body = read_verified(ex.session, &call.sig, MAX_XML_BODY).await?;
     check_open(call).await?;
     let named = named_parts(&body)?;
     check_parts(&named, &uploaded_parts(call).await?)?;
@@ -230,17 +220,12 @@ pub(super) async fn complete(
         }
     }
     let text = xml::rewrite_bucket_names(&String::from_utf8_lossy(&bytes), backend_bucket, bucket);
-    respond_xml(session, chain, ctx, status, text, &[]).await
+    respond_xml(ex, status, text, &[]).await
 }
 
 /// ListMultipartUploads, from the ledger: the same answer whatever the
 /// backend (some do not implement it).
-pub(super) async fn list(
-    call: &Call<'_>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-) -> Result<(), GatewayError> {
+pub(super) async fn list(call: &Call<'_>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let bucket = call.bucket()?;
     let get = |n: &str| {
         call.query
@@ -278,7 +263,7 @@ pub(super) async fn list(
         ));
     }
     body.push_str("</ListMultipartUploadsResult>");
-    respond_xml(session, chain, ctx, 200, body, &[]).await
+    respond_xml(ex, 200, body, &[]).await
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! DeleteObjects, and everything without a request body (GET, HEAD,
 //! DELETE, listings, ListParts, AbortMultipartUpload) forwarded as is.
 
-use kikaku_filters::{ErrorKind, FilterChain, GatewayError, LedgerSlot, RequestCtx};
-use pingora::proxy::Session;
+use crate::reply::Exchange;
+use kikaku_filters::{ErrorKind, GatewayError, LedgerSlot};
 use sigv4;
 
 use super::ops::Op;
@@ -33,9 +33,7 @@ fn slot(call: &Call<'_>, op: Op) -> Result<LedgerSlot, GatewayError> {
 pub(super) async fn put(
     call: &Call<'_>,
     op: Op,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
+    ex: &mut Exchange<'_>,
 ) -> Result<(), GatewayError> {
     let slot = slot(call, op)?;
     let v = verifier(&call.req, &call.sig)?;
@@ -50,8 +48,8 @@ pub(super) async fn put(
     let req = call.to_backend(call.sig.payload.is_streaming());
     let subject = call.subject();
     let budget = call.budget(&subject, slot);
-    match stream_upload(&call.storage.backend, budget, req, session, v).await {
-        Ok(resp) => relay(session, chain, ctx, resp, call.relay(false)).await,
+    match stream_upload(&call.storage.backend, budget, req, ex.session, v).await {
+        Ok(resp) => relay(ex, resp, call.relay(false)).await,
         Err(UploadError::Refused(e)) => Err(e),
         Err(UploadError::Backend(e)) => Err(backend_unavailable(e)),
     }
@@ -87,9 +85,7 @@ fn parse_range_len(range: &str) -> Option<u64> {
 pub(super) async fn copy(
     call: &Call<'_>,
     op: Op,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
+    ex: &mut Exchange<'_>,
 ) -> Result<(), GatewayError> {
     let (src_bucket, src_key) = copy_source(call)?;
     let onto_itself = op == Op::CopyObject
@@ -183,19 +179,17 @@ pub(super) async fn copy(
         call.backend_bucket()?,
         call.bucket()?,
     );
-    respond_xml(session, chain, ctx, status, text, &[]).await
+    respond_xml(ex, status, text, &[]).await
 }
 
 /// DeleteObjects: every key is checked before the list goes on; the keys
 /// the backend reports deleted leave the ledger.
 pub(super) async fn delete_many(
     call: &Call<'_>,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
+    ex: &mut Exchange<'_>,
 ) -> Result<(), GatewayError> {
     let bucket = call.bucket()?;
-    let body = read_verified(session, &call.sig, MAX_XML_BODY).await?;
+    let body = read_verified(ex.session, &call.sig, MAX_XML_BODY).await?;
     let keys = xml::texts_at(&body, &["Delete", "Object", "Key"]).ok_or_else(|| {
         s3_error(
             ErrorKind::BadRequest,
@@ -234,7 +228,7 @@ pub(super) async fn delete_many(
         call.backend_bucket()?,
         bucket,
     );
-    respond_xml(session, chain, ctx, status, text, &[]).await
+    respond_xml(ex, status, text, &[]).await
 }
 
 /// Operations without a request body: forward, keep the ledger in step with
@@ -242,9 +236,7 @@ pub(super) async fn delete_many(
 pub(super) async fn forward(
     call: &Call<'_>,
     op: Op,
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
+    ex: &mut Exchange<'_>,
 ) -> Result<(), GatewayError> {
     if op == Op::AbortMultipartUpload {
         // An upload the ledger does not hold open is S3's NoSuchUpload,
@@ -293,7 +285,7 @@ pub(super) async fn forward(
         let marker = call.query.iter().find(|(k, _)| k == "marker");
         how.marker = Some(marker.map(|(_, v)| v.clone()).unwrap_or_default());
     }
-    relay(session, chain, ctx, resp, how).await
+    relay(ex, resp, how).await
 }
 
 #[cfg(test)]

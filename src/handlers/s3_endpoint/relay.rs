@@ -2,9 +2,10 @@
 //! the backend's answer reaches the client (streamed, or — for the few XML
 //! documents that name buckets — rewritten to the tenant's names).
 
+use crate::reply::Exchange;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use kikaku_filters::{ErrorKind, FilterChain, GatewayError, RequestCtx};
+use kikaku_filters::{ErrorKind, GatewayError};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
@@ -142,14 +143,12 @@ impl Relay<'_> {
 const MAX_XML: usize = 16 << 20;
 
 pub async fn relay(
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
+    ex: &mut Exchange<'_>,
     resp: reqwest::Response,
     how: Relay<'_>,
 ) -> Result<(), GatewayError> {
     let status = resp.status().as_u16();
-    let head = session.req_header().method == http::Method::HEAD;
+    let head = ex.session.req_header().method == http::Method::HEAD;
     let mut header = ResponseHeader::build(status, Some(12)).map_err(internal)?;
     for name in RELAY {
         if let Some(v) = resp.headers().get(*name) {
@@ -166,7 +165,7 @@ pub async fn relay(
                 .map_err(internal)?;
         }
     }
-    if let Some(id) = &ctx.request_id {
+    if let Some(id) = &ex.ctx.request_id {
         header
             .insert_header("x-amz-request-id", id.as_str())
             .map_err(internal)?;
@@ -191,8 +190,8 @@ pub async fn relay(
         header
             .insert_header("content-length", text.len().to_string())
             .map_err(internal)?;
-        chain.on_response(&mut header, ctx);
-        write(session, header, Some(Bytes::from(text)), true).await;
+        ex.filter_response(&mut header);
+        write(ex.session, header, Some(Bytes::from(text)), true).await;
         return Ok(());
     }
     if let Some(len) = resp.headers().get("content-length") {
@@ -200,12 +199,13 @@ pub async fn relay(
             .insert_header("content-length", len.as_bytes())
             .map_err(internal)?;
     }
-    chain.on_response(&mut header, ctx);
+    ex.filter_response(&mut header);
     if head {
-        write(session, header, None, true).await;
+        write(ex.session, header, None, true).await;
         return Ok(());
     }
-    if session
+    if ex
+        .session
         .write_response_header(Box::new(header), false)
         .await
         .is_err()
@@ -217,7 +217,7 @@ pub async fn relay(
         let mut bytes = match chunk {
             Ok(b) => b,
             Err(e) => {
-                cut_short(session, e);
+                cut_short(ex.session, e);
                 return Ok(());
             }
         };
@@ -229,7 +229,7 @@ pub async fn relay(
                 match stream.next().now_or_never() {
                     Some(Some(Ok(more))) => joined.extend_from_slice(&more),
                     Some(Some(Err(e))) => {
-                        cut_short(session, e);
+                        cut_short(ex.session, e);
                         return Ok(());
                     }
                     _ => break,
@@ -237,7 +237,8 @@ pub async fn relay(
             }
             bytes = joined.freeze();
         }
-        if session
+        if ex
+            .session
             .write_response_body(Some(bytes), false)
             .await
             .is_err()
@@ -246,7 +247,7 @@ pub async fn relay(
             return Ok(());
         }
     }
-    let _ = session.write_response_body(None, true).await;
+    let _ = ex.session.write_response_body(None, true).await;
     Ok(())
 }
 
@@ -306,9 +307,7 @@ pub fn internal(e: impl std::fmt::Display) -> GatewayError {
 
 /// Answer with an XML document the gateway made (ListBuckets, ...).
 pub async fn respond_xml(
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
+    ex: &mut Exchange<'_>,
     status: u16,
     body: String,
     extra: &[(&str, String)],
@@ -320,7 +319,7 @@ pub async fn respond_xml(
     header
         .insert_header("content-length", body.len().to_string())
         .map_err(internal)?;
-    if let Some(id) = &ctx.request_id {
+    if let Some(id) = &ex.ctx.request_id {
         header
             .insert_header("x-amz-request-id", id.as_str())
             .map_err(internal)?;
@@ -330,12 +329,12 @@ pub async fn respond_xml(
             .insert_header(n.to_string(), v.as_str())
             .map_err(internal)?;
     }
-    chain.on_response(&mut header, ctx);
-    let head = session.req_header().method == http::Method::HEAD;
+    ex.filter_response(&mut header);
+    let head = ex.session.req_header().method == http::Method::HEAD;
     if head || body.is_empty() {
-        write(session, header, None, true).await;
+        write(ex.session, header, None, true).await;
     } else {
-        write(session, header, Some(Bytes::from(body)), true).await;
+        write(ex.session, header, Some(Bytes::from(body)), true).await;
     }
     Ok(())
 }

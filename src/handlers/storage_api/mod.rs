@@ -12,10 +12,10 @@
 
 mod upload;
 
+use crate::reply::Exchange;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use kikaku_filters::{ApiKey, ErrorKind, FilterChain, GatewayError, KeyStatus, RequestCtx};
+use kikaku_filters::{ApiKey, ErrorKind, GatewayError, KeyStatus};
 use pingora::proxy::Session;
 use serde_json::json;
 
@@ -40,20 +40,6 @@ fn not_found(key: &str) -> GatewayError {
     GatewayError::new(ErrorKind::NotFound, format!("No file {key:?}."))
 }
 
-async fn send_json(
-    session: &mut Session,
-    chain: &FilterChain,
-    ctx: &RequestCtx,
-    status: u16,
-    v: serde_json::Value,
-) -> Result<(), GatewayError> {
-    let body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-    if let Err(e) = crate::http_error::respond_json(session, status, body, Some(chain), ctx).await {
-        log::debug!("storage answer not delivered: {e}");
-    }
-    Ok(())
-}
-
 fn query_param(session: &Session, name: &str) -> Option<String> {
     let q = session.req_header().uri.query()?;
     sigv4::parse_query(q)?
@@ -67,26 +53,21 @@ impl StorageApi {
         StorageApi { storage }
     }
 
-    pub async fn handle(
-        &self,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &mut RequestCtx,
-    ) -> Result<(), GatewayError> {
-        let key = ctx.require_key("storage_api")?;
-        let method = session.req_header().method.clone();
-        let path = session.req_header().uri.path().to_string();
+    pub async fn handle(&self, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
+        let key = ex.ctx.require_key("storage_api")?;
+        let method = ex.session.req_header().method.clone();
+        let path = ex.session.req_header().uri.path().to_string();
         let rest = path.strip_prefix("/s3").unwrap_or(&path);
         match (method.as_str(), rest) {
-            ("GET", "/usage") => self.usage(&key, session, chain, ctx).await,
-            ("GET", "/credentials") => self.credentials(&key, session, chain, ctx).await,
+            ("GET", "/usage") => self.usage(&key, ex).await,
+            ("GET", "/credentials") => self.credentials(&key, ex).await,
             ("POST", "/upload") => {
                 self.storage.ensure_default_bucket(&key).await?;
-                self.upload(&key, session, chain, ctx).await
+                self.upload(&key, ex).await
             }
             ("GET", "/files") | ("GET", "/files/") => {
                 self.storage.ensure_default_bucket(&key).await?;
-                self.list(&key, session, chain, ctx).await
+                self.list(&key, ex).await
             }
             (m, r) if r.starts_with("/files/") => {
                 let raw = &r["/files/".len()..];
@@ -96,8 +77,8 @@ impl StorageApi {
                 check_object_key(&object).map_err(bad)?;
                 self.storage.ensure_default_bucket(&key).await?;
                 match m {
-                    "GET" | "HEAD" => self.download(&key, &object, session, chain, ctx).await,
-                    "DELETE" => self.delete(&key, &object, session, chain, ctx).await,
+                    "GET" | "HEAD" => self.download(&key, &object, ex).await,
+                    "DELETE" => self.delete(&key, &object, ex).await,
                     _ => Err(GatewayError::new(
                         ErrorKind::MethodNotAllowed,
                         format!("{m} is not allowed on a file; use GET or DELETE."),
@@ -111,13 +92,7 @@ impl StorageApi {
         }
     }
 
-    async fn usage(
-        &self,
-        key: &ApiKey,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &RequestCtx,
-    ) -> Result<(), GatewayError> {
+    async fn usage(&self, key: &ApiKey, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
         let u = self
             .storage
             .state
@@ -132,16 +107,10 @@ impl StorageApi {
             "status": match key.status { KeyStatus::Active => "active", KeyStatus::Suspended => "suspended" },
             "bucket": key.default_bucket(),
         });
-        send_json(session, chain, ctx, 200, v).await
+        ex.json(200, v).await
     }
 
-    async fn credentials(
-        &self,
-        key: &ApiKey,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &RequestCtx,
-    ) -> Result<(), GatewayError> {
+    async fn credentials(&self, key: &ApiKey, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
         let cred = key.s3.as_ref().ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::NotFound,
@@ -149,24 +118,18 @@ impl StorageApi {
             )
         })?;
         let v = json!({
-            "endpoint": super::public_base(session, None),
+            "endpoint": super::public_base(ex.session, None),
             "region": self.storage.region,
             "bucket": key.default_bucket(),
             "access_key_id": cred.access_key_id,
             "secret_access_key": cred.secret_access_key,
         });
-        send_json(session, chain, ctx, 200, v).await
+        ex.json(200, v).await
     }
 
-    async fn list(
-        &self,
-        key: &ApiKey,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &RequestCtx,
-    ) -> Result<(), GatewayError> {
-        let prefix = query_param(session, "prefix").unwrap_or_default();
-        let limit = match query_param(session, "limit") {
+    async fn list(&self, key: &ApiKey, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
+        let prefix = query_param(ex.session, "prefix").unwrap_or_default();
+        let limit = match query_param(ex.session, "limit") {
             Some(l) => l
                 .parse::<u32>()
                 .ok()
@@ -174,7 +137,7 @@ impl StorageApi {
                 .ok_or_else(|| bad(format!("limit must be between 1 and {LIST_MAX}")))?,
             None => LIST_DEFAULT,
         };
-        let cursor = query_param(session, "cursor").filter(|c| !c.is_empty());
+        let cursor = query_param(ex.session, "cursor").filter(|c| !c.is_empty());
         let bucket = self.storage.backend_bucket(key, key.default_bucket());
         let page = self
             .storage
@@ -197,25 +160,17 @@ impl StorageApi {
                 })
             })
             .collect();
-        send_json(
-            session,
-            chain,
-            ctx,
-            200,
-            json!({"files": files, "next_cursor": page.next_token}),
-        )
-        .await
+        ex.json(200, json!({"files": files, "next_cursor": page.next_token}))
+            .await
     }
 
     async fn download(
         &self,
         key: &ApiKey,
         object: &str,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &RequestCtx,
+        ex: &mut Exchange<'_>,
     ) -> Result<(), GatewayError> {
-        let req = session.req_header();
+        let req = ex.session.req_header();
         let mut breq = BackendRequest::new(
             req.method.clone(),
             Some(self.storage.backend_bucket(key, key.default_bucket())),
@@ -242,7 +197,7 @@ impl StorageApi {
                 ErrorKind::BadGateway,
                 format!("storage backend answered {s}"),
             )),
-            _ => relay(session, chain, ctx, resp, Relay::plain()).await,
+            _ => relay(ex, resp, Relay::plain()).await,
         }
     }
 
@@ -250,9 +205,7 @@ impl StorageApi {
         &self,
         key: &ApiKey,
         object: &str,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &RequestCtx,
+        ex: &mut Exchange<'_>,
     ) -> Result<(), GatewayError> {
         let bucket = self.storage.backend_bucket(key, key.default_bucket());
         if self
@@ -283,13 +236,7 @@ impl StorageApi {
             )
             .await
             .map_err(|e| GatewayError::unavailable("The storage ledger", e))?;
-        send_json(
-            session,
-            chain,
-            ctx,
-            200,
-            json!({"deleted": object, "freed_bytes": freed}),
-        )
-        .await
+        ex.json(200, json!({"deleted": object, "freed_bytes": freed}))
+            .await
     }
 }

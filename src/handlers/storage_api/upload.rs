@@ -15,14 +15,15 @@
 //! A second `file`, a bad `key`, or a form that breaks off aborts what was
 //! sent: nothing is stored and nothing stays charged.
 
+use crate::reply::Exchange;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kikaku_filters::{ApiKey, ErrorKind, FilterChain, GatewayError, LedgerSlot, RequestCtx};
+use kikaku_filters::{ApiKey, ErrorKind, GatewayError, LedgerSlot};
 use pingora::proxy::Session;
 use serde_json::json;
 
-use super::{bad, send_json, StorageApi};
+use super::{bad, StorageApi};
 use crate::config::names::check_object_key;
 use crate::s3::backend::BackendRequest;
 use crate::s3::upload::{expects_continue, Budget};
@@ -72,23 +73,22 @@ impl StorageApi {
     pub(super) async fn upload(
         &self,
         key: &Arc<ApiKey>,
-        session: &mut Session,
-        chain: &FilterChain,
-        ctx: &RequestCtx,
+        ex: &mut Exchange<'_>,
     ) -> Result<(), GatewayError> {
-        let boundary = session
+        let boundary = ex
+            .session
             .req_header()
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|ct| multer::parse_boundary(ct).ok())
             .ok_or_else(|| bad("POST /s3/upload takes multipart/form-data with a `file` field"))?;
-        if expects_continue(session) {
+        if expects_continue(ex.session) {
             // curl asks for it on any form over 1 MiB and otherwise waits a second.
-            let _ = session.write_continue_response().await;
+            let _ = ex.session.write_continue_response().await;
         }
         let mut staged = None;
-        let read = self.read_form(key, session, boundary, &mut staged).await;
+        let read = self.read_form(key, ex.session, boundary, &mut staged).await;
         let stored = match (read, staged) {
             (Ok(name), Some(s)) => {
                 let name = name.or_else(|| s.meta().file_name.clone());
@@ -105,10 +105,7 @@ impl StorageApi {
             (Err(e), None) => Err(e),
         };
         let (name, size, content_type) = stored?;
-        send_json(
-            session,
-            chain,
-            ctx,
+        ex.json(
             201,
             json!({
                 "key": name,
