@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::state::{GalleryRecord, StateStore};
 use base64::Engine;
 use bytes::Bytes;
-use kikaku_filters::{GalleryRecord, StateStore};
 use rand::Rng;
 use serde_json::Value;
 

@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::state::StateStore;
 use clap::Subcommand;
 use kikaku_filters::keys::{hash_key, hex, key_ref, parse_hex32};
-use kikaku_filters::{ApiKey, KeyStatus, KeyStore, KeyType, StateStore};
+use kikaku_filters::{ApiKey, KeyStatus, KeyStore, KeyType};
 use rand::distributions::{Alphanumeric, DistString};
 
 use crate::config::{load_file, parse_size, parse_time, StateBackend};

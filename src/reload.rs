@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::state::StateStore;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use kikaku_filters::{StateStore, StoredKeys};
+use kikaku_filters::StoredKeys;
 
 /// How long a stored key (or its absence) may be served from cache: the
 /// bound on how long a suspension takes to reach every instance.

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::state::StateStore;
 use http::Method;
 use kikaku_filters::keys::{hash_key, key_ref};
 use kikaku_filters::registry::build_chain;
-use kikaku_filters::{ApiKey, BuildEnv, KeyDirectory, KeyType, StateStore, StoredKeys};
+use kikaku_filters::{ApiKey, BuildEnv, KeyDirectory, KeyType, StoredKeys};
 
 use crate::config::ConfigError;
 use crate::config::{parse_sha256, parse_time, quota_amount, Config, ConfigErrors, KeyConfig};

@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::state::{LedgerSlot, StateStore};
 use clap::Subcommand;
-use kikaku_filters::{ApiKey, KeyType, LedgerSlot, StateStore};
+use kikaku_filters::{ApiKey, KeyType};
 
 use crate::config::StateBackend;
 use crate::s3::Storage;

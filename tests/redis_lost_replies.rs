@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kikaku_edge::state::{GalleryRecord, LedgerSlot, LogQuery, RequestLog, StateStore};
 use kikaku_edge::state::{RedisConfig, RedisState};
 use kikaku_filters::state::PendingRateLimit;
-use kikaku_filters::{GalleryRecord, LedgerSlot, LogQuery, RequestLog, StateStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

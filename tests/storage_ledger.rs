@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use kikaku_edge::state::{EmbeddedState, RedisConfig, RedisState};
-use kikaku_filters::{
+use kikaku_edge::state::{
     Galleries, GalleryRecord, LedgerSlot, OpenUpload, Quotas, StateStore, StorageLedger,
 };
 

@@ -8,7 +8,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use crate::context::RequestCtx;
 use crate::error::GatewayError;
 use crate::keys::{KeyDirectory, StoredKeys};
-use crate::state::StateStore;
+use crate::state::RateLimits;
 
 /// What a filter may capture when it is built: the services of the config
 /// snapshot it belongs to. Nothing is looked up by name per request.
@@ -18,7 +18,8 @@ pub struct BuildEnv {
     pub keys: Arc<KeyDirectory>,
     /// Keys in the state store (shared by every snapshot of the process).
     pub stored_keys: Option<Arc<StoredKeys>>,
-    pub state: Arc<dyn StateStore>,
+    /// Where rate limits are counted (the state backend).
+    pub state: Arc<dyn RateLimits>,
     /// The region S3 clients sign for (`storage.region`).
     pub s3_region: String,
 }

@@ -27,8 +27,4 @@ pub use error::{ErrorKind, GatewayError, StateError};
 pub use filter::{BuildEnv, Filter, FilterChain};
 pub use keys::{ApiKey, KeyDirectory, KeyStatus, KeyStore, KeyType, StoredKeys};
 pub use registry::FilterConfig;
-pub use state::{
-    Admission, Galleries, GalleryRecord, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
-    Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats, Reservation,
-    StateStore, StorageLedger,
-};
+pub use state::{PendingRateLimit, RateDecision, RateLimits};

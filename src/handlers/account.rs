@@ -4,8 +4,9 @@
 use crate::reply::Exchange;
 use std::sync::Arc;
 
+use crate::state::{LogQuery, StateStore};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use kikaku_filters::{ErrorKind, GatewayError, KeyStatus, LogQuery, StateStore};
+use kikaku_filters::{ErrorKind, GatewayError, KeyStatus};
 use serde_json::{json, Value};
 
 use super::images::subject;

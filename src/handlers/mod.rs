@@ -11,7 +11,8 @@ use crate::reply::Exchange;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kikaku_filters::{ErrorKind, GatewayError, StateStore};
+use crate::state::StateStore;
+use kikaku_filters::{ErrorKind, GatewayError};
 use pingora::proxy::Session;
 
 use crate::config::HandlerConfig;

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kikaku_filters::{ApiKey, GatewayError, StateStore};
+use crate::state::StateStore;
+use kikaku_filters::{ApiKey, GatewayError};
 
 use backend::{BackendError, S3Backend};
 

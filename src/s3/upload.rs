@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 
+use crate::state::{LedgerSlot, Reservation, StateStore};
 use bytes::Bytes;
-use kikaku_filters::{ErrorKind, GatewayError, LedgerSlot, Reservation, StateStore};
+use kikaku_filters::{ErrorKind, GatewayError};
 use pingora::proxy::Session;
 
 use super::backend::{BackendError, BackendRequest, S3Backend};

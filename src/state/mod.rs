@@ -1,6 +1,7 @@
 //! State backends behind the [`StateStore`] contract (DESIGN §8).
 //! `embedded`: single node, durable on local disk.
 
+mod contract;
 mod embedded;
 mod journal;
 pub mod redis;
@@ -9,12 +10,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use self::redis::{RedisConfig, RedisState};
-pub use embedded::EmbeddedState;
-pub use kikaku_filters::state::{
-    Admission, Galleries, GalleryRecord, KeyStore, LedgerSlot, LogPage, LogQuery, OpenUpload,
-    QuotaUsage, Quotas, RateDecision, RateLimits, RequestLog, RequestLogs, RequestStats,
-    Reservation, StateError, StateStore, StorageLedger,
+pub use contract::{
+    Admission, Galleries, GalleryRecord, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
+    Quotas, RequestLog, RequestLogs, RequestStats, Reservation, StateStore, StorageLedger,
 };
+pub use embedded::EmbeddedState;
+pub use kikaku_filters::state::{KeyStore, PendingRateLimit, RateDecision, RateLimits, StateError};
 
 use crate::config::{Config, StateBackend};
 

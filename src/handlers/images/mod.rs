@@ -14,9 +14,10 @@ use kikaku_filters::state::PendingRateLimit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::state::{RequestLog, Reservation, StateStore};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
-use kikaku_filters::{ApiKey, ErrorKind, GatewayError, RequestLog, Reservation, StateStore};
+use kikaku_filters::{ApiKey, ErrorKind, GatewayError};
 use pingora::proxy::Session;
 use serde_json::Value;
 

@@ -14,8 +14,9 @@ mod unsupported;
 use crate::reply::Exchange;
 use std::sync::Arc;
 
+use crate::state::LedgerSlot;
 use bytes::Bytes;
-use kikaku_filters::{ApiKey, ErrorKind, GatewayError, LedgerSlot};
+use kikaku_filters::{ApiKey, ErrorKind, GatewayError};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use sigv4::{self, PayloadMode, VerifiedSignature};
@@ -258,7 +259,7 @@ impl Call<'_> {
     }
 
     /// The tenant's open multipart uploads, from the ledger.
-    async fn open_uploads(&self) -> Result<Vec<kikaku_filters::OpenUpload>, GatewayError> {
+    async fn open_uploads(&self) -> Result<Vec<crate::state::OpenUpload>, GatewayError> {
         self.storage
             .state
             .storage_uploads(&self.subject())

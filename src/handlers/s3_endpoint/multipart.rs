@@ -12,7 +12,8 @@
 use crate::reply::Exchange;
 use std::collections::BTreeMap;
 
-use kikaku_filters::{ErrorKind, GatewayError, OpenUpload};
+use crate::state::OpenUpload;
+use kikaku_filters::{ErrorKind, GatewayError};
 
 use super::relay::{internal, respond_xml};
 use super::{read_verified, s3_error, Call, MAX_XML_BODY};

@@ -4,7 +4,8 @@
 //! DELETE, listings, ListParts, AbortMultipartUpload) forwarded as is.
 
 use crate::reply::Exchange;
-use kikaku_filters::{ErrorKind, GatewayError, LedgerSlot};
+use crate::state::LedgerSlot;
+use kikaku_filters::{ErrorKind, GatewayError};
 use sigv4;
 
 use super::ops::Op;

@@ -18,8 +18,9 @@
 use crate::reply::Exchange;
 use std::sync::Arc;
 
+use crate::state::LedgerSlot;
 use bytes::{Bytes, BytesMut};
-use kikaku_filters::{ApiKey, ErrorKind, GatewayError, LedgerSlot};
+use kikaku_filters::{ApiKey, ErrorKind, GatewayError};
 use pingora::proxy::Session;
 use serde_json::json;
 
