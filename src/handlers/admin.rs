@@ -15,7 +15,8 @@ pub struct AdminApp {
 }
 
 fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
-    let body = serde_json::to_vec(&body).unwrap_or_default();
+    // A `Value` always serializes.
+    let body = body.to_string().into_bytes();
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
