@@ -37,8 +37,8 @@ pub(super) struct Scripts {
     pub log: Script,
     /// Settle and log in one round trip: KEYS quota, held, done, log list,
     /// id counter, stats; ARGV id, used, ttl_ms, then the log's four.
-    /// Returns the log id. The done marker keeps the log id too, so a repeat
-    /// neither bills nor logs twice.
+    /// Returns the log id. The done marker (read once, written once) keeps
+    /// the log id too, so a repeat neither bills nor logs twice.
     pub settle_log: Script,
     /// The rate script, then (only when admitted) the reserve script, as
     /// one: KEYS rl zset, quota, held (one hash tag: the subject); ARGV

@@ -1,1 +1,4 @@
-return settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+local d = redis.call('GET', KEYS[3])
+local billed = bill(KEYS[1], KEYS[2], d, ARGV[1], ARGV[2])
+if not d and billed >= 0 then redis.call('SET', KEYS[3], billed, 'PX', tonumber(ARGV[3])) end
+return billed
