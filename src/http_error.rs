@@ -113,24 +113,3 @@ async fn linger(session: &mut Session) {
         }
     }
 }
-
-/// Answer with a JSON body the gateway made (local handlers), through the
-/// route's response filters.
-pub async fn respond_json(
-    session: &mut Session,
-    status: u16,
-    body: Bytes,
-    chain: Option<&FilterChain>,
-    ctx: &RequestCtx,
-) -> pingora::Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
-    if let Some(chain) = chain {
-        chain.on_response(&mut resp, ctx);
-    }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
-}

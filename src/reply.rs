@@ -37,16 +37,19 @@ impl<'a> Exchange<'a> {
         self.chain.on_response(resp, self.ctx);
     }
 
-    /// Answer with a JSON body the gateway made, through the response filters.
-    pub async fn respond_json(&mut self, status: u16, body: Bytes) -> pingora::Result<()> {
-        crate::http_error::respond_json(self.session, status, body, Some(self.chain), self.ctx)
-            .await
-    }
-
     /// `v` as the JSON answer (a `Value` always serializes), through the
     /// response filters; `Err` only when the client could not be written to.
     pub async fn send_json(&mut self, status: u16, v: &Value) -> pingora::Result<()> {
-        self.respond_json(status, Bytes::from(v.to_string())).await
+        let body = Bytes::from(v.to_string());
+        let mut resp = ResponseHeader::build(status, Some(4))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("cache-control", "no-store")?;
+        self.filter_response(&mut resp);
+        self.session
+            .write_response_header(Box::new(resp), false)
+            .await?;
+        self.session.write_response_body(Some(body), true).await
     }
 
     /// `send_json`, for handlers with nothing left to do when the client
