@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kikaku_edge::config::load_str;
-use kikaku_edge::snapshot::Snapshot;
+use kikaku_edge::proxy::snapshot::Snapshot;
 use kikaku_edge::state::{EmbeddedState, StateStore};
 use kikaku_filters::{FilterChain, RequestCtx};
 use pingora_http::{RequestHeader, ResponseHeader};

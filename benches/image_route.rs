@@ -16,13 +16,13 @@ use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod support;
-use kikaku_edge::image_api::models::default_models;
-use kikaku_edge::image_api::validate::validate;
+use kikaku_edge::images::api::models::default_models;
+use kikaku_edge::images::api::validate::validate;
 use serde_json::json;
 use support::{free_port, Running};
 
 fn fourteen_refs_body() -> Vec<u8> {
-    let jpeg = kikaku_edge::ark_sim::jpeg::encode(1024, 1024);
+    let jpeg = kikaku_edge::standins::ark_sim::jpeg::encode(1024, 1024);
     let url = format!(
         "data:image/jpeg;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(&jpeg)

@@ -9,8 +9,6 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use kikaku_filters::{ErrorKind, GatewayError, KeyStatus};
 use serde_json::{json, Value};
 
-use super::images::subject;
-
 pub(crate) fn rfc3339(unix_ms: i64) -> Value {
     DateTime::<Utc>::from_timestamp_millis(unix_ms)
         .map(|t| Value::from(t.to_rfc3339_opts(SecondsFormat::Secs, true)))
@@ -27,7 +25,7 @@ fn invalid(msg: String) -> GatewayError {
 
 pub async fn usage(state: &Arc<dyn StateStore>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let key = ex.ctx.require_key("image_usage")?;
-    let s = subject(&key);
+    let s = key.subject();
     let q = state.quota_usage(&s).await.map_err(unavailable)?;
     let st = state.request_stats(&s).await.map_err(unavailable)?;
     let avg = st
@@ -112,7 +110,7 @@ pub fn parse_log_query(query: Option<&str>) -> Result<LogQuery, GatewayError> {
 pub async fn logs(state: &Arc<dyn StateStore>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let key = ex.ctx.require_key("image_logs")?;
     let q = parse_log_query(ex.session.req_header().uri.query())?;
-    let page = state.logs(&subject(&key), q).await.map_err(unavailable)?;
+    let page = state.logs(&key.subject(), q).await.map_err(unavailable)?;
     let logs: Vec<Value> = page
         .logs
         .iter()

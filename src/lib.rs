@@ -1,22 +1,31 @@
 //! kikaku-edge: a Pingora edge gateway for SeedDream image generation and S3
-//! storage. See README.md for a tour and DESIGN.md for the contract.
+//! storage. See README.md for a tour, ARCHITECTURE.md for the rooms and the
+//! request path, and DESIGN.md for the contract.
+//!
+//! The crate by role, top to bottom (a room uses only the rooms below it):
+//! - [`cli`]: the `keys` and `storage` commands;
+//! - [`proxy`]: the request path — the Pingora server, its phases, routing,
+//!   the config snapshot and its reloads, the handler registry, the access
+//!   log, metrics and the admin listener;
+//! - the capabilities, one room each: [`images`] (image generation and its
+//!   API), [`account`] (usage and logs of image keys), [`gallery`] (kept
+//!   copies of generated images), [`storage`] (the S3 endpoint, the storage
+//!   API and the plumbing to the backend);
+//! - [`standins`]: the Ark simulator and the embedded S3 backend;
+//! - what the capabilities share: [`reply`] (how a handler answers),
+//!   [`s3_xml`], [`upstreams`], [`state`];
+//! - [`config`]: the YAML front-end, a leaf.
 
-pub mod access_log;
+pub mod account;
 pub mod alloc;
-pub mod ark_sim;
+pub mod cli;
 pub mod config;
 pub mod gallery;
-pub mod handlers;
-pub mod http_error;
-pub mod image_api;
-pub mod keys_cmd;
-pub mod metrics;
-pub mod reload;
+pub mod images;
+pub mod proxy;
 pub mod reply;
-pub mod routing;
-pub mod s3;
-pub mod server;
-pub mod snapshot;
+pub mod s3_xml;
+pub mod standins;
 pub mod state;
-pub mod storage_cmd;
+pub mod storage;
 pub mod upstreams;

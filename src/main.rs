@@ -43,20 +43,20 @@ enum Command {
         config: PathBuf,
     },
     /// Run the Ark (SeedDream) simulator alone, for tests and benchmarks.
-    SimArk(kikaku_edge::ark_sim::SimConfig),
+    SimArk(kikaku_edge::standins::ark_sim::SimConfig),
     /// Storage maintenance: `reconcile` recomputes usage from the backend.
     Storage {
         #[arg(short, long)]
         config: PathBuf,
         #[command(subcommand)]
-        command: kikaku_edge::storage_cmd::StorageCommand,
+        command: kikaku_edge::cli::storage::StorageCommand,
     },
     /// Manage the keys kept in the configured state store.
     Keys {
         #[arg(short, long)]
         config: PathBuf,
         #[command(subcommand)]
-        command: kikaku_edge::keys_cmd::KeysCommand,
+        command: kikaku_edge::cli::keys::KeysCommand,
     },
 }
 
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Storage { config, command } => {
-            match kikaku_edge::storage_cmd::run(&config, command) {
+            match kikaku_edge::cli::storage::run(&config, command) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("kikaku-edge storage: {e}");
@@ -107,14 +107,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Keys { config, command } => match kikaku_edge::keys_cmd::run(&config, command) {
+        Command::Keys { config, command } => match kikaku_edge::cli::keys::run(&config, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kikaku-edge keys: {e}");
                 ExitCode::from(1)
             }
         },
-        Command::SimArk(sim) => match kikaku_edge::ark_sim::run_standalone(sim) {
+        Command::SimArk(sim) => match kikaku_edge::standins::ark_sim::run_standalone(sim) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sim-ark: {e}");
@@ -126,12 +126,12 @@ fn main() -> ExitCode {
             daemon,
             upgrade,
         } => {
-            let args = kikaku_edge::server::ServeArgs {
+            let args = kikaku_edge::proxy::server::ServeArgs {
                 config: &config,
                 daemon,
                 upgrade,
             };
-            match kikaku_edge::server::serve(args) {
+            match kikaku_edge::proxy::server::serve(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("kikaku-edge: {e}");

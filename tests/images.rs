@@ -443,7 +443,7 @@ async fn validation_rules_over_http() {
 async fn inline_images_are_checked_from_their_header() {
     let g = start("", "", 1000);
     let jpeg = |w, h| {
-        let img = kikaku_edge::ark_sim::jpeg::encode(w, h);
+        let img = kikaku_edge::standins::ark_sim::jpeg::encode(w, h);
         format!(
             "data:image/jpeg;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(&img)

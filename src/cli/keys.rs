@@ -12,6 +12,7 @@ use kikaku_filters::keys::{hash_key, hex, key_ref, parse_hex32};
 use kikaku_filters::{ApiKey, KeyStatus, KeyStore, KeyType};
 use rand::distributions::{Alphanumeric, DistString};
 
+use super::CliError;
 use crate::config::{load_file, parse_size, parse_time, StateBackend};
 
 #[derive(Subcommand)]
@@ -71,21 +72,21 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn quota_for(t: KeyType, q: &str) -> Result<u64, String> {
+fn quota_for(t: KeyType, q: &str) -> Result<u64, CliError> {
     let n = match t {
-        KeyType::Image => q
-            .parse::<u64>()
-            .map_err(|_| format!("image quotas are a number of images, not {q:?}"))?,
-        KeyType::Storage => parse_size(q)?,
+        KeyType::Image => q.parse::<u64>().map_err(|_| {
+            CliError::Usage(format!("image quotas are a number of images, not {q:?}"))
+        })?,
+        KeyType::Storage => parse_size(q).map_err(CliError::Usage)?,
     };
     if n == 0 {
-        return Err("quota must be > 0".into());
+        return Err(CliError::Usage("quota must be > 0".into()));
     }
     Ok(n)
 }
 
 /// Refuse to write an embedded journal that a running gateway holds.
-pub fn guard_embedded(data_dir: &Path) -> Result<(), String> {
+pub fn guard_embedded(data_dir: &Path) -> Result<(), CliError> {
     let pid_file = data_dir.join("kikaku-edge.pid");
     let Ok(pid) = std::fs::read_to_string(&pid_file) else {
         return Ok(());
@@ -98,35 +99,35 @@ pub fn guard_embedded(data_dir: &Path) -> Result<(), String> {
         .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
         .unwrap_or(false);
     if !pid.is_empty() && running {
-        return Err(format!(
-            "a gateway (pid {pid}) is running on this embedded state; stop it first, or use the Redis backend to manage keys live"
-        ));
+        return Err(CliError::GatewayRunning(pid.to_string()));
     }
     Ok(())
 }
 
-async fn find(store: &dyn KeyStore, given: &str) -> Result<ApiKey, String> {
-    let by_hash = |h: [u8; 32]| async move { store.key_get(&h).await.map_err(|e| e.to_string()) };
+async fn find(store: &dyn KeyStore, given: &str) -> Result<ApiKey, CliError> {
+    let by_hash = |h: [u8; 32]| async move { store.key_get(&h).await };
     if KeyType::from_key(given).is_some() && !given.contains('~') {
         return by_hash(hash_key(given))
             .await?
-            .ok_or_else(|| "no stored key matches that key".into());
+            .ok_or_else(|| CliError::NoMatch("no stored key matches that key".into()));
     }
     if let Some(h) = parse_hex32(given) {
         return by_hash(h)
             .await?
-            .ok_or_else(|| "no stored key has that hash".into());
+            .ok_or_else(|| CliError::NoMatch("no stored key has that hash".into()));
     }
-    let all = store.key_list().await.map_err(|e| e.to_string())?;
+    let all = store.key_list().await?;
     let mut hits = all
         .into_iter()
         .filter(|k| k.key_ref == given || k.key_ref.ends_with(given));
     match (hits.next(), hits.next()) {
         (Some(k), None) => Ok(k),
-        (None, _) => Err(format!("no stored key {given:?} (see `keys list`)")),
-        (Some(_), Some(_)) => Err(format!(
+        (None, _) => Err(CliError::NoMatch(format!(
+            "no stored key {given:?} (see `keys list`)"
+        ))),
+        (Some(_), Some(_)) => Err(CliError::NoMatch(format!(
             "{given:?} matches more than one key; give the whole reference"
-        )),
+        ))),
     }
 }
 
@@ -149,28 +150,21 @@ fn line(k: &ApiKey) -> String {
     )
 }
 
-pub fn run(config: &Path, cmd: KeysCommand) -> Result<(), String> {
-    let cfg = load_file(config).map_err(|e| format!("{}:\n{e}", config.display()))?;
+pub fn run(config: &Path, cmd: KeysCommand) -> Result<(), CliError> {
+    let cfg = load_file(config).map_err(|e| CliError::Config(config.to_path_buf(), e))?;
     if cfg.state.backend == StateBackend::Embedded {
         guard_embedded(Path::new(&cfg.data_dir))?;
     }
     // Opened outside any runtime: the Redis backend brings its own.
-    let state: Arc<dyn StateStore> = crate::state::open(&cfg).map_err(|e| e.to_string())?;
+    let state: Arc<dyn StateStore> = crate::state::open(&cfg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     rt.block_on(execute(state.as_ref(), cmd))
 }
 
-async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String> {
-    let put = |k: ApiKey| async move {
-        store
-            .key_put(&k)
-            .await
-            .map_err(|e| e.to_string())
-            .map(|_| k)
-    };
+async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), CliError> {
+    let put = |k: ApiKey| async move { store.key_put(&k).await.map(|_| k) };
     match cmd {
         KeysCommand::Create {
             key_type,
@@ -186,7 +180,7 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
                 KeyTypeArg::Storage => KeyType::Storage,
             };
             if owner.is_empty() {
-                return Err("--owner must not be empty".into());
+                return Err(CliError::Usage("--owner must not be empty".into()));
             }
             let secret = format!(
                 "{}{}",
@@ -201,18 +195,19 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
             };
             let expires_at = expires_at
                 .map(|e| {
-                    parse_time(&e)
-                        .ok_or(format!("--expires-at {e:?} is not RFC 3339 or YYYY-MM-DD"))
+                    parse_time(&e).ok_or_else(|| {
+                        CliError::Usage(format!("--expires-at {e:?} is not RFC 3339 or YYYY-MM-DD"))
+                    })
                 })
                 .transpose()?;
             if rate_limit == Some(0) {
-                return Err("--rate-limit must be > 0".into());
+                return Err(CliError::Usage("--rate-limit must be > 0".into()));
             }
             let (bucket, s3) = match t {
                 KeyType::Image => (None, None),
                 KeyType::Storage => {
                     crate::config::names::check_tenant_bucket(&bucket)
-                        .map_err(|e| format!("--bucket: {e}"))?;
+                        .map_err(|e| CliError::Usage(format!("--bucket: {e}")))?;
                     (Some(bucket), Some(new_s3_credential()))
                 }
             };
@@ -242,7 +237,7 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
             );
         }
         KeysCommand::List => {
-            for k in store.key_list().await.map_err(|e| e.to_string())? {
+            for k in store.key_list().await? {
                 println!("{}", line(&k));
             }
         }
@@ -275,7 +270,7 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
         }
         KeysCommand::SetRateLimit { key, per_minute } => {
             if per_minute == 0 {
-                return Err("the rate limit must be > 0".into());
+                return Err(CliError::Usage("the rate limit must be > 0".into()));
             }
             let mut k = find(store, &key).await?;
             k.rate_limit_per_minute = Some(per_minute);
@@ -283,7 +278,7 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), String>
         }
         KeysCommand::Delete { key } => {
             let k = find(store, &key).await?;
-            store.key_delete(&k.hash).await.map_err(|e| e.to_string())?;
+            store.key_delete(&k.hash).await?;
             println!("deleted {}", k.key_ref);
         }
     }

@@ -11,8 +11,9 @@ use crate::state::{LedgerSlot, StateStore};
 use clap::Subcommand;
 use kikaku_filters::{ApiKey, KeyType};
 
+use super::CliError;
 use crate::config::StateBackend;
-use crate::s3::Storage;
+use crate::storage::Storage;
 
 #[derive(Debug, Subcommand)]
 pub enum StorageCommand {
@@ -24,36 +25,37 @@ pub enum StorageCommand {
     },
 }
 
-pub fn run(config: &Path, cmd: StorageCommand) -> Result<(), String> {
-    let cfg = crate::config::load_file(config).map_err(|e| e.to_string())?;
+pub fn run(config: &Path, cmd: StorageCommand) -> Result<(), CliError> {
+    let cfg =
+        crate::config::load_file(config).map_err(|e| CliError::Config(config.to_path_buf(), e))?;
     if cfg.state.backend == StateBackend::Embedded {
-        crate::keys_cmd::guard_embedded(Path::new(&cfg.data_dir))?;
+        crate::cli::keys::guard_embedded(Path::new(&cfg.data_dir))?;
     }
     let storage_cfg = cfg
         .storage
         .clone()
-        .ok_or("the config has no storage section")?;
-    let state: Arc<dyn StateStore> = crate::state::open(&cfg).map_err(|e| e.to_string())?;
+        .ok_or(CliError::Missing("storage section"))?;
+    let state: Arc<dyn StateStore> = crate::state::open(&cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     rt.block_on(async move {
         // With the embedded backend and the gateway stopped, nobody serves
         // the objects: serve them here for the length of the command.
         if let Some(e) = &storage_cfg.embedded {
-            let server = crate::s3::embedded::EmbeddedS3 {
+            let server = crate::standins::embedded_s3::EmbeddedS3 {
                 listen: e.listen.clone(),
                 root: e
                     .root
                     .clone()
                     .map(std::path::PathBuf::from)
                     .unwrap_or_else(|| Path::new(&cfg.data_dir).join("s3")),
-                credential: crate::s3::embedded::backend_credential(
+                credential: crate::standins::embedded_s3::backend_credential(
                     &storage_cfg,
                     Path::new(&cfg.data_dir),
-                )?,
+                )
+                .map_err(CliError::Setup)?,
             };
             if tokio::net::TcpStream::connect(&e.listen).await.is_err() {
                 tokio::spawn(async move {
@@ -69,22 +71,27 @@ pub fn run(config: &Path, cmd: StorageCommand) -> Result<(), String> {
                 }
             }
         }
-        let snap = crate::snapshot::Snapshot::compile(cfg, state.clone(), None, None, 1)
-            .map_err(|e| e.to_string())?;
-        let storage = snap.storage.clone().ok_or("storage did not start")?;
+        let snap = crate::proxy::snapshot::Snapshot::compile(cfg, state.clone(), None, None, 1)
+            .map_err(|e| CliError::Config(config.to_path_buf(), e))?;
+        let storage = snap
+            .storage
+            .clone()
+            .ok_or_else(|| CliError::Setup("storage did not start".into()))?;
         let mut keys: Vec<ApiKey> = snap
             .keys
             .all()
             .into_iter()
             .map(|k| (*k).clone())
-            .chain(state.key_list().await.map_err(|e| e.to_string())?)
+            .chain(state.key_list().await?)
             .filter(|k| k.key_type == KeyType::Storage)
             .collect();
         let StorageCommand::Reconcile { key } = cmd;
         if let Some(given) = key {
             keys.retain(|k| matches_key(k, &given));
             if keys.is_empty() {
-                return Err(format!("no storage key matches {given:?}"));
+                return Err(CliError::NoMatch(format!(
+                    "no storage key matches {given:?}"
+                )));
             }
         }
         for k in keys {
@@ -105,21 +112,15 @@ fn matches_key(k: &ApiKey, given: &str) -> bool {
 }
 
 /// Restate one key's objects; returns usage before and after, and the count.
-pub async fn reconcile(storage: &Storage, key: &ApiKey) -> Result<(u64, u64, usize), String> {
+pub async fn reconcile(storage: &Storage, key: &ApiKey) -> Result<(u64, u64, usize), CliError> {
     let subject = key.subject();
-    let before = storage
-        .state
-        .quota_usage(&subject)
-        .await
-        .map_err(|e| e.to_string())?
-        .used;
+    let before = storage.state.quota_usage(&subject).await?.used;
     let tenant = key.tenant_id();
     let map = &storage.backend.buckets;
     let buckets: Vec<String> = storage
         .backend
         .list_buckets()
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .into_iter()
         .filter_map(|(name, _)| map.to_tenant(&tenant, &name).map(str::to_string))
         .collect();
@@ -131,8 +132,7 @@ pub async fn reconcile(storage: &Storage, key: &ApiKey) -> Result<(u64, u64, usi
             let page = storage
                 .backend
                 .list_objects(&backend_bucket, "", token.as_deref(), 1000)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             objects.extend(
                 page.objects
                     .into_iter()
@@ -145,51 +145,32 @@ pub async fn reconcile(storage: &Storage, key: &ApiKey) -> Result<(u64, u64, usi
         }
     }
     let count = objects.len();
-    storage
-        .state
-        .storage_reconcile(&subject, objects)
-        .await
-        .map_err(|e| e.to_string())?;
+    storage.state.storage_reconcile(&subject, objects).await?;
     restate_open_uploads(storage, key).await?;
-    let after = storage
-        .state
-        .quota_usage(&subject)
-        .await
-        .map_err(|e| e.to_string())?
-        .used;
+    let after = storage.state.quota_usage(&subject).await?.used;
     Ok((before, after, count))
 }
 
 /// The parts of each open multipart upload the ledger knows, restated from
 /// the backend's ListParts: an upload the backend no longer has leaves the
 /// ledger; one it has is charged exactly its parts' bytes.
-async fn restate_open_uploads(storage: &Storage, key: &ApiKey) -> Result<(), String> {
+async fn restate_open_uploads(storage: &Storage, key: &ApiKey) -> Result<(), CliError> {
     let subject = key.subject();
     let tenant = key.tenant_id();
     let state = &storage.state;
-    let uploads = state
-        .storage_uploads(&subject)
-        .await
-        .map_err(|e| e.to_string())?;
+    let uploads = state.storage_uploads(&subject).await?;
     for up in uploads {
         let backend_bucket = storage.backend.buckets.to_backend(&tenant, &up.bucket);
         let parts = storage
             .backend
             .list_parts(&backend_bucket, &up.key, &up.upload_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        state
-            .storage_abort(&subject, &up.upload_id)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
+        state.storage_abort(&subject, &up.upload_id).await?;
         let Some(parts) = parts else {
             continue;
         };
         let upload_id = up.upload_id.clone();
-        state
-            .storage_upload_begin(&subject, up)
-            .await
-            .map_err(|e| e.to_string())?;
+        state.storage_upload_begin(&subject, up).await?;
         for (part, (_, size)) in parts {
             let slot = LedgerSlot::Part {
                 upload_id: upload_id.clone(),
@@ -197,13 +178,9 @@ async fn restate_open_uploads(storage: &Storage, key: &ApiKey) -> Result<(), Str
             };
             let held = state
                 .storage_reserve(&subject, &slot, size, u64::MAX)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("the ledger refused to restate a part")?;
-            state
-                .storage_commit(&subject, held, &slot, size)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?
+                .ok_or_else(|| CliError::Setup("the ledger refused to restate a part".into()))?;
+            state.storage_commit(&subject, held, &slot, size).await?;
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! The YAML front-end: typed structs exactly as operators write them
 //! (`deny_unknown_fields` everywhere), `${VAR}` expansion, and validation that
-//! names the path of every error. The runtime model built from it lives in
-//! [`crate::snapshot`].
+//! names the path of every error. The runtime model built from it is the
+//! proxy's snapshot (`src/proxy/snapshot.rs`).
 //!
 //! A leaf: nothing here imports the runtime (the filters' own config types
 //! come from the filters crate). Rules both sides need, such as tenant

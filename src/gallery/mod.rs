@@ -4,6 +4,8 @@
 //! concurrency and retries, then listed by `GET /v1/gallery` with a gateway
 //! URL (`/gallery/<token>.jpeg`) that keeps working.
 
+pub mod routes;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::config::GalleryConfig;
-use crate::s3::backend::{BackendRequest, S3Backend};
+use crate::storage::backend::{BackendRequest, S3Backend};
 
 /// Where an image's bytes come from.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The gallery (DESIGN §3): `GET /v1/gallery` for image keys, and
+//! The gallery's routes (DESIGN §3): `GET /v1/gallery` for image keys, and
 //! `GET /gallery/<token>.jpeg` serving the kept copies.
 
 use crate::reply::Exchange;
@@ -7,24 +7,23 @@ use std::sync::Arc;
 use kikaku_filters::{ErrorKind, GatewayError};
 use serde_json::{json, Value};
 
-use super::account::{parse_log_query, rfc3339, unavailable};
-use super::images::subject;
+use super::Gallery;
+use crate::account::{parse_log_query, rfc3339, unavailable};
+use crate::reply::public_base;
+use crate::storage::s3_endpoint::relay::{relay, Relay};
 
 /// `GET /v1/gallery?page&limit`: the key's kept images, newest first, each
 /// with a gateway URL that outlives the upstream's.
-pub async fn list(
-    storage: &Arc<crate::s3::Storage>,
-    ex: &mut Exchange<'_>,
-) -> Result<(), GatewayError> {
+pub async fn list(gallery: &Arc<Gallery>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let key = ex.ctx.require_key("image_gallery")?;
     // Same paging rules as the logs (page ≥ 1, limit 1–100, default 20).
     let q = parse_log_query(ex.session.req_header().uri.query())?;
-    let (records, total) = storage
+    let (records, total) = gallery
         .state
-        .gallery_page(&subject(&key), q.page, q.limit)
+        .gallery_page(&key.subject(), q.page, q.limit)
         .await
         .map_err(unavailable)?;
-    let base = super::public_base(ex.session, storage.gallery.cfg.public_url.as_deref());
+    let base = public_base(ex.session, gallery.cfg.public_url.as_deref());
     let images: Vec<Value> = records
         .iter()
         .map(|r| {
@@ -32,7 +31,7 @@ pub async fn list(
                 "id": r.id,
                 "prompt": r.prompt,
                 "model": r.model,
-                "s3_url": format!("{base}/gallery/{}", crate::gallery::object_name(&r.token)),
+                "s3_url": format!("{base}/gallery/{}", super::object_name(&r.token)),
                 "image_size": r.image_size,
                 "created_at": rfc3339(r.created_at_ms),
             })
@@ -47,22 +46,19 @@ pub async fn list(
 
 /// `GET /gallery/<token>.jpeg`: a kept image. The token is the credential
 /// (128 random bits), so the URL works in an `<img>` without a key.
-pub async fn file(
-    storage: &Arc<crate::s3::Storage>,
-    ex: &mut Exchange<'_>,
-) -> Result<(), GatewayError> {
+pub async fn file(gallery: &Arc<Gallery>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let path = ex.session.req_header().uri.path().to_string();
     let not_found = || GatewayError::new(ErrorKind::NotFound, "No such gallery image.");
     let token = path
         .rsplit('/')
         .next()
         .and_then(|f| f.strip_suffix(".jpeg"))
-        .filter(|t| crate::gallery::valid_token(t))
+        .filter(|t| super::valid_token(t))
         .ok_or_else(not_found)?;
-    let mut req = crate::s3::backend::BackendRequest::new(
+    let mut req = crate::storage::backend::BackendRequest::new(
         ex.session.req_header().method.clone(),
-        Some(storage.gallery.bucket().to_string()),
-        Some(crate::gallery::object_name(token)),
+        Some(gallery.bucket().to_string()),
+        Some(super::object_name(token)),
     );
     if let Some(r) = ex
         .session
@@ -73,13 +69,13 @@ pub async fn file(
     {
         req.headers.push(("range".into(), r.to_string()));
     }
-    let resp = storage
+    let resp = gallery
         .backend
         .send(req)
         .await
-        .map_err(crate::s3::backend_unavailable)?;
+        .map_err(crate::storage::backend_unavailable)?;
     if resp.status().as_u16() == 404 {
         return Err(not_found());
     }
-    super::s3_endpoint::relay::relay(ex, resp, super::s3_endpoint::relay::Relay::plain()).await
+    relay(ex, resp, Relay::plain()).await
 }

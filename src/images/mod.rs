@@ -4,6 +4,7 @@
 //! deadline, answer with recomputed usage, then bill what was delivered and
 //! record the request.
 
+pub mod api;
 pub mod ark_client;
 pub mod response;
 
@@ -22,8 +23,8 @@ use pingora::proxy::Session;
 use serde_json::Value;
 
 pub use crate::config::ImageGenerationConfig;
-use crate::image_api::models::{default_models, ModelSpec};
-use crate::image_api::validate::{validate, Validated};
+use crate::images::api::models::{default_models, ModelSpec};
+use crate::images::api::validate::{validate, Validated};
 use ark_client::{ArkClient, ArkFailure};
 use response::{answer, describe, Item};
 
@@ -44,11 +45,6 @@ struct Asked {
     size: String,
     rate: Option<PendingRateLimit>,
     decision: Option<kikaku_filters::RateDecision>,
-}
-
-/// The state-store name of a key (its hash, never the key).
-pub fn subject(key: &ApiKey) -> String {
-    key.subject()
 }
 
 /// Holds a quota reservation; whatever was not settled is released when it
@@ -140,7 +136,7 @@ impl ImageGeneration {
 
     pub async fn handle(&self, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
         let key = ex.ctx.require_key("image_generation")?;
-        let subject = subject(&key);
+        let subject = key.subject();
         let started = Instant::now();
         let mut alias = String::from("-");
         let mut asked = Asked {
@@ -216,7 +212,7 @@ impl ImageGeneration {
             tokens: 0,
             error: Some(err.message.clone()),
         };
-        self.record(&subject(key), "-", started, outcome, None)
+        self.record(&key.subject(), "-", started, outcome, None)
             .await;
     }
 

@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::image_api::models::{output_tokens, parse_dimensions};
-use crate::image_api::ARK_SENSITIVE_OUTPUT as SENSITIVE_OUTPUT;
+use crate::images::api::models::{output_tokens, parse_dimensions};
+use crate::images::api::ARK_SENSITIVE_OUTPUT as SENSITIVE_OUTPUT;
 
 use super::ark_client::ArkFailure;
 

@@ -6,7 +6,7 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 
 use serde::Serialize;
 
-use crate::metrics::ACCESS_LOG_DROPPED;
+use crate::proxy::metrics::ACCESS_LOG_DROPPED;
 
 #[derive(Serialize)]
 pub struct AccessRecord<'a> {

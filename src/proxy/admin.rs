@@ -8,7 +8,7 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::reload::ConfigHolder;
+use crate::proxy::reload::ConfigHolder;
 
 pub struct AdminApp {
     pub holder: Arc<ConfigHolder>,
@@ -42,7 +42,7 @@ impl ServeHttp for AdminApp {
                 json(if state_ok { 200 } else { 503 }, body)
             }
             "/metrics" => {
-                let body = crate::metrics::render();
+                let body = crate::proxy::metrics::render();
                 Response::builder()
                     .status(200)
                     .header("content-type", "text/plain; version=0.0.4")

@@ -1,11 +1,6 @@
-//! Local handlers: routes the gateway answers itself instead of proxying.
-
-pub mod account;
-pub mod admin;
-pub mod gallery;
-pub mod images;
-pub mod s3_endpoint;
-pub mod storage_api;
+//! The handler registry: the routes the gateway answers itself instead of
+//! proxying, built from their config when a snapshot is compiled. A new
+//! handler is one variant here, its room, and its config type.
 
 use crate::reply::Exchange;
 use std::collections::HashMap;
@@ -13,9 +8,12 @@ use std::sync::Arc;
 
 use crate::state::StateStore;
 use kikaku_filters::{ErrorKind, GatewayError};
-use pingora::proxy::Session;
 
+use crate::account;
 use crate::config::HandlerConfig;
+use crate::gallery::{self, Gallery};
+use crate::images;
+use crate::storage::{s3_endpoint, storage_api};
 use crate::upstreams::Upstream;
 
 pub enum Handler {
@@ -26,8 +24,8 @@ pub enum Handler {
     ImageLogs(Arc<dyn StateStore>),
     S3Endpoint(Arc<s3_endpoint::S3Endpoint>),
     StorageApi(Arc<storage_api::StorageApi>),
-    ImageGallery(Arc<crate::s3::Storage>),
-    GalleryFile(Arc<crate::s3::Storage>),
+    ImageGallery(Arc<Gallery>),
+    GalleryFile(Arc<Gallery>),
 }
 
 /// What handlers may capture when a snapshot is compiled.
@@ -35,7 +33,9 @@ pub struct HandlerEnv<'a> {
     pub upstreams: &'a HashMap<String, Arc<Upstream>>,
     pub state: Arc<dyn StateStore>,
     pub ca_file: Option<&'a str>,
-    pub storage: Option<Arc<crate::s3::Storage>>,
+    pub storage: Option<Arc<crate::storage::Storage>>,
+    /// The image gallery, kept in storage when `storage` is configured.
+    pub gallery: Option<Arc<Gallery>>,
 }
 
 impl Handler {
@@ -53,7 +53,7 @@ impl Handler {
                     upstream,
                     env.state.clone(),
                     env.ca_file,
-                    env.storage.as_ref().map(|s| s.gallery.clone()),
+                    env.gallery.clone(),
                 )?))
             }
             HandlerConfig::ImageUsage => Handler::ImageUsage(env.state.clone()),
@@ -62,10 +62,10 @@ impl Handler {
                 s3_endpoint::S3Endpoint::new(env.storage.clone().ok_or_else(needs_storage)?),
             )),
             HandlerConfig::ImageGallery => {
-                Handler::ImageGallery(env.storage.clone().ok_or_else(needs_storage)?)
+                Handler::ImageGallery(env.gallery.clone().ok_or_else(needs_storage)?)
             }
             HandlerConfig::GalleryFile => {
-                Handler::GalleryFile(env.storage.clone().ok_or_else(needs_storage)?)
+                Handler::GalleryFile(env.gallery.clone().ok_or_else(needs_storage)?)
             }
             HandlerConfig::StorageApi => Handler::StorageApi(Arc::new(
                 storage_api::StorageApi::new(env.storage.clone().ok_or_else(needs_storage)?),
@@ -93,7 +93,7 @@ impl Handler {
         }
     }
 
-    /// Serve the request. Errors are answered by [`crate::http_error`].
+    /// Serve the request. Errors are answered by [`crate::reply::error`].
     pub async fn handle(&self, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
         // Each handler's future is boxed on its own: inline, every request
         // (even a proxied one) would move a future as large as the largest
@@ -107,28 +107,12 @@ impl Handler {
             Handler::ImageLogs(state) => Box::pin(account::logs(state, ex)).await,
             Handler::S3Endpoint(h) => Box::pin(h.handle(ex)).await,
             Handler::StorageApi(h) => Box::pin(h.handle(ex)).await,
-            Handler::ImageGallery(s) => Box::pin(gallery::list(s, ex)).await,
-            Handler::GalleryFile(s) => Box::pin(gallery::file(s, ex)).await,
+            Handler::ImageGallery(g) => Box::pin(gallery::routes::list(g, ex)).await,
+            Handler::GalleryFile(g) => Box::pin(gallery::routes::file(g, ex)).await,
         }
     }
 }
 
 fn needs_storage() -> String {
     "this handler needs the `storage` section (an S3 backend)".into()
-}
-
-/// The base of absolute URLs handed to a client: `configured`, or the
-/// scheme and Host of the request (`http://127.0.0.1:8080`).
-pub fn public_base(session: &Session, configured: Option<&str>) -> String {
-    if let Some(u) = configured {
-        return u.trim_end_matches('/').to_string();
-    }
-    let host = session
-        .req_header()
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-    format!("{}://{host}", if tls { "https" } else { "http" })
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::reload::ConfigHolder;
+use crate::proxy::reload::ConfigHolder;
 
 pub struct HealthChecks {
     pub holder: Arc<ConfigHolder>,

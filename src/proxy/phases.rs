@@ -12,13 +12,13 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::access_log::{AccessLog, AccessRecord};
-use crate::http_error;
-use crate::metrics;
-use crate::reload::ConfigHolder;
+use crate::proxy::access_log::{AccessLog, AccessRecord};
+use crate::proxy::metrics;
+use crate::proxy::reload::ConfigHolder;
+use crate::proxy::routing::{Route, RouteMatch, Target};
+use crate::proxy::snapshot::Snapshot;
+use crate::reply::error;
 use crate::reply::Exchange;
-use crate::routing::{Route, RouteMatch, Target};
-use crate::snapshot::Snapshot;
 
 pub struct Gateway {
     pub holder: Arc<ConfigHolder>,
@@ -100,7 +100,7 @@ impl Gateway {
                 h.refused_by_filter(key, ctx.req.started, &err).await;
             }
         }
-        http_error::respond(session, &err, chain, &ctx.req, extra).await?;
+        error::respond(session, &err, chain, &ctx.req, extra).await?;
         ctx.error = Some(err);
         Ok(true)
     }
@@ -323,11 +323,11 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let err = ctx.error.clone().unwrap_or_else(|| classify(e));
-        let code = if http_error::answered(session) || is_downstream_gone(e) {
+        let code = if error::answered(session) || is_downstream_gone(e) {
             0 // headers already went out, or the client left: nothing to answer
         } else {
             let chain = ctx.route.as_ref().map(|r| &r.chain);
-            if let Err(write_err) = http_error::respond(session, &err, chain, &ctx.req, &[]).await {
+            if let Err(write_err) = error::respond(session, &err, chain, &ctx.req, &[]).await {
                 log::debug!("could not send error response: {write_err}");
             }
             err.status()
@@ -342,7 +342,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session
             .response_written()
-            .filter(|_| http_error::answered(session))
+            .filter(|_| error::answered(session))
             .map(|r| r.status.as_u16())
             .or(ctx.error.as_ref().map(|e| e.status()))
             .unwrap_or(0);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::state::StateStore;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use kikaku_filters::StoredKeys;
+use kikaku_filters::{StateError, StoredKeys};
 
 /// How long a stored key (or its absence) may be served from cache: the
 /// bound on how long a suspension takes to reach every instance.
@@ -23,8 +23,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::{load_str, ConfigError, ConfigErrors};
-use crate::metrics::{CONFIG_GENERATION, RELOADS};
-use crate::snapshot::Snapshot;
+use crate::proxy::metrics::{CONFIG_GENERATION, RELOADS};
+use crate::proxy::snapshot::Snapshot;
 
 pub struct ConfigHolder {
     path: PathBuf,
@@ -40,12 +40,12 @@ impl ConfigHolder {
     /// Load and compile the file for the first start.
     pub fn open(
         path: &Path,
-        state_for: impl FnOnce(&crate::config::Config) -> Result<Arc<dyn StateStore>, String>,
+        state_for: impl FnOnce(&crate::config::Config) -> Result<Arc<dyn StateStore>, StateError>,
     ) -> Result<ConfigHolder, ConfigErrors> {
         let text = read(path)?;
         let config = load_str(&text, &env_lookup)?;
-        let state =
-            state_for(&config).map_err(|e| ConfigErrors(vec![ConfigError::new("state", e)]))?;
+        let state = state_for(&config)
+            .map_err(|e| ConfigErrors(vec![ConfigError::new("state", e.to_string())]))?;
         let stored_keys = Arc::new(StoredKeys::new(state.clone(), STORED_KEY_TTL));
         let snapshot =
             Snapshot::compile(config, state.clone(), Some(stored_keys.clone()), None, 1)?;

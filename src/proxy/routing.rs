@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::Method;
 use kikaku_filters::FilterChain;
 
-use crate::handlers::Handler;
+use crate::proxy::handlers::Handler;
 use crate::upstreams::Upstream;
 
 pub enum Target {

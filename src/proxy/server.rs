@@ -1,9 +1,6 @@
 //! Assembling the Pingora server: the public proxy service, the admin
 //! listener, and the background watcher.
 
-mod health;
-mod proxy;
-
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,11 +9,13 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-pub use proxy::{Ctx, Gateway};
+pub use super::phases::{Ctx, Gateway};
 
-use crate::access_log::AccessLog;
-use crate::handlers::admin::AdminApp;
-use crate::reload::{ConfigHolder, Watcher};
+use crate::config::ConfigErrors;
+use crate::proxy::access_log::AccessLog;
+use crate::proxy::admin::AdminApp;
+use crate::proxy::health;
+use crate::proxy::reload::{ConfigHolder, Watcher};
 
 /// Bind a loopback service's port before the server starts, so that the
 /// first health check (which runs at once) never finds it closed.
@@ -48,12 +47,12 @@ async fn adopt_or_bind(bound: &Bound, addr: &str) -> tokio::net::TcpListener {
 }
 
 /// The in-process Ark simulator, bound at start (not reloadable).
-struct SimService(crate::ark_sim::SimConfig, Bound);
+struct SimService(crate::standins::ark_sim::SimConfig, Bound);
 
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for SimService {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let sim = crate::ark_sim::Simulator::new(self.0.clone());
+        let sim = crate::standins::ark_sim::Simulator::new(self.0.clone());
         tokio::select! {
             r = async { sim.serve_on(adopt_or_bind(&self.1, &self.0.listen).await).await } => if let Err(e) = r {
                 log::error!("ark simulator on {} failed: {e}", self.0.listen);
@@ -64,7 +63,7 @@ impl pingora::services::background::BackgroundService for SimService {
 }
 
 /// The embedded S3 backend, bound at start (not reloadable).
-struct EmbeddedS3Service(crate::s3::embedded::EmbeddedS3, Bound);
+struct EmbeddedS3Service(crate::standins::embedded_s3::EmbeddedS3, Bound);
 
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for EmbeddedS3Service {
@@ -84,20 +83,54 @@ pub struct ServeArgs<'a> {
     pub upgrade: bool,
 }
 
+/// Why the gateway did not start.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The config does not load, or state does not open: every error with
+    /// its YAML path.
+    Config(std::path::PathBuf, ConfigErrors),
+    /// A file or directory the gateway needs.
+    File {
+        what: &'static str,
+        path: String,
+        error: std::io::Error,
+    },
+    /// A listener could not be set up: its YAML path, and why.
+    Listener { at: String, why: String },
+    /// The embedded backend could not be set up.
+    Embedded(String),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Config(path, errors) => write!(f, "{}:\n{errors}", path.display()),
+            ServeError::File { what, path, error } => {
+                write!(f, "cannot open {what} {path}: {error}")
+            }
+            ServeError::Listener { at, why } => write!(f, "{at}: {why}"),
+            ServeError::Embedded(why) => write!(f, "embedded S3 backend: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
 /// Load the config, open state, and run until told to stop.
-pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
-    crate::metrics::init();
-    let holder = ConfigHolder::open(args.config, |c| {
-        crate::state::open(c).map_err(|e| e.to_string())
-    })
-    .map_err(|e| format!("{}:\n{e}", args.config.display()))?;
+pub fn serve(args: ServeArgs<'_>) -> Result<(), ServeError> {
+    crate::proxy::metrics::init();
+    let holder = ConfigHolder::open(args.config, crate::state::open)
+        .map_err(|e| ServeError::Config(args.config.to_path_buf(), e))?;
     let holder = Arc::new(holder);
     let snap = holder.current();
     let cfg = &snap.config;
 
     let data_dir = Path::new(&cfg.data_dir);
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).map_err(|error| ServeError::File {
+        what: "data_dir",
+        path: data_dir.display().to_string(),
+        error,
+    })?;
     let in_data = |name: &str| data_dir.join(name).to_string_lossy().into_owned();
 
     let conf = ServerConf {
@@ -128,8 +161,12 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
         }
     }
 
-    let access_log = AccessLog::open(&cfg.logging.access_log)
-        .map_err(|e| format!("cannot open access log {}: {e}", cfg.logging.access_log))?;
+    let access_log =
+        AccessLog::open(&cfg.logging.access_log).map_err(|error| ServeError::File {
+            what: "access log",
+            path: cfg.logging.access_log.clone(),
+            error,
+        })?;
     let gateway = Gateway {
         holder: holder.clone(),
         access_log,
@@ -142,7 +179,10 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
     match &cfg.listeners.public.tls {
         Some(tls) => public
             .add_tls(&cfg.listeners.public.address, &tls.cert_file, &tls.key_file)
-            .map_err(|e| format!("listeners.public.tls: {e}"))?,
+            .map_err(|e| ServeError::Listener {
+                at: "listeners.public.tls".into(),
+                why: e.to_string(),
+            })?,
         None => public.add_tcp(&cfg.listeners.public.address),
     }
     server.add_service(public);
@@ -155,7 +195,10 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
         match &admin.tls {
             Some(tls) => svc
                 .add_tls(&admin.address, &tls.cert_file, &tls.key_file)
-                .map_err(|e| format!("listeners.admin.tls: {e}"))?,
+                .map_err(|e| ServeError::Listener {
+                    at: "listeners.admin.tls".into(),
+                    why: e.to_string(),
+                })?,
             None => svc.add_tcp(&admin.address),
         }
         server.add_service(svc);
@@ -200,15 +243,23 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), String> {
                     );
                     None
                 }
-                Err(e) => return Err(format!("storage.embedded.listen {}: {e}", embedded.listen)),
+                Err(e) => {
+                    return Err(ServeError::Listener {
+                        at: format!("storage.embedded.listen {}", embedded.listen),
+                        why: e.to_string(),
+                    })
+                }
             };
             server.add_service(background_service(
                 "embedded s3",
                 EmbeddedS3Service(
-                    crate::s3::embedded::EmbeddedS3 {
+                    crate::standins::embedded_s3::EmbeddedS3 {
                         listen: embedded.listen.clone(),
                         root,
-                        credential: crate::s3::embedded::backend_credential(storage, data_dir)?,
+                        credential: crate::standins::embedded_s3::backend_credential(
+                            storage, data_dir,
+                        )
+                        .map_err(ServeError::Embedded)?,
                     },
                     Bound::new(bound),
                 ),

@@ -13,10 +13,11 @@ use kikaku_filters::{ApiKey, BuildEnv, KeyDirectory, KeyType, StoredKeys};
 
 use crate::config::ConfigError;
 use crate::config::{parse_sha256, parse_time, quota_amount, Config, ConfigErrors, KeyConfig};
-use crate::handlers::{Handler, HandlerEnv};
-use crate::routing::{Route, Router, Target};
-use crate::s3::backend::S3Backend;
-use crate::s3::Storage;
+use crate::gallery::Gallery;
+use crate::proxy::handlers::{Handler, HandlerEnv};
+use crate::proxy::routing::{Route, Router, Target};
+use crate::storage::backend::S3Backend;
+use crate::storage::Storage;
 use crate::upstreams::Upstream;
 
 pub struct Snapshot {
@@ -79,14 +80,16 @@ impl Snapshot {
             Some(sc) => match upstreams.get(&sc.backend.upstream) {
                 Some(up) => {
                     let data_dir = std::path::Path::new(&config.data_dir);
-                    match crate::s3::embedded::backend_credential(sc, data_dir).and_then(|cred| {
-                        S3Backend::new(
-                            &sc.backend,
-                            cred,
-                            up.clone(),
-                            config.server.ca_file.as_deref(),
-                        )
-                    }) {
+                    match crate::standins::embedded_s3::backend_credential(sc, data_dir).and_then(
+                        |cred| {
+                            S3Backend::new(
+                                &sc.backend,
+                                cred,
+                                up.clone(),
+                                config.server.ca_file.as_deref(),
+                            )
+                        },
+                    ) {
                         Ok(b) => Some(Arc::new(Storage::new(b, state.clone(), sc))),
                         Err(e) => {
                             errors.push(ConfigError::new("storage.backend", e));
@@ -104,11 +107,22 @@ impl Snapshot {
             },
             None => None,
         };
+        let gallery = storage
+            .as_ref()
+            .zip(config.storage.as_ref())
+            .map(|(s, sc)| {
+                Arc::new(Gallery::new(
+                    sc.gallery.clone(),
+                    s.backend.clone(),
+                    state.clone(),
+                ))
+            });
         let handler_env = HandlerEnv {
             upstreams: &upstreams,
             state,
             ca_file: config.server.ca_file.as_deref(),
             storage: storage.clone(),
+            gallery,
         };
 
         let mut routes = Vec::new();
@@ -137,7 +151,11 @@ impl Snapshot {
                     .collect(),
                 path_prefix: r.matcher.path_prefix.clone(),
                 exact: r.matcher.exact,
-                host: r.matcher.host.as_deref().map(crate::routing::host_only),
+                host: r
+                    .matcher
+                    .host
+                    .as_deref()
+                    .map(crate::proxy::routing::host_only),
                 sigv4: r.matcher.sigv4,
                 chain: build_chain(&r.filters, &env),
                 target,

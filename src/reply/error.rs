@@ -20,7 +20,7 @@ pub fn error_parts(
         ErrorFormat::S3Xml => (
             err.s3_status(),
             "application/xml",
-            crate::s3::xml::error_document(
+            crate::s3_xml::error_document(
                 err.s3_code(),
                 &err.message,
                 path,

@@ -2,7 +2,9 @@
 //! session and typed context) and writes the answer, running the route's
 //! response filters on its header exactly there, so a handler never sees
 //! the filter chain. Errors a handler returns are answered by
-//! [`crate::http_error`], through the same filters, by the proxy.
+//! [`crate::reply::error`], through the same filters, by the proxy.
+
+pub mod error;
 
 use bytes::Bytes;
 use kikaku_filters::{FilterChain, GatewayError, RequestCtx};
@@ -60,4 +62,20 @@ impl<'a> Exchange<'a> {
         }
         Ok(())
     }
+}
+
+/// The base of absolute URLs handed to a client: `configured`, or the
+/// scheme and Host of the request (`http://127.0.0.1:8080`).
+pub fn public_base(session: &Session, configured: Option<&str>) -> String {
+    if let Some(u) = configured {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = session
+        .req_header()
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    format!("{}://{host}", if tls { "https" } else { "http" })
 }

@@ -9,10 +9,26 @@ use std::sync::Arc;
 
 use sigv4::{self, SigningCredential, UNSIGNED_PAYLOAD};
 
-use super::xml;
 use crate::config::names::BucketMap;
 use crate::config::S3BackendConfig;
+use crate::s3_xml as xml;
 use crate::upstreams::Upstream;
+
+/// The credential the gateway signs backend requests with (and, for the
+/// embedded backend, the only one that backend accepts).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackendCredential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for BackendCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendCredential")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Why a backend call produced no answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +150,7 @@ fn transport(e: reqwest::Error) -> BackendError {
 impl S3Backend {
     pub fn new(
         cfg: &S3BackendConfig,
-        credential: super::embedded::BackendCredential,
+        credential: BackendCredential,
         upstream: Arc<Upstream>,
         ca_file: Option<&str>,
     ) -> Result<S3Backend, String> {

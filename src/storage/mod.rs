@@ -1,14 +1,15 @@
-//! S3 plumbing shared by the storage handlers: names and their mapping to
-//! the backend, payload verification of client uploads, streaming uploads
-//! under the byte quota, the signed client for the storage backend, and the
-//! embedded backend.
+//! Storage for storage keys (DESIGN §4): the S3-compatible endpoint
+//! (`s3_endpoint`), the simple storage API (`storage_api`), and what they
+//! share — the signed client for the backend (`backend`), payload
+//! verification of client uploads (`payload`), and streaming uploads under
+//! the byte quota (`upload`).
 
 pub mod backend;
-pub mod embedded;
-pub mod embedded_fs;
 pub mod payload;
+pub mod s3_endpoint;
+pub mod staged;
+pub mod storage_api;
 pub mod upload;
-pub mod xml;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use backend::{BackendError, S3Backend};
 pub struct Storage {
     pub backend: Arc<S3Backend>,
     pub state: Arc<dyn StateStore>,
-    pub gallery: Arc<crate::gallery::Gallery>,
     /// The region S3 clients sign for (`storage.region`).
     pub region: String,
     /// Backend buckets seen to exist, and when.
@@ -41,15 +41,9 @@ impl Storage {
         state: Arc<dyn StateStore>,
         cfg: &crate::config::StorageConfig,
     ) -> Storage {
-        let backend = Arc::new(backend);
         Storage {
+            backend: Arc::new(backend),
             region: cfg.region.clone(),
-            gallery: Arc::new(crate::gallery::Gallery::new(
-                cfg.gallery.clone(),
-                backend.clone(),
-                state.clone(),
-            )),
-            backend,
             state,
             existing: Default::default(),
         }

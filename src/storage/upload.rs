@@ -200,9 +200,9 @@ pub fn payload_error(msg: String) -> GatewayError {
         "SignatureDoesNotMatch"
     } else if msg.contains("x-amz-content-sha256") {
         "XAmzContentSHA256Mismatch"
-    } else if msg == crate::s3::payload::INVALID_DIGEST {
+    } else if msg == crate::storage::payload::INVALID_DIGEST {
         "InvalidDigest"
-    } else if msg.contains("checksum") || msg == crate::s3::payload::BAD_DIGEST {
+    } else if msg.contains("checksum") || msg == crate::storage::payload::BAD_DIGEST {
         "BadDigest"
     } else {
         "IncompleteBody"

@@ -52,7 +52,7 @@ pub fn check(data_url: &str) -> Result<(), String> {
             "is {w}x{h}; at most {MAX_PIXELS} pixels are allowed"
         ));
     }
-    if !crate::image_api::models::aspect_ok(w as u32, h as u32) {
+    if !crate::images::api::models::aspect_ok(w as u32, h as u32) {
         return Err(format!(
             "is {w}x{h}; the aspect ratio must be within [1/16, 16]"
         ));
@@ -79,7 +79,7 @@ pub(crate) mod tests {
 
     /// A real JPEG of the given size as a data URL.
     pub fn jpeg_url(w: u32, h: u32) -> String {
-        let jpeg = crate::ark_sim::jpeg::encode(w, h);
+        let jpeg = crate::standins::ark_sim::jpeg::encode(w, h);
         format!(
             "data:image/jpeg;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(&jpeg)

@@ -11,11 +11,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Simulator, StoredImage};
-use crate::image_api::models::{
+use crate::images::api::models::{
     default_models, output_tokens, parse_dimensions, preset_size, preset_table,
 };
 
-use crate::image_api::ARK_SENSITIVE_OUTPUT as SENSITIVE_OUTPUT;
+use crate::images::api::ARK_SENSITIVE_OUTPUT as SENSITIVE_OUTPUT;
 
 #[derive(Deserialize)]
 struct ArkRequest {

@@ -231,11 +231,9 @@ impl std::fmt::Display for ResetConnection {
 impl std::error::Error for ResetConnection {}
 
 /// Run a standalone simulator until killed.
-pub fn run_standalone(config: SimConfig) -> Result<(), String> {
+pub fn run_standalone(config: SimConfig) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     rt.block_on(Simulator::new(config).serve())
-        .map_err(|e| e.to_string())
 }

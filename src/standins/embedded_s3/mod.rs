@@ -14,7 +14,10 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 
-use super::embedded_fs::EmbeddedFs;
+pub mod fs;
+
+use crate::storage::backend::BackendCredential;
+use fs::EmbeddedFs;
 
 /// What the embedded server needs: where to listen, where objects live,
 /// and the one credential it accepts (`backend_credential`).
@@ -76,22 +79,6 @@ impl EmbeddedS3 {
                     .await;
             });
         }
-    }
-}
-
-/// The credential the gateway signs backend requests with (and, for the
-/// embedded backend, the only one that backend accepts).
-#[derive(Clone, PartialEq, Eq)]
-pub struct BackendCredential {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for BackendCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendCredential")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
     }
 }
 

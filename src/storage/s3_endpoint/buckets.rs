@@ -6,8 +6,9 @@ use kikaku_filters::{ErrorKind, GatewayError};
 
 use super::relay::{access_denied, relay, respond_xml};
 use super::{read_verified, s3_error, Call, MAX_XML_BODY};
-use crate::s3::backend::{BackendError, BackendRequest};
-use crate::s3::{backend_unavailable, xml};
+use crate::s3_xml as xml;
+use crate::storage::backend::{BackendError, BackendRequest};
+use crate::storage::backend_unavailable;
 
 /// ListBuckets: the backend's buckets under the tenant's prefix, renamed.
 pub(super) async fn list(call: &Call<'_>, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {

@@ -22,10 +22,10 @@ use pingora::proxy::Session;
 use sigv4::{self, PayloadMode, VerifiedSignature};
 
 use crate::config::names::{check_object_key, check_tenant_bucket};
-use crate::s3::backend::BackendRequest;
-use crate::s3::payload::PayloadVerifier;
-use crate::s3::upload::{payload_error, Budget};
-use crate::s3::Storage;
+use crate::storage::backend::BackendRequest;
+use crate::storage::payload::PayloadVerifier;
+use crate::storage::upload::{payload_error, Budget};
+use crate::storage::Storage;
 use ops::{classify, Op, Target};
 use relay::{access_denied, forward_headers, internal, Relay};
 

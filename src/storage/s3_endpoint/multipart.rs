@@ -17,7 +17,8 @@ use kikaku_filters::{ErrorKind, GatewayError};
 
 use super::relay::{internal, respond_xml};
 use super::{read_verified, s3_error, Call, MAX_XML_BODY};
-use crate::s3::{xml, Storage};
+use crate::s3_xml as xml;
+use crate::storage::Storage;
 
 /// S3's smallest part but the last.
 const MIN_PART: u64 = 5 << 20;
@@ -137,7 +138,7 @@ async fn uploaded_parts(call: &Call<'_>) -> Result<BTreeMap<u32, (String, u64)>,
         .backend
         .list_parts(backend_bucket, object, &call.upload_id())
         .await
-        .map_err(crate::s3::backend_unavailable)?
+        .map_err(crate::storage::backend_unavailable)?
         .ok_or_else(no_such_upload)
 }
 

@@ -15,9 +15,10 @@ use super::{
     Call, MAX_PUT, MAX_XML_BODY,
 };
 use crate::config::names::{check_object_key, check_tenant_bucket};
-use crate::s3::backend::BackendError;
-use crate::s3::upload::{stream_upload, UploadError};
-use crate::s3::{backend_unavailable, xml, Storage};
+use crate::s3_xml as xml;
+use crate::storage::backend::BackendError;
+use crate::storage::upload::{stream_upload, UploadError};
+use crate::storage::{backend_unavailable, Storage};
 
 /// Where a write lands in the ledger: the object, or a part of an upload.
 fn slot(call: &Call<'_>, op: Op) -> Result<LedgerSlot, GatewayError> {

@@ -9,7 +9,7 @@ use kikaku_filters::{ErrorKind, GatewayError};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
-use crate::s3::xml;
+use crate::s3_xml as xml;
 
 /// Client headers forwarded to the backend, besides `x-amz-meta-*`.
 const FORWARD: &[&str] = &[

@@ -21,8 +21,8 @@ use serde_json::json;
 
 use super::s3_endpoint::relay::{relay, Relay};
 use crate::config::names::check_object_key;
-use crate::s3::backend::{BackendError, BackendRequest};
-use crate::s3::{backend_unavailable, Storage};
+use crate::storage::backend::{BackendError, BackendRequest};
+use crate::storage::{backend_unavailable, Storage};
 
 /// `limit` of a listing: default and most.
 const LIST_DEFAULT: u32 = 100;
@@ -118,7 +118,7 @@ impl StorageApi {
             )
         })?;
         let v = json!({
-            "endpoint": super::public_base(ex.session, None),
+            "endpoint": crate::reply::public_base(ex.session, None),
             "region": self.storage.region,
             "bucket": key.default_bucket(),
             "access_key_id": cred.access_key_id,

@@ -1,8 +1,8 @@
 //! Every rule of `validate`, by the message a client gets.
 
 use super::*;
-use crate::image_api::inline::tests::jpeg_url;
-use crate::image_api::models::default_models;
+use crate::images::api::inline::tests::jpeg_url;
+use crate::images::api::models::default_models;
 use kikaku_filters::ErrorKind;
 
 fn ok(body: Value) -> Validated {

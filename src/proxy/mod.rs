@@ -1,0 +1,16 @@
+//! The request path: the Pingora server and its services (`server`), the
+//! proxy phases (`phases`), route matching (`routing`), the compiled config
+//! (`snapshot`) and its hot reloads (`reload`), the handler registry
+//! (`handlers`), upstream health checks (`health`), the access log,
+//! metrics, and the admin listener (`admin`).
+
+pub mod access_log;
+pub mod admin;
+pub mod handlers;
+pub mod health;
+pub mod metrics;
+pub mod phases;
+pub mod reload;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
