@@ -17,6 +17,7 @@
 //! - [`config`]: the YAML front-end, a leaf.
 
 pub mod account;
+pub mod admin_api;
 pub mod alloc;
 pub mod cli;
 pub mod config;

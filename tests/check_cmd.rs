@@ -19,6 +19,7 @@ fn check_path(path: &std::path::Path) -> (i32, String, String) {
         .env("ARK_API_KEY", "test-ark-key")
         .env("S3_ACCESS_KEY_ID", "test-s3-id")
         .env("S3_SECRET_ACCESS_KEY", "test-s3-secret")
+        .env("KIKAKU_ADMIN_TOKEN", "test-admin-token-0123")
         .output()
         .unwrap();
     (
@@ -123,4 +124,21 @@ fn bad_yaml_missing_files_and_env_are_errors_not_panics() {
 
     let (code, _, err) = check("\u{0}\u{1}binary");
     assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn the_admin_token_and_public_url_are_checked() {
+    let (code, _, err) = check(
+        "listeners:\n  public: {address: '127.0.0.1:8080'}\nadmin: {token: short}\npublic_url: 'ftp://files.example.com'\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("admin.token: must be at least 16"), "{err}");
+    assert!(
+        err.contains("public_url: must be an absolute http(s) URL"),
+        "{err}"
+    );
+    let (code, out, err) = check(
+        "listeners:\n  public: {address: '127.0.0.1:8080'}\nadmin: {token: a-long-enough-token}\npublic_url: 'https://gw.example.com/'\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
 }

@@ -163,6 +163,11 @@ impl KeyDirectory {
         self.by_hash.values().cloned().collect()
     }
 
+    /// The key with this hash.
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<ApiKey>> {
+        self.by_hash.get(hash).cloned()
+    }
+
     /// The storage key an S3 access key id belongs to.
     pub fn lookup_access_key(&self, access_key_id: &str) -> Option<Arc<ApiKey>> {
         self.by_access_key.get(access_key_id).cloned()

@@ -208,7 +208,10 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), CliErro
                 KeyType::Storage => {
                     crate::config::names::check_tenant_bucket(&bucket)
                         .map_err(|e| CliError::Usage(format!("--bucket: {e}")))?;
-                    (Some(bucket), Some(new_s3_credential()))
+                    (
+                        Some(bucket),
+                        Some(crate::admin_api::keys::new_s3_credential()),
+                    )
                 }
             };
             let k = put(ApiKey {
@@ -283,19 +286,4 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), CliErro
         }
     }
     Ok(())
-}
-
-/// A fresh S3 credential: a 20-character access key id (`KK` + upper-case
-/// letters and digits, like AWS's) and a 40-character secret.
-fn new_s3_credential() -> kikaku_filters::keys::S3Credential {
-    use rand::Rng;
-    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut rng = rand::thread_rng();
-    let id: String = (0..18)
-        .map(|_| UPPER[rng.gen_range(0..UPPER.len())] as char)
-        .collect();
-    kikaku_filters::keys::S3Credential {
-        access_key_id: format!("KK{id}"),
-        secret_access_key: Alphanumeric.sample_string(&mut rng, 40),
-    }
 }

@@ -7,6 +7,7 @@
 //! come from the filters crate). Rules both sides need, such as tenant
 //! bucket names, live here (`names`) and the runtime imports them.
 
+mod admin;
 mod env;
 mod images;
 mod load;
@@ -16,6 +17,7 @@ mod state;
 mod types;
 mod validate;
 
+pub use admin::{AdminConfig, MIN_TOKEN_CHARS as MIN_ADMIN_TOKEN_CHARS};
 pub use images::{ImageGenerationConfig, ModelSpec};
 pub use load::{load_file, load_str};
 pub use simulator::{Fault, SimConfig};

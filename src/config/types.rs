@@ -29,6 +29,22 @@ pub struct Config {
     pub simulators: Simulators,
     /// The S3 backend behind storage keys and the gallery.
     pub storage: Option<StorageConfig>,
+    /// The base of every absolute URL the gateway hands out (presigned URLs,
+    /// and later uploaded files), e.g. `https://gateway.example.com`.
+    /// Default (also when empty): `http://` + the public listener's address.
+    pub public_url: Option<String>,
+    /// The management API (`/admin/v1/*` on the admin listener).
+    pub admin: Option<super::AdminConfig>,
+}
+
+impl Config {
+    /// [`Config::public_url`] or its default, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        match self.public_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listeners.public.address),
+        }
+    }
 }
 
 /// Where objects live. The gateway signs to the backend with its own

@@ -42,6 +42,25 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             );
         }
     }
+    if let Some(a) = &c.admin {
+        if a.token.chars().count() < super::MIN_ADMIN_TOKEN_CHARS {
+            err(
+                "admin.token".into(),
+                "must be at least 16 characters (it guards the management API)",
+            );
+        }
+    }
+    if let Some(u) = c.public_url.as_deref().filter(|u| !u.is_empty()) {
+        let rest = u
+            .strip_prefix("https://")
+            .or_else(|| u.strip_prefix("http://"));
+        if rest.is_none_or(|r| r.trim_end_matches('/').is_empty() || r.contains(['?', '#', ' '])) {
+            err(
+                "public_url".into(),
+                "must be an absolute http(s) URL with no query, e.g. https://gateway.example.com",
+            );
+        }
+    }
     if let Some(sim) = &c.simulators.ark {
         if sim.listen.parse::<SocketAddr>().is_err() {
             err("simulators.ark.listen".into(), "must be IP:PORT");

@@ -1,13 +1,17 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (config loaded and state
-//! reachable), `/metrics` (Prometheus text).
+//! reachable), `/metrics` (Prometheus text), and the management API under
+//! `/admin/v1/` (`crate::admin_api`, which checks the admin token).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use http::Response;
+use kikaku_filters::{ErrorKind, GatewayError};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::admin_api::{self, Answer, Call, Env};
 use crate::proxy::reload::ConfigHolder;
 
 pub struct AdminApp {
@@ -21,6 +25,7 @@ fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
         .status(status)
         .header("content-type", "application/json")
         .header("content-length", body.len())
+        .header("cache-control", "no-store")
         .body(body)
         .unwrap_or_default()
 }
@@ -29,6 +34,12 @@ fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
+        if let Some(rest) = path.strip_prefix("/admin/v1") {
+            if rest.is_empty() || rest.starts_with('/') {
+                let a = self.management(session, rest.to_string()).await;
+                return json(a.status, a.body);
+            }
+        }
         match path.as_str() {
             "/healthz" => json(200, serde_json::json!({"status": "ok"})),
             "/readyz" => {
@@ -54,6 +65,69 @@ impl ServeHttp for AdminApp {
                 404,
                 serde_json::json!({"error": {"code": "NotFound", "message": "No such admin endpoint."}}),
             ),
+        }
+    }
+}
+
+impl AdminApp {
+    /// One management call, on the snapshot current when it arrived.
+    async fn management(&self, session: &mut ServerSession, path: String) -> Answer {
+        let req = session.req_header();
+        let call_head = (
+            req.method.clone(),
+            req.uri.query().map(str::to_string),
+            req.headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        );
+        let body = match read_body(session).await {
+            Ok(b) => b,
+            Err(e) => return Answer::error(&e),
+        };
+        let (method, query, authorization) = call_head;
+        let snap = self.holder.current();
+        let env = Env {
+            state: self.holder.state().clone(),
+            config_keys: snap.keys.clone(),
+            storage: snap.storage.clone(),
+            token: snap.config.admin.as_ref().map(|a| a.token.clone()),
+        };
+        admin_api::handle(
+            &env,
+            Call {
+                method,
+                path,
+                query,
+                authorization,
+                body,
+            },
+        )
+        .await
+    }
+}
+
+/// The request body, at most [`admin_api::MAX_BODY`] bytes.
+async fn read_body(session: &mut ServerSession) -> Result<Bytes, GatewayError> {
+    let mut body = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > admin_api::MAX_BODY {
+                    return Err(GatewayError::new(
+                        ErrorKind::PayloadTooLarge,
+                        "A management request body is at most 1 MiB.",
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => {
+                return Err(GatewayError::new(
+                    ErrorKind::BadRequest,
+                    format!("The request body could not be read: {e}"),
+                ))
+            }
         }
     }
 }

@@ -1,0 +1,142 @@
+//! The management API (DESIGN §5): `/admin/v1/*` on the admin listener,
+//! JSON in and out, every call with `Authorization: Bearer <admin.token>`.
+//! The admin listener (`proxy/admin.rs`) reads the request, hands it here
+//! with an [`Env`] built from the current snapshot, and writes the
+//! [`Answer`] back. Errors are `{"error":{"code","message"}}`.
+//!
+//! - `keys.rs`: `/admin/v1/keys`, `/admin/v1/keys/{id}`.
+
+pub mod keys;
+mod request;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Method;
+use kikaku_filters::{ErrorKind, GatewayError, KeyDirectory};
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+
+use crate::state::StateStore;
+use crate::storage::Storage;
+
+pub use request::{parse_body, Query};
+
+/// The largest request body the management API reads.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What a management call may use, taken from the snapshot it started on.
+pub struct Env {
+    pub state: Arc<dyn StateStore>,
+    /// The keys of the config file (read-only here).
+    pub config_keys: Arc<KeyDirectory>,
+    pub storage: Option<Arc<Storage>>,
+    /// `admin.token`; `None` refuses every call.
+    pub token: Option<String>,
+}
+
+/// One management call as the admin listener read it.
+pub struct Call {
+    pub method: Method,
+    /// The path after `/admin/v1`, e.g. `/keys/0a1b2c3d4e5f`.
+    pub path: String,
+    pub query: Option<String>,
+    pub authorization: Option<String>,
+    pub body: Bytes,
+}
+
+/// A management answer: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn ok(body: Value) -> Answer {
+        Answer { status: 200, body }
+    }
+
+    pub fn created(body: Value) -> Answer {
+        Answer { status: 201, body }
+    }
+
+    pub fn error(e: &GatewayError) -> Answer {
+        Answer {
+            status: e.status(),
+            body: serde_json::from_slice(&e.body()).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// Serve one call: authenticate, route, answer.
+pub async fn handle(env: &Env, call: Call) -> Answer {
+    if let Err(e) = authenticate(env, call.authorization.as_deref()) {
+        return Answer::error(&e);
+    }
+    match route(env, &call).await {
+        Ok(a) => a,
+        Err(e) => Answer::error(&e),
+    }
+}
+
+fn authenticate(env: &Env, authorization: Option<&str>) -> Result<(), GatewayError> {
+    let Some(token) = env.token.as_deref() else {
+        return Err(GatewayError::new(
+            ErrorKind::Unauthorized,
+            "The management API is off: set admin.token in the config.",
+        ));
+    };
+    let presented = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Unauthorized,
+                "Send the admin token: Authorization: Bearer <admin.token>.",
+            )
+        })?;
+    // Constant time over equal lengths; a length mismatch says only that.
+    if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(GatewayError::new(
+            ErrorKind::Unauthorized,
+            "The admin token is not valid.",
+        ))
+    }
+}
+
+async fn route(env: &Env, call: &Call) -> Result<Answer, GatewayError> {
+    let segments: Vec<&str> = call
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let m = &call.method;
+    match segments.as_slice() {
+        ["keys"] if m == Method::GET => keys::list(env, Query::parse(call.query.as_deref())?).await,
+        ["keys"] if m == Method::POST => keys::create(env, &call.body).await,
+        ["keys", id] if m == Method::GET => keys::get(env, id).await,
+        ["keys", id] if m == Method::PATCH => keys::patch(env, id, &call.body).await,
+        ["keys", id] if m == Method::DELETE => keys::delete(env, id).await,
+        ["keys"] | ["keys", _] => Err(method_not_allowed(m)),
+        _ => Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("No management endpoint {} /admin/v1{}.", m, call.path),
+        )),
+    }
+}
+
+fn method_not_allowed(m: &Method) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("This endpoint does not take {m}."),
+    )
+}
+
+/// An answer from state that could not be had.
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::unavailable("Management data", e)
+}
