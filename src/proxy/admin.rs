@@ -19,8 +19,7 @@ pub struct AdminApp {
 }
 
 fn json(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
-    // A `Value` always serializes.
-    let body = body.to_string().into_bytes();
+    let body = crate::reply::json_body(&body);
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
