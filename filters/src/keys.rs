@@ -79,10 +79,15 @@ pub struct ApiKey {
     /// Storage keys: the bucket `/s3/*` works in.
     #[serde(default)]
     pub bucket: Option<String>,
-    /// Storage keys: the credential of the S3-compatible endpoint. The
-    /// secret is kept as is: SigV4 verification needs it, not a hash.
+    /// Storage keys: the credential of the S3-compatible endpoint, made
+    /// with the key. The secret is kept as is: SigV4 verification needs
+    /// it, not a hash.
     #[serde(default)]
     pub s3: Option<S3Credential>,
+    /// Storage keys: more S3 credentials, added through the management API
+    /// (seed 002: one per user or application, each switched off alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_s3: Vec<S3Credential>,
 }
 
 /// An S3 access key id and its secret.
@@ -91,6 +96,40 @@ pub struct ApiKey {
 pub struct S3Credential {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Who or what uses it (seed 002's `user_name`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_name: String,
+    /// `false`: refused (403) without touching the key's other credentials.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub is_active: bool,
+    /// Unix seconds; 0 when unknown (credentials of the config file).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub created_at: i64,
+}
+
+impl S3Credential {
+    /// An active credential with no user name.
+    pub fn new(access_key_id: String, secret_access_key: String) -> S3Credential {
+        S3Credential {
+            access_key_id,
+            secret_access_key,
+            user_name: String::new(),
+            is_active: true,
+            created_at: 0,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// Never print the secret.
@@ -118,6 +157,24 @@ impl ApiKey {
     /// The bucket `/s3/*` works in.
     pub fn default_bucket(&self) -> &str {
         self.bucket.as_deref().unwrap_or("default")
+    }
+
+    /// Every S3 credential of the key, active or not, the first first.
+    pub fn credentials(&self) -> impl Iterator<Item = &S3Credential> {
+        self.s3.iter().chain(self.more_s3.iter())
+    }
+
+    /// The credential with this access key id, if it is active.
+    pub fn active_credential(&self, access_key_id: &str) -> Option<&S3Credential> {
+        self.credentials()
+            .find(|c| c.access_key_id == access_key_id)
+            .filter(|c| c.is_active)
+    }
+
+    /// The credential to show a customer (`/s3/credentials`): the first
+    /// active one.
+    pub fn shown_credential(&self) -> Option<&S3Credential> {
+        self.credentials().find(|c| c.is_active)
     }
 }
 
@@ -150,7 +207,10 @@ impl KeyDirectory {
             keys.into_iter().map(|k| (k.hash, Arc::new(k))).collect();
         let by_access_key = by_hash
             .values()
-            .filter_map(|k| Some((k.s3.as_ref()?.access_key_id.clone(), k.clone())))
+            .flat_map(|k| {
+                k.credentials()
+                    .map(|c| (c.access_key_id.clone(), k.clone()))
+            })
             .collect();
         KeyDirectory {
             by_hash,
@@ -212,6 +272,7 @@ pub(crate) fn test_key(key: &str, status: KeyStatus, expires_at: Option<i64>) ->
         rate_limit_per_minute: None,
         bucket: None,
         s3: None,
+        more_s3: Vec::new(),
     }
 }
 

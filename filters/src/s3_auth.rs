@@ -301,9 +301,9 @@ impl Filter for S3Auth {
             .find(signed.access_key_id())
             .await?
             .ok_or_else(|| sig_error(SigError::UnknownAccessKey))?;
+        // A switched-off credential is as unknown as one never made.
         let secret = key
-            .s3
-            .as_ref()
+            .active_credential(signed.access_key_id())
             .map(|c| c.secret_access_key.clone())
             .ok_or_else(|| sig_error(SigError::UnknownAccessKey))?;
         let now = now_unix();

@@ -24,7 +24,7 @@ pub enum Source {
 }
 
 impl Source {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Source::Config => "config",
             Source::Api => "api",
@@ -40,7 +40,7 @@ fn not_found(id: &str) -> GatewayError {
     GatewayError::new(ErrorKind::NotFound, format!("No key {id:?}."))
 }
 
-fn read_only(k: &ApiKey) -> GatewayError {
+pub fn read_only(k: &ApiKey) -> GatewayError {
     GatewayError::new(
         ErrorKind::Conflict,
         format!(
@@ -215,6 +215,7 @@ pub fn mint(new: NewKey, now: i64) -> Result<Minted, GatewayError> {
             rate_limit_per_minute: new.rate_limit_per_minute,
             bucket,
             s3,
+            more_s3: Vec::new(),
         },
         secret,
     })
@@ -260,10 +261,9 @@ pub fn new_s3_credential() -> S3Credential {
     let id: String = (0..18)
         .map(|_| UPPER[rng.gen_range(0..UPPER.len())] as char)
         .collect();
-    S3Credential {
-        access_key_id: format!("KK{id}"),
-        secret_access_key: Alphanumeric.sample_string(&mut rng, 40),
-    }
+    let mut c = S3Credential::new(format!("KK{id}"), Alphanumeric.sample_string(&mut rng, 40));
+    c.created_at = chrono::Utc::now().timestamp();
+    c
 }
 
 /// `POST /admin/v1/keys`: 201 with the key (shown once). A storage key's
@@ -281,7 +281,7 @@ pub async fn create(env: &Env, body: &[u8]) -> Result<Answer, GatewayError> {
     env.state.key_put(k).await.map_err(unavailable)?;
     let mut v = view(env, k, Source::Api).await?;
     v["key"] = Value::from(minted.secret.as_str());
-    if let Some(c) = &k.s3 {
+    if let Some(c) = k.shown_credential() {
         v["s3"] = json!({
             "access_key_id": c.access_key_id,
             "secret_access_key": c.secret_access_key,

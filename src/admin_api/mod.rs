@@ -4,8 +4,10 @@
 //! with an [`Env`] built from the current snapshot, and writes the
 //! [`Answer`] back. Errors are `{"error":{"code","message"}}`.
 //!
-//! - `keys.rs`: `/admin/v1/keys`, `/admin/v1/keys/{id}`.
+//! - `keys.rs`: `/admin/v1/keys`, `/admin/v1/keys/{id}`;
+//! - `credentials.rs`: `/admin/v1/credentials`, `/admin/v1/credentials/{id}`.
 
+pub mod credentials;
 pub mod keys;
 mod request;
 
@@ -122,6 +124,14 @@ async fn route(env: &Env, call: &Call) -> Result<Answer, GatewayError> {
         ["keys", id] if m == Method::PATCH => keys::patch(env, id, &call.body).await,
         ["keys", id] if m == Method::DELETE => keys::delete(env, id).await,
         ["keys"] | ["keys", _] => Err(method_not_allowed(m)),
+        ["credentials"] if m == Method::GET => {
+            credentials::list(env, Query::parse(call.query.as_deref())?).await
+        }
+        ["credentials"] if m == Method::POST => credentials::create(env, &call.body).await,
+        ["credentials", id] if m == Method::GET => credentials::get(env, id).await,
+        ["credentials", id] if m == Method::PATCH => credentials::patch(env, id, &call.body).await,
+        ["credentials", id] if m == Method::DELETE => credentials::delete(env, id).await,
+        ["credentials"] | ["credentials", _] => Err(method_not_allowed(m)),
         _ => Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("No management endpoint {} /admin/v1{}.", m, call.path),

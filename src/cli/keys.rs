@@ -227,6 +227,7 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), CliErro
                 rate_limit_per_minute: rate_limit,
                 bucket,
                 s3: s3.clone(),
+                more_s3: Vec::new(),
             })
             .await?;
             println!("{secret}");

@@ -117,13 +117,7 @@ pub async fn reconcile(storage: &Storage, key: &ApiKey) -> Result<(u64, u64, usi
     let before = storage.state.quota_usage(&subject).await?.used;
     let tenant = key.tenant_id();
     let map = &storage.backend.buckets;
-    let buckets: Vec<String> = storage
-        .backend
-        .list_buckets()
-        .await?
-        .into_iter()
-        .filter_map(|(name, _)| map.to_tenant(&tenant, &name).map(str::to_string))
-        .collect();
+    let buckets = storage.backend.tenant_buckets(key).await?;
     let mut objects = Vec::new();
     for bucket in buckets {
         let backend_bucket = map.to_backend(&tenant, &bucket);

@@ -201,6 +201,7 @@ fn compile_key(k: &KeyConfig) -> Result<ApiKey, ()> {
         rate_limit_per_minute: k.rate_limit_per_minute,
         bucket: k.bucket.clone(),
         s3: k.s3.clone(),
+        more_s3: Vec::new(),
     })
 }
 

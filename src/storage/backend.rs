@@ -293,6 +293,20 @@ impl S3Backend {
     }
 
     /// Every bucket of the backend with its creation date.
+    /// The names (as the tenant sees them) of `key`'s buckets.
+    pub async fn tenant_buckets(
+        &self,
+        key: &kikaku_filters::ApiKey,
+    ) -> Result<Vec<String>, BackendError> {
+        let tenant = key.tenant_id();
+        Ok(self
+            .list_buckets()
+            .await?
+            .into_iter()
+            .filter_map(|(name, _)| self.buckets.to_tenant(&tenant, &name).map(str::to_string))
+            .collect())
+    }
+
     pub async fn list_buckets(&self) -> Result<Vec<(String, String)>, BackendError> {
         let body = self
             .call(BackendRequest::new(http::Method::GET, None, None))

@@ -32,7 +32,7 @@ impl KeyStore for EmbeddedState {
         Ok(inner
             .keys
             .values()
-            .find(|k| k.s3.as_ref().is_some_and(|c| c.access_key_id == id))
+            .find(|k| k.credentials().any(|c| c.access_key_id == id))
             .cloned())
     }
 

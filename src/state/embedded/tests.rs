@@ -248,6 +248,7 @@ async fn stored_keys_survive_any_number_of_reopens() {
         rate_limit_per_minute: Some(3),
         bucket: None,
         s3: None,
+        more_s3: Vec::new(),
     };
     EmbeddedState::open(&path)
         .unwrap()

@@ -35,13 +35,14 @@ impl KeyStore for RedisState {
         );
         // The access-key index first: a lookup always re-checks the record
         // it points at, so an index entry without (or ahead of) its key is harmless.
-        if let Some(cred) = &key.s3 {
-            let (id, f) = (cred.access_key_id.clone(), field.clone());
-            self.run(move |c, _| async move {
-                c.query::<i64>(redis::cmd("HSET").arg(ACCESS_KEYS).arg(id).arg(f).clone())
-                    .await
-            })
-            .await?;
+        let mut index = redis::cmd("HSET");
+        index.arg(ACCESS_KEYS);
+        for cred in key.credentials() {
+            index.arg(&cred.access_key_id).arg(&field);
+        }
+        if key.credentials().next().is_some() {
+            self.run(move |c, _| async move { c.query::<i64>(index).await })
+                .await?;
         }
         self.run(move |c, _| async move {
             c.query::<i64>(redis::cmd("HSET").arg(KEYS).arg(field).arg(json).clone())
@@ -65,7 +66,7 @@ impl KeyStore for RedisState {
         Ok(self
             .key_get(&hash)
             .await?
-            .filter(|k| k.s3.as_ref().is_some_and(|c| c.access_key_id == id)))
+            .filter(|k| k.credentials().any(|c| c.access_key_id == id)))
     }
 
     async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError> {

@@ -111,7 +111,7 @@ impl StorageApi {
     }
 
     async fn credentials(&self, key: &ApiKey, ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
-        let cred = key.s3.as_ref().ok_or_else(|| {
+        let cred = key.shown_credential().ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::NotFound,
                 "This storage key has no S3 credential; ask the operator to issue one.",
