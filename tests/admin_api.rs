@@ -537,22 +537,7 @@ async fn a_storage_key_made_through_the_api_works_with_the_storage_api_and_the_a
         .unwrap();
     assert_eq!(up.status(), 201, "{}", up.text().await.unwrap());
 
-    let out = tool("aws")
-        .args([
-            "--endpoint-url",
-            &gw.url(""),
-            "--region",
-            "us-east-1",
-            "s3",
-            "ls",
-            "s3://photos/a/",
-        ])
-        .env("AWS_ACCESS_KEY_ID", id)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
+    let out = aws(&gw.url(""), id, secret, &["s3", "ls", "s3://photos/a/"]);
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -619,22 +604,12 @@ sys.exit(f"still {got}, not {want}")
 }
 
 fn aws_ls(endpoint: &str, id: &str, secret: &str, bucket: &str) -> std::process::Output {
-    tool("aws")
-        .args([
-            "--endpoint-url",
-            endpoint,
-            "--region",
-            "us-east-1",
-            "s3",
-            "ls",
-        ])
-        .arg(format!("s3://{bucket}/"))
-        .env("AWS_ACCESS_KEY_ID", id)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap()
+    aws(
+        endpoint,
+        id,
+        secret,
+        &["s3", "ls", &format!("s3://{bucket}/")],
+    )
 }
 
 async fn demo_admin(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

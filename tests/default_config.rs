@@ -251,19 +251,6 @@ async fn storage_account_reads_have_their_own_budget() {
     );
 }
 
-/// `aws s3api <args>` (the project's pinned AWS CLI) with this credential.
-fn aws(endpoint: &str, id: &str, secret: &str, args: &[&str]) -> std::process::Output {
-    tool("aws")
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1", "s3api"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", id)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap()
-}
-
 /// The embedded S3 backend is not an open door on the host: with no backend
 /// credential configured it accepts only the one the gateway made at first
 /// start (in the data dir, mode 0600), not the one conf/kikaku.yaml used to
@@ -296,7 +283,7 @@ async fn the_embedded_backend_accepts_only_its_own_credential() {
         &backend,
         "kikaku-embedded-backend",
         "kikaku-embedded-backend-secret",
-        &["list-buckets"],
+        &["s3api", "list-buckets"],
     );
     assert!(!demo.status.success(), "the old demo credential is refused");
     let err = String::from_utf8_lossy(&demo.stderr);
@@ -304,7 +291,7 @@ async fn the_embedded_backend_accepts_only_its_own_credential() {
         err.contains("NotSignedUp") || err.contains("InvalidAccessKeyId"),
         "refused as an unknown access key: {err}"
     );
-    let own = aws(&backend, &id, &secret, &["list-buckets"]);
+    let own = aws(&backend, &id, &secret, &["s3api", "list-buckets"]);
     assert!(
         own.status.success(),
         "{}",
@@ -319,6 +306,7 @@ async fn the_embedded_backend_accepts_only_its_own_credential() {
         "KIKAKUDEMOACCESSKEY0",
         "kikaku-demo-secret-key-for-local-use-only",
         &[
+            "s3api",
             "put-object",
             "--bucket",
             "demo",
@@ -359,7 +347,7 @@ async fn the_embedded_backend_accepts_only_its_own_credential() {
     let (gw, _sim, s3) = start_shipped_on("conf/kikaku.yaml", data.path());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
     let backend = format!("http://127.0.0.1:{s3}");
-    let own = aws(&backend, &id, &secret, &["list-buckets"]);
+    let own = aws(&backend, &id, &secret, &["s3api", "list-buckets"]);
     assert!(
         own.status.success(),
         "{}",

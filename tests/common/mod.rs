@@ -43,6 +43,20 @@ pub fn tool(program: &str) -> Command {
     cmd
 }
 
+/// The project's pinned AWS CLI with this credential and no config files:
+/// `aws --endpoint-url <endpoint> --region us-east-1 <args>`.
+pub fn aws(endpoint: &str, id: &str, secret: &str, args: &[&str]) -> std::process::Output {
+    tool("aws")
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
