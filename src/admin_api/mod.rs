@@ -5,8 +5,10 @@
 //! [`Answer`] back. Errors are `{"error":{"code","message"}}`.
 //!
 //! - `keys.rs`: `/admin/v1/keys`, `/admin/v1/keys/{id}`;
-//! - `credentials.rs`: `/admin/v1/credentials`, `/admin/v1/credentials/{id}`.
+//! - `credentials.rs`: `/admin/v1/credentials`, `/admin/v1/credentials/{id}`;
+//! - `buckets.rs`: `/admin/v1/buckets/...`, their objects and uploads.
 
+pub mod buckets;
 pub mod credentials;
 pub mod keys;
 mod request;
@@ -110,6 +112,9 @@ fn authenticate(env: &Env, authorization: Option<&str>) -> Result<(), GatewayErr
 }
 
 async fn route(env: &Env, call: &Call) -> Result<Answer, GatewayError> {
+    if let Some(answer) = object_route(env, call).await {
+        return answer;
+    }
     let segments: Vec<&str> = call
         .path
         .trim_start_matches('/')
@@ -132,11 +137,56 @@ async fn route(env: &Env, call: &Call) -> Result<Answer, GatewayError> {
         ["credentials", id] if m == Method::PATCH => credentials::patch(env, id, &call.body).await,
         ["credentials", id] if m == Method::DELETE => credentials::delete(env, id).await,
         ["credentials"] | ["credentials", _] => Err(method_not_allowed(m)),
+        ["buckets"] if m == Method::GET => buckets::list(env).await,
+        ["buckets"] if m == Method::POST => buckets::create(env, &call.body).await,
+        ["buckets", o, n] if m == Method::GET => {
+            buckets::get(env, o, n, Query::parse(call.query.as_deref())?).await
+        }
+        ["buckets", o, n] if m == Method::DELETE => buckets::delete(env, o, n).await,
+        ["buckets", o, n, "objects"] if m == Method::GET => {
+            buckets::objects(env, o, n, Query::parse(call.query.as_deref())?).await
+        }
+        ["buckets", o, n, "delete"] if m == Method::POST => {
+            buckets::bulk_delete(env, o, n, &call.body).await
+        }
+        ["buckets", o, n, "multipart-uploads"] if m == Method::GET => {
+            buckets::uploads(env, o, n).await
+        }
+        ["buckets"]
+        | ["buckets", _, _]
+        | ["buckets", _, _, "objects" | "delete" | "multipart-uploads"] => {
+            Err(method_not_allowed(m))
+        }
         _ => Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("No management endpoint {} /admin/v1{}.", m, call.path),
         )),
     }
+}
+
+/// `/buckets/{owner_id}/{name}/objects/{key}`: the key is the rest of the
+/// path, percent-decoded, slashes and all.
+async fn object_route(env: &Env, call: &Call) -> Option<Result<Answer, GatewayError>> {
+    let rest = call.path.strip_prefix("/buckets/")?;
+    let mut parts = rest.splitn(4, '/');
+    let (o, n, objects, raw_key) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if objects != "objects" || raw_key.is_empty() {
+        return None;
+    }
+    let key = match sigv4::percent_decode(raw_key).and_then(|b| String::from_utf8(b).ok()) {
+        Some(k) => k,
+        None => {
+            return Some(Err(GatewayError::new(
+                ErrorKind::InvalidParameter,
+                "The object key is not valid percent-encoded UTF-8.",
+            )))
+        }
+    };
+    Some(match &call.method {
+        &Method::GET => buckets::object(env, o, n, &key).await,
+        &Method::DELETE => buckets::delete_object(env, o, n, &key).await,
+        m => Err(method_not_allowed(m)),
+    })
 }
 
 fn method_not_allowed(m: &Method) -> GatewayError {

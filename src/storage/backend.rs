@@ -292,7 +292,6 @@ impl S3Backend {
         }
     }
 
-    /// Every bucket of the backend with its creation date.
     /// The names (as the tenant sees them) of `key`'s buckets.
     pub async fn tenant_buckets(
         &self,
@@ -307,6 +306,7 @@ impl S3Backend {
             .collect())
     }
 
+    /// Every bucket of the backend with its creation date.
     pub async fn list_buckets(&self) -> Result<Vec<(String, String)>, BackendError> {
         let body = self
             .call(BackendRequest::new(http::Method::GET, None, None))

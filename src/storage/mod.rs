@@ -137,6 +137,40 @@ impl Storage {
         Ok(())
     }
 
+    /// Delete one of `key`'s objects; the bytes it held return to the
+    /// key's quota. `None` when there was no such object.
+    pub async fn delete_object(
+        &self,
+        key: &ApiKey,
+        bucket: &str,
+        object: &str,
+    ) -> Result<Option<u64>, GatewayError> {
+        let backend_bucket = self.backend_bucket(key, bucket);
+        if self
+            .backend
+            .object_size(&backend_bucket, object)
+            .await
+            .map_err(backend_unavailable)?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        self.backend
+            .call(backend::BackendRequest::new(
+                http::Method::DELETE,
+                Some(backend_bucket),
+                Some(object.to_string()),
+            ))
+            .await
+            .map_err(backend_unavailable)?;
+        let freed = self
+            .state
+            .storage_remove(&key.subject(), &Storage::ledger_name(bucket, object))
+            .await
+            .map_err(|e| GatewayError::unavailable("The storage ledger", e))?;
+        Ok(Some(freed))
+    }
+
     fn seen_recently(&self, backend_bucket: &str) -> bool {
         self.existing
             .lock()

@@ -2,6 +2,7 @@
 //! generated config, and a real HTTP upstream (hyper) in the test process.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod redis;
 pub mod s3;
 pub mod upstream;

@@ -207,35 +207,11 @@ impl StorageApi {
         object: &str,
         ex: &mut Exchange<'_>,
     ) -> Result<(), GatewayError> {
-        let bucket = self.storage.backend_bucket(key, key.default_bucket());
-        if self
-            .storage
-            .backend
-            .object_size(&bucket, object)
-            .await
-            .map_err(backend_unavailable)?
-            .is_none()
-        {
-            return Err(not_found(object));
-        }
-        self.storage
-            .backend
-            .call(BackendRequest::new(
-                http::Method::DELETE,
-                Some(bucket),
-                Some(object.to_string()),
-            ))
-            .await
-            .map_err(backend_unavailable)?;
         let freed = self
             .storage
-            .state
-            .storage_remove(
-                &key.subject(),
-                &Storage::ledger_name(key.default_bucket(), object),
-            )
-            .await
-            .map_err(|e| GatewayError::unavailable("The storage ledger", e))?;
+            .delete_object(key, key.default_bucket(), object)
+            .await?
+            .ok_or_else(|| not_found(object))?;
         ex.json(200, json!({"deleted": object, "freed_bytes": freed}))
             .await
     }
