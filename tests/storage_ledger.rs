@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use kikaku_edge::state::{EmbeddedState, RedisConfig, RedisState};
 use kikaku_edge::state::{
-    Galleries, GalleryRecord, LedgerSlot, OpenUpload, Quotas, StateStore, StorageLedger,
+    Galleries, GalleryRecord, KeyStore, LedgerSlot, OpenUpload, PresignedRecord, PresignedUrls,
+    Quotas, StateStore, StorageLedger,
 };
+use kikaku_filters::keys::{hash_key, key_ref, S3Credential};
+use kikaku_filters::{ApiKey, KeyStatus, KeyType};
 
 fn obj(name: &str) -> LedgerSlot {
     LedgerSlot::Object(name.to_string())
@@ -185,6 +188,84 @@ fn redis(url: String, cluster: Vec<String>) -> Arc<dyn StateStore> {
     )
 }
 
+fn presigned(key: &str, created_at: i64, expires_at: i64) -> PresignedRecord {
+    PresignedRecord {
+        owner_id: "0a1b2c3d4e5f".into(),
+        bucket_name: "main".into(),
+        object_key: key.into(),
+        method: "GET".into(),
+        created_at,
+        expires_at,
+    }
+}
+
+/// Presigned URLs are listed while they live, newest first; a stored key
+/// is found by every one of its S3 credentials, active or not (the filter
+/// decides what an inactive one may do).
+async fn presigned_and_credentials(s: Arc<dyn StateStore>) {
+    let now = kikaku_filters::clock::now_unix();
+    s.presigned_add(presigned("old", now - 100, now - 50))
+        .await
+        .unwrap();
+    s.presigned_add(presigned("a", now, now + 60))
+        .await
+        .unwrap();
+    s.presigned_add(presigned("b", now + 1, now + 3600))
+        .await
+        .unwrap();
+    s.presigned_add(presigned("b", now + 1, now + 3600))
+        .await
+        .unwrap();
+    let live: Vec<String> = s
+        .presigned_list(now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.object_key)
+        .collect();
+    assert_eq!(live, ["b", "a"], "the same record twice is one");
+    assert_eq!(s.presigned_list(now + 61).await.unwrap().len(), 1);
+
+    let hash = hash_key("kikaku_s3_credential_suite");
+    let mut second = S3Credential::new("KKSECONDCREDENTIAL00".into(), "s".repeat(40));
+    second.is_active = false;
+    let key = ApiKey {
+        hash,
+        key_ref: key_ref(KeyType::Storage, &hash),
+        key_type: KeyType::Storage,
+        owner: "o".into(),
+        email: String::new(),
+        status: KeyStatus::Active,
+        created_at: 1,
+        expires_at: None,
+        quota: 10,
+        rate_limit_per_minute: None,
+        bucket: None,
+        s3: Some(S3Credential::new(
+            "KKFIRSTCREDENTIAL000".into(),
+            "f".repeat(40),
+        )),
+        more_s3: vec![second],
+    };
+    s.key_put(&key).await.unwrap();
+    for id in ["KKFIRSTCREDENTIAL000", "KKSECONDCREDENTIAL00"] {
+        let found = s.key_get_by_access_key(id).await.unwrap();
+        assert_eq!(found.as_ref().map(|k| k.hash), Some(hash), "{id}");
+    }
+    let found = s
+        .key_get_by_access_key("KKSECONDCREDENTIAL00")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.active_credential("KKSECONDCREDENTIAL00").is_none());
+    assert!(found.active_credential("KKFIRSTCREDENTIAL000").is_some());
+    assert!(s
+        .key_get_by_access_key("KKNOSUCHCREDENTIAL00")
+        .await
+        .unwrap()
+        .is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_ledger() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,6 +274,7 @@ async fn embedded_ledger() {
     ledger_suite(s.clone()).await;
     concurrent_writes_never_overshoot(s.clone()).await;
     uploads_and_gallery(s.clone()).await;
+    presigned_and_credentials(s.clone()).await;
     drop(s);
     // The ledger survives a reopen (replay and compaction).
     let s = EmbeddedState::open(&path).unwrap();
@@ -214,6 +296,14 @@ async fn embedded_ledger() {
         created_at_ms: 9,
     };
     assert_eq!(s.gallery_add("gallery-subject", rec, 3).await.unwrap().0, 6);
+    // Live presigned URLs and the second credential survive too.
+    let now = kikaku_filters::clock::now_unix();
+    assert_eq!(s.presigned_list(now).await.unwrap().len(), 2);
+    assert!(s
+        .key_get_by_access_key("KKSECONDCREDENTIAL00")
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -227,7 +317,8 @@ async fn redis_ledger() {
     .unwrap();
     ledger_suite(s.clone()).await;
     concurrent_writes_never_overshoot(s.clone()).await;
-    uploads_and_gallery(s).await;
+    uploads_and_gallery(s.clone()).await;
+    presigned_and_credentials(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -241,5 +332,6 @@ async fn redis_cluster_ledger() {
     .unwrap();
     ledger_suite(s.clone()).await;
     concurrent_writes_never_overshoot(s.clone()).await;
-    uploads_and_gallery(s).await;
+    uploads_and_gallery(s.clone()).await;
+    presigned_and_credentials(s).await;
 }

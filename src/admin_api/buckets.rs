@@ -38,7 +38,7 @@ pub fn human(bytes: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-fn storage(env: &Env) -> Result<&Storage, GatewayError> {
+pub(super) fn storage(env: &Env) -> Result<&Storage, GatewayError> {
     env.storage.as_deref().ok_or_else(|| {
         GatewayError::new(
             ErrorKind::NotFound,
@@ -57,7 +57,7 @@ async fn owner(env: &Env, owner_id: &str) -> Result<ApiKey, GatewayError> {
 }
 
 /// Every object of a bucket (all pages).
-async fn all_objects(
+pub(super) async fn all_objects(
     storage: &Storage,
     backend_bucket: &str,
 ) -> Result<Vec<ListedObject>, GatewayError> {
@@ -98,7 +98,10 @@ async fn bucket_view(
 }
 
 /// `(name, created_at)` of every bucket of `k`.
-async fn buckets_of(storage: &Storage, k: &ApiKey) -> Result<Vec<(String, String)>, GatewayError> {
+pub(super) async fn buckets_of(
+    storage: &Storage,
+    k: &ApiKey,
+) -> Result<Vec<(String, String)>, GatewayError> {
     let tenant = k.tenant_id();
     Ok(storage
         .backend
@@ -182,7 +185,11 @@ pub async fn create(env: &Env, body: &[u8]) -> Result<Answer, GatewayError> {
 }
 
 /// The owner and creation time of an existing bucket.
-async fn existing(env: &Env, owner_id: &str, name: &str) -> Result<(ApiKey, String), GatewayError> {
+pub(super) async fn existing(
+    env: &Env,
+    owner_id: &str,
+    name: &str,
+) -> Result<(ApiKey, String), GatewayError> {
     let storage = storage(env)?;
     let k = owner(env, owner_id).await?;
     buckets_of(storage, &k)

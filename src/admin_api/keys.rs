@@ -379,3 +379,29 @@ pub async fn delete(env: &Env, id: &str) -> Result<Answer, GatewayError> {
     log::info!("management API: deleted {}", k.key_ref);
     Ok(Answer::ok(json!({"id": id, "deleted": true})))
 }
+
+/// `POST /admin/v1/keys/{id}/reconcile`: restate a storage key's usage
+/// from what the backend holds.
+pub async fn reconcile(env: &Env, id: &str) -> Result<Answer, GatewayError> {
+    let (k, _) = find(env, id).await?;
+    if k.key_type != KeyType::Storage {
+        return Err(bad("Only storage keys have a byte ledger to reconcile."));
+    }
+    let storage = env
+        .storage
+        .as_ref()
+        .ok_or_else(|| GatewayError::new(ErrorKind::NotFound, "Storage is not configured."))?;
+    let (before, after, objects) = crate::storage::reconcile::reconcile(storage, &k)
+        .await
+        .map_err(unavailable)?;
+    log::info!(
+        "management API: reconciled {}: {before} -> {after} bytes",
+        k.key_ref
+    );
+    Ok(Answer::ok(json!({
+        "id": id,
+        "used_before": before,
+        "used": after,
+        "objects": objects,
+    })))
+}

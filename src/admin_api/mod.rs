@@ -6,12 +6,16 @@
 //!
 //! - `keys.rs`: `/admin/v1/keys`, `/admin/v1/keys/{id}`;
 //! - `credentials.rs`: `/admin/v1/credentials`, `/admin/v1/credentials/{id}`;
-//! - `buckets.rs`: `/admin/v1/buckets/...`, their objects and uploads.
+//! - `buckets.rs`: `/admin/v1/buckets/...`, their objects and uploads;
+//! - `presigned.rs`: `/admin/v1/presigned-urls`;
+//! - `stats.rs`: `/admin/v1/stats`.
 
 pub mod buckets;
 pub mod credentials;
 pub mod keys;
+pub mod presigned;
 mod request;
+pub mod stats;
 
 use std::sync::Arc;
 
@@ -37,6 +41,8 @@ pub struct Env {
     pub storage: Option<Arc<Storage>>,
     /// `admin.token`; `None` refuses every call.
     pub token: Option<String>,
+    /// `public_url` (or its default), without a trailing slash.
+    pub public_base: String,
 }
 
 /// One management call as the admin listener read it.
@@ -123,12 +129,17 @@ async fn route(env: &Env, call: &Call) -> Result<Answer, GatewayError> {
         .collect();
     let m = &call.method;
     match segments.as_slice() {
+        ["stats"] if m == Method::GET => stats::get(env).await,
+        ["presigned-urls"] if m == Method::GET => presigned::list(env).await,
+        ["presigned-urls"] if m == Method::POST => presigned::create(env, &call.body).await,
+        ["stats"] | ["presigned-urls"] => Err(method_not_allowed(m)),
         ["keys"] if m == Method::GET => keys::list(env, Query::parse(call.query.as_deref())?).await,
         ["keys"] if m == Method::POST => keys::create(env, &call.body).await,
         ["keys", id] if m == Method::GET => keys::get(env, id).await,
         ["keys", id] if m == Method::PATCH => keys::patch(env, id, &call.body).await,
         ["keys", id] if m == Method::DELETE => keys::delete(env, id).await,
-        ["keys"] | ["keys", _] => Err(method_not_allowed(m)),
+        ["keys", id, "reconcile"] if m == Method::POST => keys::reconcile(env, id).await,
+        ["keys"] | ["keys", _] | ["keys", _, "reconcile"] => Err(method_not_allowed(m)),
         ["credentials"] if m == Method::GET => {
             credentials::list(env, Query::parse(call.query.as_deref())?).await
         }

@@ -35,6 +35,8 @@ pub enum CliError {
     Setup(String),
     /// The command's own runtime could not start.
     Runtime(std::io::Error),
+    /// A reconcile stopped part-way.
+    Reconcile(crate::storage::reconcile::ReconcileError),
 }
 
 impl std::fmt::Display for CliError {
@@ -53,6 +55,7 @@ impl std::fmt::Display for CliError {
             CliError::State(e) => write!(f, "state store: {e}"),
             CliError::Backend(e) => write!(f, "storage backend: {e}"),
             CliError::Runtime(e) => write!(f, "cannot start the runtime: {e}"),
+            CliError::Reconcile(e) => write!(f, "reconcile: {e}"),
         }
     }
 }
@@ -68,6 +71,12 @@ impl From<StateError> for CliError {
 impl From<BackendError> for CliError {
     fn from(e: BackendError) -> Self {
         CliError::Backend(e)
+    }
+}
+
+impl From<crate::storage::reconcile::ReconcileError> for CliError {
+    fn from(e: crate::storage::reconcile::ReconcileError) -> Self {
+        CliError::Reconcile(e)
     }
 }
 

@@ -7,13 +7,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::state::{LedgerSlot, StateStore};
+use crate::state::StateStore;
 use clap::Subcommand;
 use kikaku_filters::{ApiKey, KeyType};
 
 use super::CliError;
 use crate::config::StateBackend;
-use crate::storage::Storage;
+use crate::storage::reconcile::reconcile;
 
 #[derive(Debug, Subcommand)]
 pub enum StorageCommand {
@@ -109,73 +109,4 @@ fn matches_key(k: &ApiKey, given: &str) -> bool {
     k.key_ref == given
         || k.hash == kikaku_filters::keys::hash_key(given)
         || kikaku_filters::keys::parse_hex32(given) == Some(k.hash)
-}
-
-/// Restate one key's objects; returns usage before and after, and the count.
-pub async fn reconcile(storage: &Storage, key: &ApiKey) -> Result<(u64, u64, usize), CliError> {
-    let subject = key.subject();
-    let before = storage.state.quota_usage(&subject).await?.used;
-    let tenant = key.tenant_id();
-    let map = &storage.backend.buckets;
-    let buckets = storage.backend.tenant_buckets(key).await?;
-    let mut objects = Vec::new();
-    for bucket in buckets {
-        let backend_bucket = map.to_backend(&tenant, &bucket);
-        let mut token: Option<String> = None;
-        loop {
-            let page = storage
-                .backend
-                .list_objects(&backend_bucket, "", token.as_deref(), 1000)
-                .await?;
-            objects.extend(
-                page.objects
-                    .into_iter()
-                    .map(|o| (Storage::ledger_name(&bucket, &o.key), o.size)),
-            );
-            match page.next_token {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
-    }
-    let count = objects.len();
-    storage.state.storage_reconcile(&subject, objects).await?;
-    restate_open_uploads(storage, key).await?;
-    let after = storage.state.quota_usage(&subject).await?.used;
-    Ok((before, after, count))
-}
-
-/// The parts of each open multipart upload the ledger knows, restated from
-/// the backend's ListParts: an upload the backend no longer has leaves the
-/// ledger; one it has is charged exactly its parts' bytes.
-async fn restate_open_uploads(storage: &Storage, key: &ApiKey) -> Result<(), CliError> {
-    let subject = key.subject();
-    let tenant = key.tenant_id();
-    let state = &storage.state;
-    let uploads = state.storage_uploads(&subject).await?;
-    for up in uploads {
-        let backend_bucket = storage.backend.buckets.to_backend(&tenant, &up.bucket);
-        let parts = storage
-            .backend
-            .list_parts(&backend_bucket, &up.key, &up.upload_id)
-            .await?;
-        state.storage_abort(&subject, &up.upload_id).await?;
-        let Some(parts) = parts else {
-            continue;
-        };
-        let upload_id = up.upload_id.clone();
-        state.storage_upload_begin(&subject, up).await?;
-        for (part, (_, size)) in parts {
-            let slot = LedgerSlot::Part {
-                upload_id: upload_id.clone(),
-                part,
-            };
-            let held = state
-                .storage_reserve(&subject, &slot, size, u64::MAX)
-                .await?
-                .ok_or_else(|| CliError::Setup("the ledger refused to restate a part".into()))?;
-            state.storage_commit(&subject, held, &slot, size).await?;
-        }
-    }
-    Ok(())
 }

@@ -91,6 +91,7 @@ impl AdminApp {
             config_keys: snap.keys.clone(),
             storage: snap.storage.clone(),
             token: snap.config.admin.as_ref().map(|a| a.token.clone()),
+            public_base: snap.config.public_base(),
         };
         admin_api::handle(
             &env,

@@ -288,10 +288,34 @@ pub trait Galleries: Send + Sync {
     ) -> Result<(Vec<GalleryRecord>, u64), StateError>;
 }
 
+/// A presigned URL the management API handed out, kept until it expires
+/// so that operators can list the live ones.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PresignedRecord {
+    /// The owning storage key's id.
+    pub owner_id: String,
+    pub bucket_name: String,
+    pub object_key: String,
+    /// `GET`, `PUT` or `DELETE`.
+    pub method: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Presigned URLs handed out, while they live.
+#[async_trait]
+pub trait PresignedUrls: Send + Sync {
+    async fn presigned_add(&self, record: PresignedRecord) -> Result<(), StateError>;
+    /// Those whose `expires_at` is after `now` (unix seconds), newest first.
+    async fn presigned_list(&self, now: i64) -> Result<Vec<PresignedRecord>, StateError>;
+}
+
 /// A whole state backend.
 #[async_trait]
 pub trait StateStore:
-    RateLimits + Quotas + RequestLogs + KeyStore + StorageLedger + Galleries + 'static
+    RateLimits + Quotas + RequestLogs + KeyStore + StorageLedger + Galleries + PresignedUrls + 'static
 {
     /// Whether the backend can serve requests now (for `/readyz`).
     async fn ready(&self) -> bool;

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 pub use self::redis::{RedisConfig, RedisState};
 pub use contract::{
-    Admission, Galleries, GalleryRecord, LedgerSlot, LogPage, LogQuery, OpenUpload, QuotaUsage,
-    Quotas, RequestLog, RequestLogs, RequestStats, Reservation, StateStore, StorageLedger,
+    Admission, Galleries, GalleryRecord, LedgerSlot, LogPage, LogQuery, OpenUpload,
+    PresignedRecord, PresignedUrls, QuotaUsage, Quotas, RequestLog, RequestLogs, RequestStats,
+    Reservation, StateStore, StorageLedger,
 };
 pub use embedded::EmbeddedState;
 pub use kikaku_filters::state::{KeyStore, PendingRateLimit, RateDecision, RateLimits, StateError};

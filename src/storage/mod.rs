@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod payload;
+pub mod reconcile;
 pub mod s3_endpoint;
 pub mod staged;
 pub mod storage_api;

@@ -1,6 +1,6 @@
 //! Calls to the management API (`/admin/v1/...` on the admin listener).
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{client, Gateway};
 
@@ -28,4 +28,50 @@ pub async fn admin_call(
     let text = resp.text().await.unwrap();
     let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, v)
+}
+
+/// `admin_call` with the token of the shipped configs (`admin_demo_token`).
+pub async fn demo_admin(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    admin_call(gw, method, path, body, Some("admin_demo_token")).await
+}
+
+/// A storage key made through the API: its id and its S3 credential.
+pub struct StorageKey {
+    pub owner: String,
+    pub id: String,
+    pub secret: String,
+}
+
+/// Make a storage key for `owner` with default bucket `bucket`.
+pub async fn storage_key(gw: &Gateway, owner: &str, bucket: &str) -> StorageKey {
+    let (s, made) = demo_admin(
+        gw,
+        "POST",
+        "/keys",
+        Some(json!({"type": "storage", "owner": owner, "bucket": bucket})),
+    )
+    .await;
+    assert_eq!(s, 201, "{made}");
+    let text = |v: &Value| v.as_str().unwrap().to_string();
+    StorageKey {
+        owner: text(&made["id"]),
+        id: text(&made["s3"]["access_key_id"]),
+        secret: text(&made["s3"]["secret_access_key"]),
+    }
+}
+
+/// The stdout of a command that must succeed.
+pub fn aws_ok(out: std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }

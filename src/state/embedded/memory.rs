@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::{COMPACT_EVERY, COMPACT_RATIO};
 use crate::state::journal::Journal;
 use crate::state::{
-    GalleryRecord, LedgerSlot, OpenUpload, RequestLog, RequestStats, Reservation, StateError,
+    GalleryRecord, LedgerSlot, OpenUpload, PresignedRecord, RequestLog, RequestStats, Reservation,
+    StateError,
 };
 use kikaku_filters::clock::now_ms;
 
@@ -66,6 +67,8 @@ pub(super) enum Record {
     ObjReset { s: String },
     /// A multipart upload began.
     UpBegin { s: String, up: OpenUpload },
+    /// A presigned URL handed out (dropped by compaction once expired).
+    Presigned { p: PresignedRecord },
     /// A gallery record (with its id), and how many the subject keeps.
     Gal {
         s: String,
@@ -150,6 +153,8 @@ pub(super) struct Inner {
     /// Next gallery id per subject.
     pub(super) gallery_seq: HashMap<String, u64>,
     pub(super) keys: HashMap<[u8; 32], ApiKey>,
+    /// Presigned URLs handed out, oldest first (expired ones pruned).
+    pub(super) presigned: Vec<PresignedRecord>,
     pub(super) next_reservation: u64,
     pub(super) journal: Option<Journal>,
     /// Appended records that trigger the next compaction.
@@ -217,6 +222,7 @@ impl Inner {
                 let old = q.parts.entry(u).or_default().insert(p, n).unwrap_or(0);
                 q.shift(old, n);
             }
+            Record::Presigned { p } => self.presigned.push(p),
             Record::Gal { s, g, k } => {
                 let seq = self.gallery_seq.entry(s.clone()).or_insert(0);
                 *seq = (*seq).max(g.id);
@@ -402,6 +408,13 @@ impl Inner {
             }));
         }
         live.extend(self.keys.values().map(|k| Record::KeyPut { k: k.clone() }));
+        let now_s = (now / 1000) as i64;
+        self.presigned.retain(|p| p.expires_at > now_s);
+        live.extend(
+            self.presigned
+                .iter()
+                .map(|p| Record::Presigned { p: p.clone() }),
+        );
         self.compact_at = COMPACT_EVERY.max(live.len() as u64 * COMPACT_RATIO);
         self.journal()?.rewrite(&live)
     }

@@ -15,6 +15,7 @@ mod keys;
 mod ledger;
 mod logs;
 mod memory;
+mod presigned;
 mod quotas;
 mod rate;
 #[cfg(test)]

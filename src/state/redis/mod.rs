@@ -26,6 +26,7 @@ mod gallery;
 mod keys;
 mod ledger;
 mod logs;
+mod presigned;
 mod quotas;
 mod rate;
 mod scripts;
@@ -197,6 +198,15 @@ impl Conn {
         match self {
             Conn::Single(mut c) => once_more!(cmd.query_async(&mut c).await),
             Conn::Cluster(mut c) => once_more!(cmd.query_async(&mut c).await),
+        }
+    }
+
+    /// Commands on one key, in one round trip (not atomic: each one is
+    /// idempotent on its own).
+    async fn query_pipe<T: redis::FromRedisValue>(self, pipe: redis::Pipeline) -> RedisResult<T> {
+        match self {
+            Conn::Single(mut c) => once_more!(pipe.query_async(&mut c).await),
+            Conn::Cluster(mut c) => once_more!(pipe.query_async(&mut c).await),
         }
     }
 }
