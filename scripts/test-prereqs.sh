@@ -5,7 +5,8 @@
 #     sends `Expect: 100-continue`), Node.js and npm: from apt when missing;
 #   - .venv/: a virtual environment the project makes with the machine's
 #     python3, holding the pinned Python test tools of tests/requirements.txt
-#     (boto3, the AWS CLI, moto's server, PyYAML). A stock Debian's python3
+#     (boto3, the AWS CLI, moto's server, PyYAML, openapi-spec-validator,
+#     schemathesis). A stock Debian's python3
 #     refuses `pip install` (PEP 668), so nothing is installed into it; its
 #     `venv` module comes from the python3-venv package, installed when missing;
 #   - tests/node/node_modules: the pinned JavaScript clients (npm ci).

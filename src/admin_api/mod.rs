@@ -8,7 +8,9 @@
 //! - `credentials.rs`: `/admin/v1/credentials`, `/admin/v1/credentials/{id}`;
 //! - `buckets.rs`: `/admin/v1/buckets/...`, their objects and uploads;
 //! - `presigned.rs`: `/admin/v1/presigned-urls`;
-//! - `stats.rs`: `/admin/v1/stats`.
+//! - `stats.rs`: `/admin/v1/stats`;
+//! - `openapi.json`: this API's OpenAPI 3.1 document, served as is (a
+//!   test checks it parses, validates and matches the live answers).
 
 pub mod buckets;
 pub mod credentials;
@@ -29,6 +31,11 @@ use crate::state::StateStore;
 use crate::storage::Storage;
 
 pub use request::{parse_body, Query};
+
+/// This API's OpenAPI 3.1 document (`GET /admin/v1/openapi.json`).
+static OPENAPI: once_cell::sync::Lazy<Value> = once_cell::sync::Lazy::new(|| {
+    serde_json::from_str(include_str!("openapi.json")).unwrap_or(Value::Null)
+});
 
 /// The largest request body the management API reads.
 pub const MAX_BODY: usize = 1 << 20;
@@ -129,10 +136,11 @@ async fn route(env: &Env, call: &Call) -> Result<Answer, GatewayError> {
         .collect();
     let m = &call.method;
     match segments.as_slice() {
+        ["openapi.json"] if m == Method::GET => Ok(Answer::ok(OPENAPI.clone())),
         ["stats"] if m == Method::GET => stats::get(env).await,
         ["presigned-urls"] if m == Method::GET => presigned::list(env).await,
         ["presigned-urls"] if m == Method::POST => presigned::create(env, &call.body).await,
-        ["stats"] | ["presigned-urls"] => Err(method_not_allowed(m)),
+        ["stats"] | ["presigned-urls"] | ["openapi.json"] => Err(method_not_allowed(m)),
         ["keys"] if m == Method::GET => keys::list(env, Query::parse(call.query.as_deref())?).await,
         ["keys"] if m == Method::POST => keys::create(env, &call.body).await,
         ["keys", id] if m == Method::GET => keys::get(env, id).await,
