@@ -6,15 +6,34 @@ mod common;
 
 use std::time::Duration;
 
-use common::admin::{aws_ok, demo_admin, storage_key, StorageKey};
+use common::admin::{aws_ok, demo_admin, shipped, storage_key, Shipped, StorageKey};
 use common::*;
 use serde_json::{json, Value};
 
 /// Buckets and objects seen, counted and deleted by the operator while the
 /// tenant writes them with the AWS CLI; deleted bytes return to the quota.
-#[tokio::test(flavor = "multi_thread")]
-async fn buckets_and_objects_are_listed_counted_and_deleted() {
-    let (gw, _sim, data) = start_shipped("conf/kikaku.yaml");
+macro_rules! on_both_backends {
+    ($($behaviour:ident),*) => {$(
+        mod $behaviour {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn embedded() {
+                super::$behaviour(false).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn redis() {
+                super::$behaviour(true).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    buckets_and_objects_are_listed_counted_and_deleted,
+    presigned_urls_stats_and_reconcile
+);
+
+async fn buckets_and_objects_are_listed_counted_and_deleted(redis: bool) {
+    let Shipped { gw, data, _redis } = shipped(redis);
     let endpoint = gw.url("");
     let StorageKey { owner, id, secret } = storage_key(&gw, "Dan", "main").await;
     let cli = |args: &[&str]| aws(&endpoint, &id, &secret, args);
@@ -246,9 +265,8 @@ async fn issue(gw: &Gateway, body: Value) -> (u16, Value) {
 
 /// Presigned URLs work with no other credential until they expire, and the
 /// live ones are listed and counted; reconcile restates a key's usage.
-#[tokio::test(flavor = "multi_thread")]
-async fn presigned_urls_stats_and_reconcile() {
-    let (gw, _sim, data) = start_shipped("conf/kikaku.yaml");
+async fn presigned_urls_stats_and_reconcile(redis: bool) {
+    let Shipped { gw, data, _redis } = shipped(redis);
     let endpoint = gw.url("");
     let StorageKey { owner, id, secret } = storage_key(&gw, "Eve", "main").await;
     let file = data.path().join("p.txt");
@@ -320,7 +338,7 @@ async fn presigned_urls_stats_and_reconcile() {
         .unwrap();
     assert_eq!(resp.status(), 403, "expired");
     let (_, listed) = admin_get(&gw, "/presigned-urls").await;
-    let live: Vec<(String, String)> = listed["urls"]
+    let mut live: Vec<(String, String)> = listed["urls"]
         .as_array()
         .unwrap()
         .iter()
@@ -331,14 +349,25 @@ async fn presigned_urls_stats_and_reconcile() {
             )
         })
         .collect();
+    let created: Vec<&str> = listed["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["created_at"].as_str().unwrap())
+        .collect();
+    assert!(
+        created.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {listed}"
+    );
+    live.sort();
     assert_eq!(
         live,
         [
             ("DELETE".into(), "up.txt".into()),
+            ("GET".into(), "p q.txt".into()),
             ("PUT".into(), "up.txt".into()),
-            ("GET".into(), "p q.txt".into())
         ],
-        "newest first, the expired one gone: {listed}"
+        "the expired one gone: {listed}"
     );
     assert_eq!(listed["urls"][0]["owner_id"], owner.as_str());
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::admin::demo_admin;
+use common::admin::{demo_admin, shipped, Shipped};
 use common::*;
 use serde_json::{json, Value};
 
@@ -131,8 +131,17 @@ fn aws_ls(endpoint: &str, id: &str, secret: &str, bucket: &str) -> std::process:
 /// with boto3 while the first works with the AWS CLI; switching it off
 /// locks its clients out within a second and leaves the first alone.
 #[tokio::test(flavor = "multi_thread")]
-async fn extra_credentials_work_at_once_and_are_switched_off_alone() {
-    let (gw, _sim, _data) = start_shipped("conf/kikaku.yaml");
+async fn extra_credentials_on_the_embedded_backend() {
+    extra_credentials_work_at_once_and_are_switched_off_alone(false).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extra_credentials_on_redis() {
+    extra_credentials_work_at_once_and_are_switched_off_alone(true).await
+}
+
+async fn extra_credentials_work_at_once_and_are_switched_off_alone(redis: bool) {
+    let Shipped { gw, data: _data, _redis } = shipped(redis);
     let endpoint = gw.url("");
     let (s, made) = demo_admin(
         &gw,

@@ -308,7 +308,8 @@ pub struct PresignedRecord {
 #[async_trait]
 pub trait PresignedUrls: Send + Sync {
     async fn presigned_add(&self, record: PresignedRecord) -> Result<(), StateError>;
-    /// Those whose `expires_at` is after `now` (unix seconds), newest first.
+    /// Those whose `expires_at` is after `now` (unix seconds), newest first
+    /// (records of the same second in no set order).
     async fn presigned_list(&self, now: i64) -> Result<Vec<PresignedRecord>, StateError>;
 }
 

@@ -2,7 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::{client, Gateway};
+use super::redis::RedisServer;
+use super::{client, start_shipped_on, start_shipped_with, Gateway};
 
 /// `method /admin/v1<path>` with this bearer token (none: no header) and
 /// JSON body; the status and the JSON answer.
@@ -74,4 +75,30 @@ pub fn aws_ok(out: std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
+}
+
+/// The shipped offline config on the embedded state backend, or its Redis
+/// twin (`conf/redis.example.yaml`) on a private redis-server.
+pub struct Shipped {
+    pub gw: Gateway,
+    pub data: tempfile::TempDir,
+    pub _redis: Option<RedisServer>,
+}
+
+pub fn shipped(redis: bool) -> Shipped {
+    let data = tempfile::tempdir().unwrap();
+    let server = redis.then(RedisServer::start);
+    let (gw, _, _) = match &server {
+        None => start_shipped_on("conf/kikaku.yaml", data.path()),
+        Some(r) => start_shipped_with(
+            "conf/redis.example.yaml",
+            data.path(),
+            &[("KIKAKU_REDIS_URL", r.url())],
+        ),
+    };
+    Shipped {
+        gw,
+        data,
+        _redis: server,
+    }
 }

@@ -425,17 +425,29 @@ pub fn start_shipped(name: &str) -> (Gateway, u16, tempfile::TempDir) {
 /// the same data); returns the gateway, the simulator's port and the
 /// embedded S3 backend's port.
 pub fn start_shipped_on(name: &str, data: &Path) -> (Gateway, u16, u16) {
+    start_shipped_with(name, data, &[])
+}
+
+/// `start_shipped_on` with more environment (e.g. `KIKAKU_REDIS_URL` for
+/// `conf/redis.example.yaml`).
+pub fn start_shipped_with(
+    name: &str,
+    data: &Path,
+    extra: &[(&str, String)],
+) -> (Gateway, u16, u16) {
     let (public, admin, sim, s3) = (free_port(), free_port(), free_port(), free_port());
+    let mut env = vec![
+        ("KIKAKU_HTTP_ADDR", format!("127.0.0.1:{public}")),
+        ("KIKAKU_ADMIN_ADDR", format!("127.0.0.1:{admin}")),
+        ("KIKAKU_SIM_ARK_ADDR", format!("127.0.0.1:{sim}")),
+        ("KIKAKU_S3_EMBEDDED_ADDR", format!("127.0.0.1:{s3}")),
+        ("KIKAKU_DATA_DIR", data.display().to_string()),
+        ("KIKAKU_ACCESS_LOG", "off".into()),
+    ];
+    env.extend(extra.iter().cloned());
     let gw = Gateway::start_file(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join(name),
-        &[
-            ("KIKAKU_HTTP_ADDR", format!("127.0.0.1:{public}")),
-            ("KIKAKU_ADMIN_ADDR", format!("127.0.0.1:{admin}")),
-            ("KIKAKU_SIM_ARK_ADDR", format!("127.0.0.1:{sim}")),
-            ("KIKAKU_S3_EMBEDDED_ADDR", format!("127.0.0.1:{s3}")),
-            ("KIKAKU_DATA_DIR", data.display().to_string()),
-            ("KIKAKU_ACCESS_LOG", "off".into()),
-        ],
+        &env,
         public,
         admin,
     );

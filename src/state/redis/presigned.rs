@@ -44,9 +44,12 @@ impl PresignedUrls for RedisState {
                 .await
             })
             .await?;
-        Ok(raw
+        let mut list: Vec<PresignedRecord> = raw
             .iter()
             .filter_map(|r| serde_json::from_str(r).ok())
-            .collect())
+            .collect();
+        // The set is ordered by expiry; the contract is newest first.
+        list.sort_by_key(|p| std::cmp::Reverse(p.created_at));
+        Ok(list)
     }
 }
