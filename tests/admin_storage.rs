@@ -141,7 +141,11 @@ async fn extra_credentials_on_redis() {
 }
 
 async fn extra_credentials_work_at_once_and_are_switched_off_alone(redis: bool) {
-    let Shipped { gw, data: _data, _redis } = shipped(redis);
+    let Shipped {
+        gw,
+        data: _data,
+        _redis,
+    } = shipped(redis);
     let endpoint = gw.url("");
     let (s, made) = demo_admin(
         &gw,
