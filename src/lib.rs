@@ -10,7 +10,8 @@
 //! - the capabilities, one room each: [`images`] (image generation and its
 //!   API), [`account`] (usage and logs of image keys), [`gallery`] (kept
 //!   copies of generated images), [`storage`] (the S3 endpoint, the storage
-//!   API and the plumbing to the backend);
+//!   API and the plumbing to the backend), [`admin_api`] (the management
+//!   API), [`openapi`] (the public API's document);
 //! - [`standins`]: the Ark simulator and the embedded S3 backend;
 //! - what the capabilities share: [`reply`] (how a handler answers),
 //!   [`s3_xml`], [`upstreams`], [`state`];
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod gallery;
 pub mod images;
+pub mod openapi;
 pub mod proxy;
 pub mod reply;
 pub mod s3_xml;

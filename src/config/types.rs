@@ -449,6 +449,8 @@ pub enum HandlerConfig {
     ImageGallery,
     /// `GET /gallery/<token>.jpeg`, no key: the token is unguessable (needs `storage`).
     GalleryFile,
+    /// `GET /openapi.json`, no key: the public API's OpenAPI 3.1 document.
+    Openapi,
 }
 
 impl HandlerConfig {
@@ -456,7 +458,9 @@ impl HandlerConfig {
     pub fn needs_key(&self) -> bool {
         !matches!(
             self,
-            HandlerConfig::NotImplemented { .. } | HandlerConfig::GalleryFile
+            HandlerConfig::NotImplemented { .. }
+                | HandlerConfig::GalleryFile
+                | HandlerConfig::Openapi
         )
     }
 

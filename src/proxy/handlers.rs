@@ -26,6 +26,8 @@ pub enum Handler {
     StorageApi(Arc<storage_api::StorageApi>),
     ImageGallery(Arc<Gallery>),
     GalleryFile(Arc<Gallery>),
+    /// The public API's OpenAPI document.
+    Openapi,
 }
 
 /// What handlers may capture when a snapshot is compiled.
@@ -64,6 +66,7 @@ impl Handler {
             HandlerConfig::ImageGallery => {
                 Handler::ImageGallery(env.gallery.clone().ok_or_else(needs_storage)?)
             }
+            HandlerConfig::Openapi => Handler::Openapi,
             HandlerConfig::GalleryFile => {
                 Handler::GalleryFile(env.gallery.clone().ok_or_else(needs_storage)?)
             }
@@ -109,6 +112,7 @@ impl Handler {
             Handler::StorageApi(h) => Box::pin(h.handle(ex)).await,
             Handler::ImageGallery(g) => Box::pin(gallery::routes::list(g, ex)).await,
             Handler::GalleryFile(g) => Box::pin(gallery::routes::file(g, ex)).await,
+            Handler::Openapi => crate::openapi::serve(ex).await,
         }
     }
 }
