@@ -230,6 +230,12 @@ async fn api_keys_change_take_effect_and_persist_on_the_embedded_backend() {
     let gw = Arc::new(Arc::try_unwrap(gw).ok().unwrap().kill9_and_restart());
     let gws = [gw.clone()];
     assert_eq!(probe(&gw, &key).await, 501, "an API key survives a restart");
+    // ... and a reload (the config's keys change, the stored ones stay).
+    gw.signal("HUP");
+    gw.wait_metric("kikaku_config_generation", 2.0);
+    assert_eq!(probe(&gw, &key).await, 501, "an API key survives a reload");
+    let (_, one) = admin(&gw, "GET", &format!("/keys/{id}"), None).await;
+    assert_eq!(one["source"], "api", "{one}");
     let (s, v) = admin(&gw, "DELETE", &format!("/keys/{id}"), None).await;
     assert_eq!((s, v["deleted"].as_bool()), (200, Some(true)), "{v}");
     let deleted = until_all(&gws, &key, 401).await;
@@ -455,6 +461,16 @@ async fn on_redis_a_key_made_on_one_instance_works_on_another_and_dies_from_a_th
     }
     let (s, seen) = admin(&gws[1], "GET", &format!("/keys/{id}"), None).await;
     assert_eq!((s, seen["owner"].as_str()), (200, Some("Dora")));
+    let (s, listed) = admin(&gws[2], "GET", "/keys?type=image&limit=100", None).await;
+    assert_eq!(s, 200);
+    assert!(
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == id.as_str() && k["source"] == "api"),
+        "listed by a third instance: {listed}"
+    );
 
     let (s, _) = admin(
         &gws[2],
@@ -471,4 +487,33 @@ async fn on_redis_a_key_made_on_one_instance_works_on_another_and_dies_from_a_th
     eprintln!("on all 3 instances: suspended in {suspended:?}, deleted in {deleted:?}");
     assert!(suspended < Duration::from_secs(1), "{suspended:?}");
     assert!(deleted < Duration::from_secs(1), "{deleted:?}");
+}
+
+/// A storage key whose bucket cannot be made (the backend is down) is not
+/// kept: the answer says why and the key list does not change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storage_key_is_not_kept_when_its_bucket_cannot_be_made() {
+    let closed = free_port();
+    let storage = format!(
+        "storage:\n  backend: {{upstream: s3, access_key_id: backend-id, secret_access_key: backend-secret-0123}}\nupstreams:\n  s3:\n    endpoints: [{{address: '127.0.0.1:{closed}'}}]\n    timeouts: {{connect_ms: 200, read_ms: 500, write_ms: 500}}\n"
+    );
+    let gw = Gateway::with(&probe_config(&storage));
+    let (_, before) = admin(&gw, "GET", "/keys?limit=100", None).await;
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        "/keys",
+        Some(json!({"type": "storage", "owner": "Fay"})),
+    )
+    .await;
+    assert!(
+        s == 502 || s == 503,
+        "the backend's failure, not a key: {s} {v}"
+    );
+    let (_, after) = admin(&gw, "GET", "/keys?limit=100", None).await;
+    assert_eq!(
+        after["pagination"]["total"], before["pagination"]["total"],
+        "nothing half made: {after}"
+    );
+    assert!(!after.to_string().contains("Fay"));
 }
