@@ -47,7 +47,8 @@ impl std::fmt::Display for CliError {
             CliError::GatewayRunning(pid) => write!(
                 f,
                 "a gateway (pid {pid}) is running on this embedded state; stop it first, \
-                 or use the Redis backend to manage keys live"
+                 or manage keys live through its management API (/admin/v1/keys on the \
+                 admin listener; see README, \"Managing a running gateway\")"
             ),
             CliError::Usage(why) | CliError::NoMatch(why) | CliError::Setup(why) => {
                 f.write_str(why)
