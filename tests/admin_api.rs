@@ -41,29 +41,6 @@ async fn raw(gw: &Gateway, method: &str, path: &str, body: &str) -> (u16, Value)
     (status, resp.json().await.unwrap())
 }
 
-async fn probe(gw: &Gateway, key: &str) -> u16 {
-    client()
-        .get(gw.url("/probe"))
-        .header("authorization", bearer(key))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-/// Time until every gateway answers `want` for `key`.
-async fn until_all(gws: &[Arc<Gateway>], key: &str, want: u16) -> Duration {
-    let start = Instant::now();
-    for gw in gws {
-        while probe(gw, key).await != want {
-            assert!(start.elapsed() < Duration::from_secs(5), "never {want}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    start.elapsed()
-}
-
 fn message(v: &Value) -> &str {
     v["error"]["message"].as_str().unwrap_or("")
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::*;
@@ -28,29 +28,6 @@ fn keys(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-async fn status(gw: &Gateway, key: &str) -> u16 {
-    client()
-        .get(gw.url("/probe"))
-        .header("authorization", bearer(key))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-/// Time until every gateway answers `want` for `key`.
-async fn until_all(gws: &[Arc<Gateway>], key: &str, want: u16) -> Duration {
-    let start = Instant::now();
-    for gw in gws {
-        while status(gw, key).await != want {
-            assert!(start.elapsed() < Duration::from_secs(5), "never {want}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    start.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,7 +132,7 @@ async fn embedded_keys_are_managed_while_the_gateway_is_stopped() {
 
     let gw = gw.kill9_and_restart();
     assert_eq!(
-        status(&gw, &key).await,
+        probe(&gw, &key).await,
         403,
         "a storage key on an image route: known, wrong type"
     );

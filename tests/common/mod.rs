@@ -455,3 +455,35 @@ pub fn start_shipped_with(
     wait_for_port(s3);
     (gw, sim, s3)
 }
+
+/// The status `GET /probe` answers with this key (the test configs route
+/// `/probe` through key_auth to a not_implemented handler: 501 admitted).
+pub async fn probe(gw: &Gateway, key: &str) -> u16 {
+    client()
+        .get(gw.url("/probe"))
+        .header("authorization", bearer(key))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Time until every gateway answers `want` for `key` at `/probe` (at most 5 s).
+pub async fn until_all(
+    gws: &[std::sync::Arc<Gateway>],
+    key: &str,
+    want: u16,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    for gw in gws {
+        while probe(gw, key).await != want {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "never {want}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    start.elapsed()
+}
