@@ -1,0 +1,183 @@
+//! The image route's upstream connections, against an Ark stand-in that
+//! this test controls at the socket: a pooled connection Ark closed under a
+//! request is retried on a fresh one, and `keepalive` on reuses one
+//! connection while off opens one per call.
+
+mod common;
+
+use common::images::{ARK_KEY, KEY};
+use common::*;
+use serde_json::{json, Value};
+
+/// Read one request (its head, then Content-Length bytes of body) off
+/// `sock`, keeping what follows in `buf`; the head, lowercased. `None` once
+/// the connection ends.
+async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= i + 4 + len {
+                buf.drain(..i + 4 + len);
+                return Some(head);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A gateway whose image route calls the Ark stand-in on `port`, with
+/// `upstream_extra` (YAML flow mapping entries) added to its upstream.
+fn stand_in_gateway(port: u16, upstream_extra: &str) -> Gateway {
+    let extra = if upstream_extra.is_empty() {
+        String::new()
+    } else {
+        format!("    {upstream_extra}\n")
+    };
+    Gateway::with(&format!(
+        "upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{port}'}}]\n{extra}routes:\n  - name: images\n    match: {{methods: [POST], path_prefix: /v1/images/generations}}\n    filters: [{{request_id: {{}}}}, {{key_auth: {{}}}}, {{key_type: {{require: image}}}}]\n    handler: {{type: image_generation, upstream: ark, api_key: {ARK_KEY}}}\nkeys:\n  - {{key: {KEY}, owner: Img Tester, quota: 100, rate_limit_per_minute: 100000}}\n"
+    ))
+}
+
+async fn post_a_cat(gw: &Gateway) -> reqwest::Response {
+    let body = json!({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"}).to_string();
+    client()
+        .post(gw.url("/v1/images/generations"))
+        .header("authorization", bearer(KEY))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Ark's answer with one image, as raw HTTP/1.1.
+fn one_image_answer() -> String {
+    let body = json!({
+        "model": "seedream-4-0-250828",
+        "created": 1_700_000_000,
+        "data": [{"url": "http://127.0.0.1/1.jpeg", "size": "1024x1024"}],
+        "usage": {"generated_images": 1, "output_tokens": 4096, "total_tokens": 4096}
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// An Ark stand-in that answers the first request on each connection and
+/// keeps it open, then closes it on the second request without answering:
+/// a server that dropped an idle keep-alive connection just as the gateway
+/// reused it. Counts connections and answers.
+async fn first_request_only_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = answered.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_request(&mut sock, &mut buf).await.is_none() {
+                    return;
+                }
+                if sock.write_all(one_image_answer().as_bytes()).await.is_err() {
+                    return;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                // The next request: drop the connection, no answer.
+                let _ = read_request(&mut sock, &mut buf).await;
+            });
+        }
+    });
+    (port, answered)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_upstream_connection_closed_under_a_request_is_retried_on_a_new_one() {
+    let (port, answered) = first_request_only_upstream().await;
+    let gw = stand_in_gateway(port, "");
+    for i in 0..3 {
+        let r = post_a_cat(&gw).await;
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "request {i}: {v}");
+        assert_eq!(v["data"][0]["url"], "http://127.0.0.1/1.jpeg", "{v}");
+    }
+    // Each later call found its pooled connection dropped and went again on
+    // a new one: three answers, none lost.
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+/// An Ark stand-in that answers every request on a connection and leaves the
+/// connection open; it counts connections and keeps each request's head.
+async fn keep_open_upstream() -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let conns = std::sync::Arc::new(AtomicUsize::new(0));
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (c, h) = (conns.clone(), heads.clone());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(head) = read_request(&mut sock, &mut buf).await {
+                    h.lock().unwrap().push(head);
+                    if sock.write_all(one_image_answer().as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, conns, heads)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ark_keepalive_on_reuses_one_connection_and_off_opens_one_per_call() {
+    for keepalive in [true, false] {
+        let (port, conns, heads) = keep_open_upstream().await;
+        let gw = stand_in_gateway(port, &format!("keepalive: {{enabled: {keepalive}}}"));
+        for i in 0..3 {
+            let r = post_a_cat(&gw).await;
+            assert_eq!(
+                r.status().as_u16(),
+                200,
+                "keepalive {keepalive}, request {i}"
+            );
+        }
+        let heads = heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 3, "{heads:?}");
+        let closing = heads
+            .iter()
+            .filter(|h| h.contains("\r\nconnection: close"))
+            .count();
+        let n = conns.load(std::sync::atomic::Ordering::SeqCst);
+        if keepalive {
+            assert_eq!((n, closing), (1, 0), "one pooled connection: {heads:?}");
+        } else {
+            assert_eq!((n, closing), (3, 3), "a connection per call: {heads:?}");
+        }
+    }
+}
