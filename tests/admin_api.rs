@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::admin::admin_call;
-use common::redis::RedisServer;
+use common::redis::{redis_state, RedisServer};
 use common::*;
 use serde_json::{json, Value};
 
@@ -411,10 +411,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_made() {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_redis_a_key_made_on_one_instance_works_on_another_and_dies_from_a_third() {
     let redis = RedisServer::start();
-    let state = format!(
-        "state: {{backend: redis, redis: {{url: '{}'}}}}\n",
-        redis.url()
-    );
+    let state = redis_state(&redis.url());
     let gws: Vec<Arc<Gateway>> = (0..3)
         .map(|_| Arc::new(Gateway::with(&probe_config(&state))))
         .collect();

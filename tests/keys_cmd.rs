@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::RedisServer;
+use common::redis::{redis_state, RedisServer};
 use common::*;
 
 fn probe_config(state: &str) -> String {
@@ -33,10 +33,7 @@ fn keys(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_changes_reach_all_three_instances_within_a_second() {
     let redis = RedisServer::start();
-    let state = format!(
-        "state: {{backend: redis, redis: {{url: '{}'}}}}\n",
-        redis.url()
-    );
+    let state = redis_state(&redis.url());
     let gws: Vec<Arc<Gateway>> = (0..3)
         .map(|_| Arc::new(Gateway::with(&probe_config(&state))))
         .collect();

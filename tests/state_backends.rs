@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::{RedisCluster, RedisServer};
+use common::redis::{redis_state, RedisCluster, RedisServer};
 use common::*;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -37,10 +37,6 @@ impl Backend {
             ),
         }
     }
-}
-
-fn redis_state(url: &str) -> String {
-    format!("state: {{backend: redis, redis: {{url: '{url}'}}}}\n")
 }
 
 /// A gateway with an image route (own simulator), usage/logs routes and a

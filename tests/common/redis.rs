@@ -199,3 +199,9 @@ impl Drop for RedisCluster {
         }
     }
 }
+
+/// The config's `state` section for a Redis at `url` (one line, ending in
+/// a newline).
+pub fn redis_state(url: &str) -> String {
+    format!("state: {{backend: redis, redis: {{url: '{url}'}}}}\n")
+}
