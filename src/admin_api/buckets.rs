@@ -97,36 +97,43 @@ async fn bucket_view(
     }))
 }
 
-/// `(name, created_at)` of every bucket of `k`.
-pub(super) async fn buckets_of(
+/// Every bucket of the backend with its creation time, listed once per call.
+pub(super) async fn backend_buckets(
     storage: &Storage,
-    k: &ApiKey,
 ) -> Result<Vec<(String, String)>, GatewayError> {
-    let tenant = k.tenant_id();
-    Ok(storage
+    storage
         .backend
         .list_buckets()
         .await
-        .map_err(backend_unavailable)?
-        .into_iter()
+        .map_err(backend_unavailable)
+}
+
+/// `(name, created_at)` of `k`'s buckets among those `listed`.
+pub(super) fn buckets_of(
+    storage: &Storage,
+    listed: &[(String, String)],
+    k: &ApiKey,
+) -> Vec<(String, String)> {
+    let tenant = k.tenant_id();
+    listed
+        .iter()
         .filter_map(|(b, at)| {
-            Some((
-                storage.backend.buckets.to_tenant(&tenant, &b)?.to_string(),
-                at,
-            ))
+            let name = storage.backend.buckets.to_tenant(&tenant, b)?;
+            Some((name.to_string(), at.clone()))
         })
-        .collect())
+        .collect()
 }
 
 /// `GET /admin/v1/buckets`
 pub async fn list(env: &Env) -> Result<Answer, GatewayError> {
     let storage = storage(env)?;
+    let listed = backend_buckets(storage).await?;
     let mut out = Vec::new();
     for (k, _) in keys::all(env).await? {
         if k.key_type != KeyType::Storage {
             continue;
         }
-        for (name, at) in buckets_of(storage, &k).await? {
+        for (name, at) in buckets_of(storage, &listed, &k) {
             out.push(bucket_view(storage, &k, &name, &at).await?);
         }
     }
@@ -184,19 +191,19 @@ pub async fn create(env: &Env, body: &[u8]) -> Result<Answer, GatewayError> {
     ))
 }
 
-/// The owner and creation time of an existing bucket.
-pub(super) async fn existing(
-    env: &Env,
+/// The storage, the owner and the creation time of an existing bucket.
+pub(super) async fn existing<'e>(
+    env: &'e Env,
     owner_id: &str,
     name: &str,
-) -> Result<(ApiKey, String), GatewayError> {
+) -> Result<(&'e Storage, ApiKey, String), GatewayError> {
     let storage = storage(env)?;
     let k = owner(env, owner_id).await?;
-    buckets_of(storage, &k)
-        .await?
+    let listed = backend_buckets(storage).await?;
+    buckets_of(storage, &listed, &k)
         .into_iter()
         .find(|(b, _)| b == name)
-        .map(|(_, at)| (k, at))
+        .map(|(_, at)| (storage, k, at))
         .ok_or_else(|| no_bucket(owner_id, name))
 }
 
@@ -243,8 +250,7 @@ async fn objects_page(
 
 /// `GET /admin/v1/buckets/{owner_id}/{name}`
 pub async fn get(env: &Env, owner_id: &str, name: &str, q: Query) -> Result<Answer, GatewayError> {
-    let storage = storage(env)?;
-    let (k, at) = existing(env, owner_id, name).await?;
+    let (storage, k, at) = existing(env, owner_id, name).await?;
     let mut v = bucket_view(storage, &k, name, &at).await?;
     let (objects, next) = objects_page(storage, &k, name, &q).await?;
     v["objects"] = Value::from(objects);
@@ -259,16 +265,14 @@ pub async fn objects(
     name: &str,
     q: Query,
 ) -> Result<Answer, GatewayError> {
-    let storage = storage(env)?;
-    let (k, _) = existing(env, owner_id, name).await?;
+    let (storage, k, _) = existing(env, owner_id, name).await?;
     let (objects, next) = objects_page(storage, &k, name, &q).await?;
     Ok(Answer::ok(json!({"objects": objects, "next_cursor": next})))
 }
 
 /// `DELETE /admin/v1/buckets/{owner_id}/{name}`: only an empty bucket.
 pub async fn delete(env: &Env, owner_id: &str, name: &str) -> Result<Answer, GatewayError> {
-    let storage = storage(env)?;
-    let (k, _) = existing(env, owner_id, name).await?;
+    let (storage, k, _) = existing(env, owner_id, name).await?;
     let backend_bucket = storage.backend_bucket(&k, name);
     let page = storage
         .backend
@@ -316,8 +320,7 @@ pub async fn object(
     name: &str,
     object: &str,
 ) -> Result<Answer, GatewayError> {
-    let storage = storage(env)?;
-    let (k, _) = existing(env, owner_id, name).await?;
+    let (storage, k, _) = existing(env, owner_id, name).await?;
     let resp = storage
         .send(BackendRequest::object(
             http::Method::HEAD,
@@ -373,8 +376,7 @@ pub async fn delete_object(
     name: &str,
     object: &str,
 ) -> Result<Answer, GatewayError> {
-    let storage = storage(env)?;
-    let (k, _) = existing(env, owner_id, name).await?;
+    let (storage, k, _) = existing(env, owner_id, name).await?;
     let freed = storage
         .delete_object(&k, name, object)
         .await?
@@ -399,8 +401,7 @@ pub async fn bulk_delete(
     if bulk.keys.is_empty() || bulk.keys.len() > MAX_BULK {
         return Err(bad(format!("keys: 1 to {MAX_BULK} object keys.")));
     }
-    let storage = storage(env)?;
-    let (k, _) = existing(env, owner_id, name).await?;
+    let (storage, k, _) = existing(env, owner_id, name).await?;
     let (mut deleted, mut errors) = (Vec::new(), Vec::new());
     for object in bulk.keys {
         match storage.delete_object(&k, name, &object).await {
@@ -418,8 +419,7 @@ pub async fn bulk_delete(
 /// `GET /admin/v1/buckets/{owner_id}/{name}/multipart-uploads`: the uploads
 /// in progress the ledger knows, with their parts as the backend has them.
 pub async fn uploads(env: &Env, owner_id: &str, name: &str) -> Result<Answer, GatewayError> {
-    let storage = storage(env)?;
-    let (k, _) = existing(env, owner_id, name).await?;
+    let (storage, k, _) = existing(env, owner_id, name).await?;
     let backend_bucket = storage.backend_bucket(&k, name);
     let mut out = Vec::new();
     for up in env

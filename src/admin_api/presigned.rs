@@ -58,8 +58,7 @@ pub async fn create(env: &Env, body: &[u8]) -> Result<Answer, GatewayError> {
     }
     crate::config::names::check_object_key(&new.object_key)
         .map_err(|e| bad(format!("object_key: {e}.")))?;
-    let storage = buckets::storage(env)?;
-    let (k, _) = match buckets::existing(env, &new.owner_id, &new.bucket_name).await {
+    let (storage, k, _) = match buckets::existing(env, &new.owner_id, &new.bucket_name).await {
         Err(e) if e.kind == ErrorKind::NotFound => {
             return Err(bad(format!(
                 "bucket_name: {} has no bucket {:?}.",

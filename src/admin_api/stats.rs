@@ -16,6 +16,10 @@ pub async fn get(env: &Env) -> Result<Answer, GatewayError> {
     let (mut credentials, mut bucket_count, mut objects, mut bytes, mut uploads) =
         (0, 0, 0, 0u64, 0);
     let mut images_generated = 0u64;
+    let listed = match env.storage.as_deref() {
+        Some(storage) => buckets::backend_buckets(storage).await?,
+        None => Vec::new(),
+    };
     for (k, _) in &all {
         match k.key_type {
             KeyType::Image => {
@@ -35,7 +39,7 @@ pub async fn get(env: &Env) -> Result<Answer, GatewayError> {
                     .map_err(unavailable)?
                     .len();
                 if let Some(storage) = env.storage.as_deref() {
-                    for (name, _) in buckets::buckets_of(storage, k).await? {
+                    for (name, _) in buckets::buckets_of(storage, &listed, k) {
                         bucket_count += 1;
                         let list = buckets::all_objects(storage, &storage.backend_bucket(k, &name))
                             .await?;
