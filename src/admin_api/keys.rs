@@ -183,42 +183,74 @@ pub fn mint(new: NewKey, now: i64) -> Result<Minted, GatewayError> {
         .as_deref()
         .map(|e| future_time(e, now))
         .transpose()?;
-    let (bucket, s3) = match (t, new.bucket) {
+    let bucket = match (t, new.bucket) {
         (KeyType::Image, Some(_)) => {
             return Err(bad("bucket: only storage keys have a bucket."));
         }
-        (KeyType::Image, None) => (None, None),
+        (KeyType::Image, None) => None,
         (KeyType::Storage, b) => {
             let b = b.unwrap_or_else(|| "default".into());
             crate::config::names::check_tenant_bucket(&b)
                 .map_err(|e| bad(format!("bucket: {e}.")))?;
-            (Some(b), Some(new_s3_credential()))
+            Some(b)
         }
     };
-    let secret = format!(
-        "{}{}",
-        t.prefix(),
-        Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
-    );
-    let hash = hash_key(&secret);
-    Ok(Minted {
-        key: ApiKey {
-            hash,
-            key_ref: key_ref(t, &hash),
+    Ok(Minted::new(
+        KeyFields {
             key_type: t,
             owner: new.owner,
             email: new.email,
-            status: KeyStatus::Active,
-            created_at: now,
-            expires_at,
             quota,
             rate_limit_per_minute: new.rate_limit_per_minute,
+            expires_at,
             bucket,
-            s3,
-            more_s3: Vec::new(),
         },
-        secret,
-    })
+        now,
+    ))
+}
+
+/// What a new key is made of, checked by its caller.
+pub struct KeyFields {
+    pub key_type: KeyType,
+    pub owner: String,
+    pub email: String,
+    pub quota: u64,
+    pub rate_limit_per_minute: Option<u32>,
+    pub expires_at: Option<i64>,
+    /// Storage keys: the default bucket.
+    pub bucket: Option<String>,
+}
+
+impl Minted {
+    /// A fresh secret and the active key it names (a storage key with its
+    /// first S3 credential); used by the API and by `kikaku-edge keys`.
+    pub fn new(f: KeyFields, now: i64) -> Minted {
+        let t = f.key_type;
+        let secret = format!(
+            "{}{}",
+            t.prefix(),
+            Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
+        );
+        let hash = hash_key(&secret);
+        Minted {
+            key: ApiKey {
+                hash,
+                key_ref: key_ref(t, &hash),
+                key_type: t,
+                owner: f.owner,
+                email: f.email,
+                status: KeyStatus::Active,
+                created_at: now,
+                expires_at: f.expires_at,
+                quota: f.quota,
+                rate_limit_per_minute: f.rate_limit_per_minute,
+                bucket: f.bucket,
+                s3: (t == KeyType::Storage).then(new_s3_credential),
+                more_s3: Vec::new(),
+            },
+            secret,
+        }
+    }
 }
 
 fn check_owner(owner: &str) -> Result<(), GatewayError> {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use crate::state::StateStore;
 use clap::Subcommand;
-use kikaku_filters::keys::{hash_key, hex, key_ref, parse_hex32};
+use kikaku_filters::keys::{hash_key, hex, parse_hex32};
 use kikaku_filters::{ApiKey, KeyStatus, KeyStore, KeyType};
-use rand::distributions::{Alphanumeric, DistString};
 
 use super::CliError;
+use crate::admin_api::keys::{KeyFields, Minted};
 use crate::config::{load_file, parse_size, parse_time, StateBackend};
 
 #[derive(Subcommand)]
@@ -182,12 +182,6 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), CliErro
             if owner.is_empty() {
                 return Err(CliError::Usage("--owner must not be empty".into()));
             }
-            let secret = format!(
-                "{}{}",
-                t.prefix(),
-                Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
-            );
-            let hash = hash_key(&secret);
             let quota = match quota {
                 Some(q) => quota_for(t, &q)?,
                 None if t == KeyType::Image => 1000,
@@ -203,33 +197,28 @@ async fn execute(store: &dyn StateStore, cmd: KeysCommand) -> Result<(), CliErro
             if rate_limit == Some(0) {
                 return Err(CliError::Usage("--rate-limit must be > 0".into()));
             }
-            let (bucket, s3) = match t {
-                KeyType::Image => (None, None),
+            let bucket = match t {
+                KeyType::Image => None,
                 KeyType::Storage => {
                     crate::config::names::check_tenant_bucket(&bucket)
                         .map_err(|e| CliError::Usage(format!("--bucket: {e}")))?;
-                    (
-                        Some(bucket),
-                        Some(crate::admin_api::keys::new_s3_credential()),
-                    )
+                    Some(bucket)
                 }
             };
-            let k = put(ApiKey {
-                hash,
-                key_ref: key_ref(t, &hash),
-                key_type: t,
-                owner,
-                email,
-                status: KeyStatus::Active,
-                created_at: now(),
-                expires_at,
-                quota,
-                rate_limit_per_minute: rate_limit,
-                bucket,
-                s3: s3.clone(),
-                more_s3: Vec::new(),
-            })
-            .await?;
+            let Minted { key, secret } = Minted::new(
+                KeyFields {
+                    key_type: t,
+                    owner,
+                    email,
+                    quota,
+                    rate_limit_per_minute: rate_limit,
+                    expires_at,
+                    bucket,
+                },
+                now(),
+            );
+            let s3 = key.s3.clone();
+            let k = put(key).await?;
             println!("{secret}");
             if let Some(c) = &s3 {
                 println!("aws_access_key_id={}", c.access_key_id);
