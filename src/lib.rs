@@ -8,10 +8,11 @@
 //!   the config snapshot and its reloads, the handler registry, the access
 //!   log, metrics and the admin listener;
 //! - the capabilities, one room each: [`images`] (image generation and its
-//!   API), [`account`] (usage and logs of image keys), [`gallery`] (kept
+//!   API), [`account`] (usage and logs of image keys, key reset), [`gallery`] (kept
 //!   copies of generated images), [`storage`] (the S3 endpoint, the storage
 //!   API and the plumbing to the backend), [`admin_api`] (the management
-//!   API), [`openapi`] (the public API's document);
+//!   API), [`openapi`] (the public API's document), [`uploads`] (the
+//!   temporary-file upload API and its files);
 //! - [`standins`]: the Ark simulator and the embedded S3 backend;
 //! - what the capabilities share: [`reply`] (how a handler answers),
 //!   [`s3_xml`], [`upstreams`], [`state`];
@@ -31,4 +32,5 @@ pub mod s3_xml;
 pub mod standins;
 pub mod state;
 pub mod storage;
+pub mod uploads;
 pub mod upstreams;

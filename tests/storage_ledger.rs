@@ -246,6 +246,7 @@ async fn presigned_and_credentials(s: Arc<dyn StateStore>) {
             "f".repeat(40),
         )),
         more_s3: vec![second],
+        account: None,
     };
     s.key_put(&key).await.unwrap();
     for id in ["KKFIRSTCREDENTIAL000", "KKSECONDCREDENTIAL00"] {

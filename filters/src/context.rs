@@ -40,6 +40,10 @@ pub enum ErrorFormat {
     #[default]
     Json,
     S3Xml,
+    /// Seed 003's envelope: `{"success": false, "code": <status>, "msg"}`.
+    Upload,
+    /// Seed 001's `api=1` answers: `ERROR <message>` as plain text.
+    PlainText,
 }
 
 impl RequestCtx {

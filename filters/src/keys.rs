@@ -88,6 +88,13 @@ pub struct ApiKey {
     /// (seed 002: one per user or application, each switched off alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more_s3: Vec<S3Credential>,
+    /// The account this key belongs to: the [`ApiKey::subject`] of the
+    /// first key of its line. Set when a key is rotated
+    /// (`POST /account/rotate-key`), so the new key keeps the old one's
+    /// usage, logs, gallery and buckets; `None` for a key never rotated
+    /// (its own hash names its account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// An S3 access key id and its secret.
@@ -144,14 +151,27 @@ impl std::fmt::Debug for S3Credential {
 
 impl ApiKey {
     /// A short, stable id of the key's owner in backend names (bucket
-    /// names, gallery paths): 12 hex digits of the key's hash.
+    /// names, gallery paths): the first 12 hex digits of its subject, so
+    /// it survives rotation.
     pub fn tenant_id(&self) -> String {
-        hex(&self.hash[..6])
+        let mut s = self.subject();
+        s.truncate(12);
+        s
     }
 
-    /// The key's name in the state store (half its hash, never the key).
+    /// The account's name in the state store: half the hash of the first
+    /// key of the line (never the key), the same after every rotation.
     pub fn subject(&self) -> String {
-        hex(&self.hash[..16])
+        match &self.account {
+            Some(a) => a.clone(),
+            None => hex(&self.hash[..16]),
+        }
+    }
+
+    /// This key's own id (12 hex digits of its hash): how the management
+    /// API names it. A rotated key has a new id and the old tenant.
+    pub fn id(&self) -> String {
+        hex(&self.hash[..6])
     }
 
     /// The bucket `/s3/*` works in.
@@ -175,6 +195,32 @@ impl ApiKey {
     /// active one.
     pub fn shown_credential(&self) -> Option<&S3Credential> {
         self.credentials().find(|c| c.is_active)
+    }
+}
+
+/// A new key of type `t`: its prefix and 40 random letters and digits.
+pub fn new_secret(t: KeyType) -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    format!(
+        "{}{}",
+        t.prefix(),
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
+    )
+}
+
+impl ApiKey {
+    /// The key that replaces this one in a key reset, and its secret: a new
+    /// hash (so a new id and key_ref), the same account and everything else.
+    pub fn rotated(&self) -> (String, ApiKey) {
+        let secret = new_secret(self.key_type);
+        let hash = hash_key(&secret);
+        let key = ApiKey {
+            hash,
+            key_ref: key_ref(self.key_type, &hash),
+            account: Some(self.subject()),
+            ..self.clone()
+        };
+        (secret, key)
     }
 }
 
@@ -273,6 +319,7 @@ pub(crate) fn test_key(key: &str, status: KeyStatus, expires_at: Option<i64>) ->
         bucket: None,
         s3: None,
         more_s3: Vec::new(),
+        account: None,
     }
 }
 
@@ -362,6 +409,10 @@ pub trait KeyStore: Send + Sync {
     /// `false` when there was no such key.
     async fn key_delete(&self, hash: &[u8; 32]) -> Result<bool, StateError>;
     async fn key_list(&self) -> Result<Vec<ApiKey>, StateError>;
+    /// Replace the key `old` with `new` in one step (a key reset): `false`,
+    /// and nothing changed, when `old` is no longer stored (rotated or
+    /// deleted meanwhile), so two resets of one key never leave two keys.
+    async fn key_rotate(&self, old: &[u8; 32], new: &ApiKey) -> Result<bool, StateError>;
 
     /// The stored key holding this S3 access key id.
     async fn key_get_by_access_key(
@@ -424,6 +475,13 @@ impl StoredKeys {
             (std::time::Instant::now(), found.clone()),
         );
         Ok(found)
+    }
+
+    /// Drop what is cached about a key (it was just rotated or deleted
+    /// here): this instance stops honouring it at once, not after `ttl`.
+    pub fn forget(&self, hash: &[u8; 32]) {
+        self.cache.lock().remove(hash);
+        self.by_access_key.lock().clear();
     }
 
     pub async fn lookup(&self, presented: &str) -> Result<Option<Arc<ApiKey>>, StateError> {

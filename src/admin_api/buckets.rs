@@ -87,7 +87,7 @@ async fn bucket_view(
     let total: u64 = objects.iter().map(|o| o.size).sum();
     Ok(json!({
         "name": name,
-        "owner": k.tenant_id(),
+        "owner": k.id(),
         "owner_name": k.owner,
         "region": storage.region,
         "created_at": created_at,

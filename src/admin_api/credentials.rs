@@ -29,7 +29,7 @@ fn view(k: &ApiKey, c: &S3Credential, source: Source) -> Value {
         "user_name": if c.user_name.is_empty() { k.owner.as_str() } else { c.user_name.as_str() },
         "is_active": c.is_active,
         "created_at": rfc3339(if c.created_at > 0 { c.created_at } else { k.created_at } * 1000),
-        "key_id": k.tenant_id(),
+        "key_id": k.id(),
         "source": source.as_str(),
     })
 }
@@ -61,7 +61,7 @@ pub async fn list(env: &Env, q: Query) -> Result<Answer, GatewayError> {
     let out: Vec<Value> = all(env)
         .await?
         .iter()
-        .filter(|(k, _, _)| key_id.is_none_or(|id| k.tenant_id() == id))
+        .filter(|(k, _, _)| key_id.is_none_or(|id| k.id() == id))
         .map(|(k, c, s)| view(k, c, *s))
         .collect();
     Ok(Answer::ok(json!({ "credentials": out })))

@@ -1,12 +1,12 @@
 //! `/admin/v1/keys`: list, create, read, change and delete customer keys.
 //!
-//! A key's `id` is its tenant id (12 hex digits of its hash): it names the
+//! A key's `id` is 12 hex digits of its hash (`ApiKey::id`): it names the
 //! key here and as `owner_id` of buckets, never the key itself. Keys of the
 //! config file are listed with `source: config` and are read-only (409);
 //! keys made here (or by `kikaku-edge keys`) are kept in the state store
 //! with `source: api`, seen by every instance within a second.
 
-use kikaku_filters::keys::{hash_key, key_ref, S3Credential};
+use kikaku_filters::keys::{hash_key, key_ref, new_secret, S3Credential};
 use kikaku_filters::{ApiKey, ErrorKind, GatewayError, KeyStatus, KeyType};
 use rand::distributions::{Alphanumeric, DistString};
 use serde::{Deserialize, Deserializer};
@@ -45,7 +45,7 @@ pub fn read_only(k: &ApiKey) -> GatewayError {
         ErrorKind::Conflict,
         format!(
             "Key {} is defined in the config file: change it there.",
-            k.tenant_id()
+            k.id()
         ),
     )
 }
@@ -77,7 +77,7 @@ pub async fn find(env: &Env, id: &str) -> Result<(ApiKey, Source), GatewayError>
     all(env)
         .await?
         .into_iter()
-        .find(|(k, _)| k.tenant_id() == id)
+        .find(|(k, _)| k.id() == id)
         .ok_or_else(|| not_found(id))
 }
 
@@ -90,7 +90,7 @@ async fn view(env: &Env, k: &ApiKey, source: Source) -> Result<Value, GatewayErr
         .map_err(unavailable)?
         .used;
     Ok(json!({
-        "id": k.tenant_id(),
+        "id": k.id(),
         "key_ref": k.key_ref,
         "type": k.key_type.as_str(),
         "owner": k.owner,
@@ -226,11 +226,7 @@ impl Minted {
     /// first S3 credential); used by the API and by `kikaku-edge keys`.
     pub fn new(f: KeyFields, now: i64) -> Minted {
         let t = f.key_type;
-        let secret = format!(
-            "{}{}",
-            t.prefix(),
-            Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
-        );
+        let secret = new_secret(t);
         let hash = hash_key(&secret);
         Minted {
             key: ApiKey {
@@ -247,6 +243,7 @@ impl Minted {
                 bucket: f.bucket,
                 s3: (t == KeyType::Storage).then(new_s3_credential),
                 more_s3: Vec::new(),
+                account: None,
             },
             secret,
         }

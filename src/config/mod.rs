@@ -15,6 +15,7 @@ pub mod names;
 mod simulator;
 mod state;
 mod types;
+mod uploads;
 mod validate;
 
 pub use admin::{AdminConfig, MIN_TOKEN_CHARS as MIN_ADMIN_TOKEN_CHARS};
@@ -23,6 +24,10 @@ pub use load::{load_file, load_str};
 pub use simulator::{Fault, SimConfig};
 pub use state::{Fallback, RedisConfig};
 pub use types::*;
+pub use uploads::{
+    parse_allow_entry, parse_span, AllowEntry, AnonymousUploads, ByteSize, FileHostConfig, Span,
+    UploadsConfig, UrlFetchConfig,
+};
 pub use validate::{parse_sha256, parse_size, parse_time, quota_amount, split_host_port};
 
 /// One problem in a config file, with the YAML path it belongs to

@@ -35,6 +35,12 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The management API (`/admin/v1/*` on the admin listener).
     pub admin: Option<super::AdminConfig>,
+    /// The upload API (`/api/file-*-upload`, `/files`, `/download`).
+    #[serde(default)]
+    pub uploads: super::UploadsConfig,
+    /// The content-addressed file host (`/api/upload`, `/upload`, `/f`).
+    #[serde(default)]
+    pub file_host: super::FileHostConfig,
 }
 
 impl Config {
@@ -451,6 +457,13 @@ pub enum HandlerConfig {
     GalleryFile,
     /// `GET /openapi.json`, no key: the public API's OpenAPI 3.1 document.
     Openapi,
+    /// `POST /account/rotate-key`: the key's holder resets it (either type).
+    RotateKey,
+    /// `POST /api/file-{stream,base64,url}-upload` for storage keys (needs `storage`).
+    Uploads,
+    /// `GET /files/{tenant}/...` and `/download/{fileId}`, no key, until
+    /// the file expires (needs `storage`).
+    UploadedFiles,
 }
 
 impl HandlerConfig {
@@ -461,6 +474,7 @@ impl HandlerConfig {
             HandlerConfig::NotImplemented { .. }
                 | HandlerConfig::GalleryFile
                 | HandlerConfig::Openapi
+                | HandlerConfig::UploadedFiles
         )
     }
 
@@ -472,6 +486,8 @@ impl HandlerConfig {
                 | HandlerConfig::StorageApi
                 | HandlerConfig::ImageGallery
                 | HandlerConfig::GalleryFile
+                | HandlerConfig::Uploads
+                | HandlerConfig::UploadedFiles
         )
     }
 }

@@ -69,6 +69,11 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             err("simulators.ark.fault_every".into(), "must be > 0");
         }
     }
+    for (i, entry) in c.uploads.url_fetch.allow.iter().enumerate() {
+        if let Err(e) = super::parse_allow_entry(entry) {
+            err(format!("uploads.url_fetch.allow[{i}]"), &e);
+        }
+    }
     if c.state.logs_per_key == 0 {
         err("state.logs_per_key".into(), "must be > 0");
     }

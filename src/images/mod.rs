@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::state::{RequestLog, Reservation, StateStore};
-use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 use kikaku_filters::{ApiKey, ErrorKind, GatewayError};
 use pingora::proxy::Session;
@@ -273,7 +272,7 @@ impl ImageGeneration {
         asked: &mut Asked,
     ) -> Result<(response::Answer, HeldQuota), GatewayError> {
         let deadline = Instant::now() + Duration::from_secs(self.cfg.deadline_seconds);
-        let checked = read_body(session, self.cfg.max_body_bytes)
+        let checked = crate::reply::read_body(session, self.cfg.max_body_bytes)
             .await
             .and_then(|body| validate(&body, &self.models));
         let v = match checked {
@@ -434,42 +433,5 @@ fn upstream_error(f: ArkFailure) -> GatewayError {
         } => GatewayError::new(ErrorKind::ServiceUnavailable, msg)
             .with_retry_after(Duration::from_secs(5)),
         _ => GatewayError::new(ErrorKind::BadGateway, msg),
-    }
-}
-
-/// Read the whole request body, refusing past `max` bytes.
-pub async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, GatewayError> {
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || {
-        GatewayError::new(
-            ErrorKind::PayloadTooLarge,
-            format!("The request body is larger than {max} bytes."),
-        )
-    };
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large());
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(max));
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > max {
-                    return Err(too_large());
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(e) => {
-                return Err(GatewayError::new(
-                    ErrorKind::BadRequest,
-                    format!("The request body could not be read: {e}"),
-                ))
-            }
-        }
     }
 }

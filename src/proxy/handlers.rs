@@ -28,6 +28,9 @@ pub enum Handler {
     GalleryFile(Arc<Gallery>),
     /// The public API's OpenAPI document.
     Openapi,
+    RotateKey(Arc<account::rotate::RotateKey>),
+    Uploads(Arc<crate::uploads::Uploads>),
+    UploadedFiles(Arc<crate::uploads::serve::UploadedFiles>),
 }
 
 /// What handlers may capture when a snapshot is compiled.
@@ -38,6 +41,13 @@ pub struct HandlerEnv<'a> {
     pub storage: Option<Arc<crate::storage::Storage>>,
     /// The image gallery, kept in storage when `storage` is configured.
     pub gallery: Option<Arc<Gallery>>,
+    /// The config file's keys.
+    pub config_keys: Arc<kikaku_filters::KeyDirectory>,
+    /// The cache of keys kept in the state store.
+    pub stored_keys: Option<Arc<kikaku_filters::StoredKeys>>,
+    pub uploads: &'a crate::config::UploadsConfig,
+    /// `public_url` (or its default), without a trailing slash.
+    pub public_base: String,
 }
 
 impl Handler {
@@ -67,6 +77,23 @@ impl Handler {
                 Handler::ImageGallery(env.gallery.clone().ok_or_else(needs_storage)?)
             }
             HandlerConfig::Openapi => Handler::Openapi,
+            HandlerConfig::Uploads => Handler::Uploads(Arc::new(crate::uploads::Uploads::new(
+                env.storage.clone().ok_or_else(needs_storage)?,
+                env.uploads.clone(),
+                env.public_base.clone(),
+            )?)),
+            HandlerConfig::UploadedFiles => {
+                Handler::UploadedFiles(Arc::new(crate::uploads::serve::UploadedFiles::new(
+                    env.storage.clone().ok_or_else(needs_storage)?,
+                )))
+            }
+            HandlerConfig::RotateKey => {
+                Handler::RotateKey(Arc::new(account::rotate::RotateKey::new(
+                    env.state.clone(),
+                    env.config_keys.clone(),
+                    env.stored_keys.clone(),
+                )))
+            }
             HandlerConfig::GalleryFile => {
                 Handler::GalleryFile(env.gallery.clone().ok_or_else(needs_storage)?)
             }
@@ -74,6 +101,13 @@ impl Handler {
                 storage_api::StorageApi::new(env.storage.clone().ok_or_else(needs_storage)?),
             )),
         })
+    }
+
+    /// The error format of the handler's route, when not the gateway's
+    /// JSON: the upload API answers in seed 003's envelope from the first
+    /// check on (a missing key included).
+    pub fn error_format(&self) -> Option<kikaku_filters::ErrorFormat> {
+        matches!(self, Handler::Uploads(_)).then_some(kikaku_filters::ErrorFormat::Upload)
     }
 
     /// Whether the handler counts the route's rate limit itself (the image
@@ -113,6 +147,9 @@ impl Handler {
             Handler::ImageGallery(g) => Box::pin(gallery::routes::list(g, ex)).await,
             Handler::GalleryFile(g) => Box::pin(gallery::routes::file(g, ex)).await,
             Handler::Openapi => crate::openapi::serve(ex).await,
+            Handler::RotateKey(h) => Box::pin(h.handle(ex)).await,
+            Handler::Uploads(h) => Box::pin(h.handle(ex)).await,
+            Handler::UploadedFiles(h) => Box::pin(h.handle(ex)).await,
         }
     }
 }

@@ -75,6 +75,22 @@ pub static ACCESS_LOG_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub static UPLOADS_EXPIRED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "kikaku_uploads_expired_total",
+        "Uploaded files this instance deleted when they expired"
+    )
+    .expect("metric registers once")
+});
+
+pub static UPLOADS_EXPIRED_BYTES: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "kikaku_uploads_expired_bytes_total",
+        "Bytes of expired uploads this instance gave back to quotas"
+    )
+    .expect("metric registers once")
+});
+
 /// Touch every metric so `/metrics` lists them from the start.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -86,6 +102,8 @@ pub fn init() {
     }
     Lazy::force(&CONFIG_GENERATION);
     Lazy::force(&ACCESS_LOG_DROPPED);
+    Lazy::force(&UPLOADS_EXPIRED);
+    Lazy::force(&UPLOADS_EXPIRED_BYTES);
 }
 
 /// The text exposition of every registered metric.

@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod admin;
 pub mod handlers;
 pub mod health;
+pub mod jobs;
 pub mod metrics;
 pub mod phases;
 pub mod reload;

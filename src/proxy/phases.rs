@@ -215,6 +215,11 @@ impl ProxyHttp for Gateway {
             Err((err, extra)) => return self.answer(session, ctx, err, &extra).await,
         };
         ctx.route = Some(route.clone());
+        if let Target::Handler(h) = &route.target {
+            if let Some(format) = h.error_format() {
+                ctx.req.error_format = format;
+            }
+        }
         ctx.req.defer_rate_limit =
             matches!(&route.target, Target::Handler(h) if h.counts_rate_limit());
 

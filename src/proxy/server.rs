@@ -215,6 +215,12 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), ServeError> {
             holder: holder.clone(),
         },
     ));
+    server.add_service(background_service(
+        "upload sweeper",
+        crate::proxy::jobs::UploadSweeper {
+            holder: holder.clone(),
+        },
+    ));
     if let Some(sim) = &cfg.simulators.ark {
         let bound = bind_now(&sim.listen)
             .map_err(|e| log::warn!("simulators.ark.listen {}: {e}; retrying", sim.listen))

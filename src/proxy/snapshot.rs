@@ -69,7 +69,7 @@ impl Snapshot {
         ));
         let env = BuildEnv {
             keys: keys.clone(),
-            stored_keys,
+            stored_keys: stored_keys.clone(),
             state: state.clone(),
             s3_region: config
                 .storage
@@ -123,6 +123,10 @@ impl Snapshot {
             ca_file: config.server.ca_file.as_deref(),
             storage: storage.clone(),
             gallery,
+            config_keys: keys.clone(),
+            stored_keys,
+            uploads: &config.uploads,
+            public_base: config.public_base(),
         };
 
         let mut routes = Vec::new();
@@ -202,6 +206,7 @@ fn compile_key(k: &KeyConfig) -> Result<ApiKey, ()> {
         bucket: k.bucket.clone(),
         s3: k.s3.clone(),
         more_s3: Vec::new(),
+        account: None,
     })
 }
 

@@ -17,6 +17,20 @@ pub fn error_parts(
 ) -> (u16, &'static str, Vec<u8>) {
     match ctx.error_format {
         ErrorFormat::Json => (err.status(), "application/json", err.body()),
+        ErrorFormat::Upload => (
+            err.status(),
+            "application/json",
+            crate::reply::json_body(&serde_json::json!({
+                "success": false,
+                "code": err.status(),
+                "msg": err.message,
+            })),
+        ),
+        ErrorFormat::PlainText => (
+            err.status(),
+            "text/plain; charset=utf-8",
+            format!("ERROR {}\n", err.message.replace(['\r', '\n'], " ")).into_bytes(),
+        ),
         ErrorFormat::S3Xml => (
             err.s3_status(),
             "application/xml",

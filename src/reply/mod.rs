@@ -6,8 +6,8 @@
 
 pub mod error;
 
-use bytes::Bytes;
-use kikaku_filters::{FilterChain, GatewayError, RequestCtx};
+use bytes::{Bytes, BytesMut};
+use kikaku_filters::{ErrorKind, FilterChain, GatewayError, RequestCtx};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde_json::Value;
@@ -86,4 +86,41 @@ pub fn public_base(session: &Session, configured: Option<&str>) -> String {
         .unwrap_or("localhost");
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
+/// Read the whole request body, refusing past `max` bytes.
+pub async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, GatewayError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        GatewayError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("The request body is larger than {max} bytes."),
+        )
+    };
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(max));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > max {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(GatewayError::new(
+                    ErrorKind::BadRequest,
+                    format!("The request body could not be read: {e}"),
+                ))
+            }
+        }
+    }
 }

@@ -316,7 +316,16 @@ pub trait PresignedUrls: Send + Sync {
 /// A whole state backend.
 #[async_trait]
 pub trait StateStore:
-    RateLimits + Quotas + RequestLogs + KeyStore + StorageLedger + Galleries + PresignedUrls + 'static
+    RateLimits
+    + Quotas
+    + RequestLogs
+    + KeyStore
+    + StorageLedger
+    + Galleries
+    + PresignedUrls
+    + super::TempFiles
+    + super::Leases
+    + 'static
 {
     /// Whether the backend can serve requests now (for `/readyz`).
     async fn ready(&self) -> bool;

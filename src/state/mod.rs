@@ -3,6 +3,7 @@
 
 mod contract;
 mod embedded;
+mod files;
 mod journal;
 pub mod redis;
 
@@ -16,6 +17,7 @@ pub use contract::{
     Reservation, StateStore, StorageLedger,
 };
 pub use embedded::EmbeddedState;
+pub use files::{upload_path_key, Leases, TempFiles, UploadRecord};
 pub use kikaku_filters::state::{KeyStore, PendingRateLimit, RateDecision, RateLimits, StateError};
 
 use crate::config::{Config, StateBackend};

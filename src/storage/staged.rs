@@ -39,6 +39,20 @@ pub struct FileMeta {
     pub content_type: String,
     /// The filename the client gave the file, if any.
     pub file_name: Option<String>,
+    /// `Some(names)`: settle `content_type` from the first bytes once they
+    /// are read ([`super::mime::content_type`]: these names, then
+    /// `file_name`, then the declared type, then the bytes).
+    pub detect: Option<Vec<String>>,
+}
+
+impl FileMeta {
+    fn settle_type(&mut self, head: &[u8]) {
+        if let Some(mut names) = self.detect.take() {
+            names.extend(self.file_name.clone());
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            self.content_type = super::mime::content_type(&names, Some(&self.content_type), head);
+        }
+    }
 }
 
 /// A file that has been read but not yet stored under its name.
@@ -89,7 +103,7 @@ impl<'a> StagedWriter<'a> {
     pub async fn stage<S, E>(
         &self,
         object: Option<&str>,
-        meta: FileMeta,
+        mut meta: FileMeta,
         body: &mut S,
         staged: &mut Option<Staged>,
     ) -> Result<(), GatewayError>
@@ -98,7 +112,9 @@ impl<'a> StagedWriter<'a> {
         E: Display,
     {
         let mut buf = BytesMut::new();
-        if fill_part(body, &mut buf).await? {
+        let ended = fill_part(body, &mut buf).await?;
+        meta.settle_type(&buf);
+        if ended {
             *staged = Some(Staged::Small {
                 data: buf.freeze(),
                 meta,

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod images;
 pub mod redis;
 pub mod s3;
+pub mod uploads;
 pub mod upstream;
 
 use std::io::Read;

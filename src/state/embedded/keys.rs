@@ -27,6 +27,18 @@ impl KeyStore for EmbeddedState {
         Ok(true)
     }
 
+    async fn key_rotate(&self, old: &[u8; 32], new: &ApiKey) -> Result<bool, StateError> {
+        let mut inner = self.inner.lock();
+        if !inner.keys.contains_key(old) {
+            return Ok(false);
+        }
+        inner.commit_all(vec![
+            Record::KeyPut { k: new.clone() },
+            Record::KeyDel { h: hex(old) },
+        ])?;
+        Ok(true)
+    }
+
     async fn key_get_by_access_key(&self, id: &str) -> Result<Option<ApiKey>, StateError> {
         let inner = self.inner.lock();
         Ok(inner

@@ -12,7 +12,7 @@ use super::{COMPACT_EVERY, COMPACT_RATIO};
 use crate::state::journal::Journal;
 use crate::state::{
     GalleryRecord, LedgerSlot, OpenUpload, PresignedRecord, RequestLog, RequestStats, Reservation,
-    StateError,
+    StateError, UploadRecord,
 };
 use kikaku_filters::clock::now_ms;
 
@@ -69,6 +69,10 @@ pub(super) enum Record {
     UpBegin { s: String, up: OpenUpload },
     /// A presigned URL handed out (dropped by compaction once expired).
     Presigned { p: PresignedRecord },
+    /// A temporary file recorded (it takes over its path).
+    FilePut { f: UploadRecord },
+    /// A temporary file forgotten.
+    FileDel { id: String },
     /// A gallery record (with its id), and how many the subject keeps.
     Gal {
         s: String,
@@ -155,6 +159,8 @@ pub(super) struct Inner {
     pub(super) keys: HashMap<[u8; 32], ApiKey>,
     /// Presigned URLs handed out, oldest first (expired ones pruned).
     pub(super) presigned: Vec<PresignedRecord>,
+    /// Temporary files of the upload API, and leases.
+    pub(super) files: super::files::Files,
     pub(super) next_reservation: u64,
     pub(super) journal: Option<Journal>,
     /// Appended records that trigger the next compaction.
@@ -223,6 +229,8 @@ impl Inner {
                 q.shift(old, n);
             }
             Record::Presigned { p } => self.presigned.push(p),
+            Record::FilePut { f } => self.files.put(f),
+            Record::FileDel { id } => self.files.remove(&id),
             Record::Gal { s, g, k } => {
                 let seq = self.gallery_seq.entry(s.clone()).or_insert(0);
                 *seq = (*seq).max(g.id);
@@ -414,6 +422,12 @@ impl Inner {
             self.presigned
                 .iter()
                 .map(|p| Record::Presigned { p: p.clone() }),
+        );
+        live.extend(
+            self.files
+                .by_id
+                .values()
+                .map(|f| Record::FilePut { f: f.clone() }),
         );
         self.compact_at = COMPACT_EVERY.max(live.len() as u64 * COMPACT_RATIO);
         self.journal()?.rewrite(&live)

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use super::journal::Journal;
 
+mod files;
 mod gallery;
 mod keys;
 mod ledger;

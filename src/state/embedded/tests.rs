@@ -249,6 +249,7 @@ async fn stored_keys_survive_any_number_of_reopens() {
         bucket: None,
         s3: None,
         more_s3: Vec::new(),
+        account: None,
     };
     EmbeddedState::open(&path)
         .unwrap()

@@ -12,6 +12,18 @@ const KEYS: &str = "kikaku:keys";
 /// S3 access key id → key hash (hex), for the S3 endpoint's lookups.
 const ACCESS_KEYS: &str = "kikaku:keys:s3";
 
+/// `HSET` of the access-key index pointing `key`'s credentials at `field`
+/// (none when it has no credential).
+fn access_index(key: &ApiKey, field: &str) -> Option<redis::Cmd> {
+    key.credentials().next()?;
+    let mut index = redis::cmd("HSET");
+    index.arg(ACCESS_KEYS);
+    for cred in key.credentials() {
+        index.arg(&cred.access_key_id).arg(field);
+    }
+    Some(index)
+}
+
 #[async_trait]
 impl KeyStore for RedisState {
     async fn key_get(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StateError> {
@@ -35,12 +47,7 @@ impl KeyStore for RedisState {
         );
         // The access-key index first: a lookup always re-checks the record
         // it points at, so an index entry without (or ahead of) its key is harmless.
-        let mut index = redis::cmd("HSET");
-        index.arg(ACCESS_KEYS);
-        for cred in key.credentials() {
-            index.arg(&cred.access_key_id).arg(&field);
-        }
-        if key.credentials().next().is_some() {
+        if let Some(index) = access_index(key, &field) {
             self.run(move |c, _| async move { c.query::<i64>(index).await })
                 .await?;
         }
@@ -50,6 +57,33 @@ impl KeyStore for RedisState {
         })
         .await
         .map(|_| ())
+    }
+
+    async fn key_rotate(&self, old: &[u8; 32], new: &ApiKey) -> Result<bool, StateError> {
+        let (old, field, json) = (
+            hex(old),
+            hex(&new.hash),
+            serde_json::to_string(new).map_err(|e| StateError::Corrupt(e.to_string()))?,
+        );
+        let index = access_index(new, &field);
+        let swapped: i64 = self
+            .run(move |c, s| async move {
+                let mut inv = s.key_rotate.prepare_invoke();
+                inv.key(KEYS).arg(old).arg(field).arg(json);
+                c.invoke(inv).await
+            })
+            .await?;
+        if swapped == 0 {
+            return Ok(false);
+        }
+        // The credentials now belong to the new key. Until this lands a
+        // lookup by access key finds the old hash gone and answers "no such
+        // credential" (a few milliseconds; S3 clients retry).
+        if let Some(index) = index {
+            self.run(move |c, _| async move { c.query::<i64>(index).await })
+                .await?;
+        }
+        Ok(true)
     }
 
     async fn key_get_by_access_key(&self, id: &str) -> Result<Option<ApiKey>, StateError> {

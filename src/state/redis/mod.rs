@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use rand::Rng;
 use redis::{IntoConnectionInfo, RedisResult};
 
+mod files;
 mod gallery;
 mod keys;
 mod ledger;

@@ -50,6 +50,15 @@ pub(super) struct Scripts {
     /// Returns the id, then the records pushed out; a retry adds nothing and
     /// returns the id alone.
     pub gallery: Script,
+    /// KEYS[1] the stored keys hash; ARGV old field, new field, new record.
+    /// Returns 1 when the old key was there and is now replaced, else 0.
+    pub key_rotate: Script,
+    /// Temporary files (`files.rs`): KEYS files, paths, expiry.
+    pub file_put: Script,
+    pub file_remove: Script,
+    /// KEYS[1] the lease; ARGV holder (and ttl_ms to take it).
+    pub lease_take: Script,
+    pub lease_drop: Script,
     pub ledger: LedgerScripts,
 }
 
@@ -89,6 +98,11 @@ impl Scripts {
             settle_log: lua!("settle_fn", "log_fn", "settle_log"),
             admit_reserve: lua!("now", "admit_reserve"),
             gallery: lua!("gallery_add"),
+            key_rotate: lua!("key_rotate"),
+            file_put: lua!("file_put"),
+            file_remove: lua!("file_remove"),
+            lease_take: lua!("lease_take"),
+            lease_drop: lua!("lease_drop"),
             ledger: LedgerScripts {
                 reserve: lua!("now", "ledger_reserve"),
                 commit: lua!("shift_used", "ledger_commit"),

@@ -255,6 +255,7 @@ impl Call<'_> {
             rewrite_success,
             owner: None,
             marker: None,
+            set: Vec::new(),
         }
     }
 

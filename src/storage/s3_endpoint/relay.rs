@@ -124,6 +124,9 @@ pub struct Relay<'a> {
     /// ListObjects (v1): the `Marker` S3 always echoes (some backends
     /// leave it out).
     pub marker: Option<String>,
+    /// Headers set on a successful answer over the backend's (the stored
+    /// content type of an upload, `Content-Disposition: attachment`).
+    pub set: Vec<(&'static str, String)>,
 }
 
 impl Relay<'_> {
@@ -134,6 +137,15 @@ impl Relay<'_> {
             rewrite_success: false,
             owner: None,
             marker: None,
+            set: Vec::new(),
+        }
+    }
+
+    /// An answer passed on with these headers set (when it succeeds).
+    pub fn with(set: Vec<(&'static str, String)>) -> Self {
+        Relay {
+            set,
+            ..Relay::plain()
         }
     }
 }
@@ -171,6 +183,11 @@ pub async fn relay(
             .map_err(internal)?;
     }
     let success = (200..300).contains(&status);
+    if success {
+        for (name, v) in &how.set {
+            header.insert_header(*name, v.as_str()).map_err(internal)?;
+        }
+    }
     let rewrite = !head && (!success || how.rewrite_success);
     if rewrite {
         let body = read_bounded(resp).await?;

@@ -135,6 +135,7 @@ impl StorageApi {
                             .map(|m| m.to_string())
                             .unwrap_or_else(|| "application/octet-stream".into()),
                         file_name: field.file_name().map(str::to_string),
+                        detect: None,
                     };
                     writer
                         .stage(object.as_deref(), meta, &mut field, staged)

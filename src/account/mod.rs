@@ -1,5 +1,8 @@
-//! Account endpoints for image keys (DESIGN §3): `GET /v1/usage` and
-//! `GET /v1/logs`.
+//! Account endpoints: for image keys (DESIGN §3) `GET /v1/usage` and
+//! `GET /v1/logs`; for both key types `POST /account/rotate-key`
+//! (`rotate.rs`).
+
+pub mod rotate;
 
 use crate::reply::Exchange;
 use std::sync::Arc;
