@@ -170,7 +170,7 @@ fn serve(mut conn: TcpStream, port: u16) {
         let _ = conn.write_all(redirect(to).as_bytes());
     } else if let Some(n) = path.strip_prefix("/chain/") {
         let n: u32 = n.parse().unwrap();
-        let to = if n == 0 {
+        let to = if n <= 1 {
             format!("http://127.0.0.5:{port}/file.jpg")
         } else {
             format!("http://127.0.0.5:{port}/chain/{}", n - 1)
