@@ -142,3 +142,42 @@ fn the_admin_token_and_public_url_are_checked() {
     );
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn the_upload_sections_are_typed_and_checked() {
+    let base = "listeners:\n  public: {address: \"127.0.0.1:8080\"}\n";
+    for (section, expected) in [
+        (
+            "uploads: {ttl: 3 days}\n",
+            "uploads.ttl: unknown duration unit",
+        ),
+        (
+            "uploads: {sweep_interval: 0s}\n",
+            "uploads.sweep_interval: must be > 0",
+        ),
+        (
+            "uploads: {max_base64_bytes: 10XB}\n",
+            "uploads.max_base64_bytes: unknown size unit",
+        ),
+        (
+            "uploads: {url_fetch: {colour: red}}\n",
+            "uploads.url_fetch.colour: unknown field `colour`",
+        ),
+        (
+            "file_host: {anonymous: {enabled: yes-please}}\n",
+            "file_host.anonymous.enabled",
+        ),
+    ] {
+        let (code, _, err) = check(&format!("{base}{section}"));
+        assert_eq!(code, 1, "{section}");
+        assert!(err.contains(expected), "{section}: {err}");
+    }
+    let (code, _, err) = check(&format!(
+        "{base}uploads: {{url_fetch: {{allow: [\"files.internal\", \"10.9.0.0/16\", \"not a host!\"]}}}}\n"
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("uploads.url_fetch.allow[2]: \"not a host!\" is neither a host name"),
+        "{err}"
+    );
+}
