@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use kikaku_edge::state::{EmbeddedState, RedisConfig, RedisState};
+use kikaku_edge::state::EmbeddedState;
 use kikaku_edge::state::{
     Galleries, GalleryRecord, KeyStore, LedgerSlot, OpenUpload, PresignedRecord, PresignedUrls,
     Quotas, StateStore, StorageLedger,
@@ -172,22 +172,6 @@ async fn concurrent_writes_never_overshoot(s: Arc<dyn StateStore>) {
     assert_eq!(used(s.as_ref(), t).await, 10 * mib);
 }
 
-fn redis(url: String, cluster: Vec<String>) -> Arc<dyn StateStore> {
-    Arc::new(
-        RedisState::connect(
-            RedisConfig {
-                url,
-                cluster,
-                timeout_ms: 2000,
-                rate_limit_when_unavailable: Default::default(),
-                reservation_ttl_seconds: 600,
-            },
-            100,
-        )
-        .unwrap(),
-    )
-}
-
 fn presigned(key: &str, created_at: i64, expires_at: i64) -> PresignedRecord {
     PresignedRecord {
         owner_id: "0a1b2c3d4e5f".into(),
@@ -312,7 +296,7 @@ async fn redis_ledger() {
     let server = common::redis::RedisServer::start();
     let s = tokio::task::spawn_blocking({
         let url = server.url();
-        move || redis(url, vec![])
+        move || common::redis::store(url, vec![])
     })
     .await
     .unwrap();
@@ -327,7 +311,7 @@ async fn redis_cluster_ledger() {
     let cluster = common::redis::RedisCluster::start();
     let s = tokio::task::spawn_blocking({
         let urls = cluster.urls();
-        move || redis(String::new(), urls)
+        move || common::redis::store(String::new(), urls)
     })
     .await
     .unwrap();

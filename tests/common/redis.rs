@@ -205,3 +205,24 @@ impl Drop for RedisCluster {
 pub fn redis_state(url: &str) -> String {
     format!("state: {{backend: redis, redis: {{url: '{url}'}}}}\n")
 }
+
+/// A Redis state store on `url` (or on the cluster `cluster`), for tests
+/// of the state contract itself.
+pub fn store(
+    url: String,
+    cluster: Vec<String>,
+) -> std::sync::Arc<dyn kikaku_edge::state::StateStore> {
+    std::sync::Arc::new(
+        kikaku_edge::state::RedisState::connect(
+            kikaku_edge::state::RedisConfig {
+                url,
+                cluster,
+                timeout_ms: 2000,
+                rate_limit_when_unavailable: Default::default(),
+                reservation_ttl_seconds: 600,
+            },
+            100,
+        )
+        .unwrap(),
+    )
+}

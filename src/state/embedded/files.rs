@@ -2,7 +2,6 @@
 //! (they outlive a restart, and so does their expiry); leases live in
 //! memory: one process is the only instance there is.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -10,36 +9,6 @@ use async_trait::async_trait;
 use super::memory::Record;
 use super::EmbeddedState;
 use crate::state::{Leases, StateError, TempFiles, UploadRecord};
-
-/// Files by id, their paths, and leases.
-#[derive(Default)]
-pub(super) struct Files {
-    pub(super) by_id: HashMap<String, UploadRecord>,
-    /// `tenant/uploadPath/fileName` → file id.
-    pub(super) by_path: HashMap<String, String>,
-    pub(super) leases: HashMap<String, (String, Instant)>,
-}
-
-impl Files {
-    /// A file recorded: it takes over its path.
-    pub(super) fn put(&mut self, r: UploadRecord) {
-        if let Some(old) = self.by_path.insert(r.path_key(), r.file_id.clone()) {
-            if old != r.file_id {
-                self.by_id.remove(&old);
-            }
-        }
-        self.by_id.insert(r.file_id.clone(), r);
-    }
-
-    pub(super) fn remove(&mut self, file_id: &str) {
-        if let Some(r) = self.by_id.remove(file_id) {
-            let key = r.path_key();
-            if self.by_path.get(&key).is_some_and(|id| id == file_id) {
-                self.by_path.remove(&key);
-            }
-        }
-    }
-}
 
 #[async_trait]
 impl TempFiles for EmbeddedState {

@@ -144,6 +144,36 @@ impl Quota {
     }
 }
 
+/// Files by id, their paths, and leases.
+#[derive(Default)]
+pub(super) struct Files {
+    pub(super) by_id: HashMap<String, UploadRecord>,
+    /// `tenant/uploadPath/fileName` → file id.
+    pub(super) by_path: HashMap<String, String>,
+    pub(super) leases: HashMap<String, (String, std::time::Instant)>,
+}
+
+impl Files {
+    /// A file recorded: it takes over its path.
+    pub(super) fn put(&mut self, r: UploadRecord) {
+        if let Some(old) = self.by_path.insert(r.path_key(), r.file_id.clone()) {
+            if old != r.file_id {
+                self.by_id.remove(&old);
+            }
+        }
+        self.by_id.insert(r.file_id.clone(), r);
+    }
+
+    pub(super) fn remove(&mut self, file_id: &str) {
+        if let Some(r) = self.by_id.remove(file_id) {
+            let key = r.path_key();
+            if self.by_path.get(&key).is_some_and(|id| id == file_id) {
+                self.by_path.remove(&key);
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Inner {
     pub(super) buckets: HashMap<String, Bucket>,
@@ -160,7 +190,7 @@ pub(super) struct Inner {
     /// Presigned URLs handed out, oldest first (expired ones pruned).
     pub(super) presigned: Vec<PresignedRecord>,
     /// Temporary files of the upload API, and leases.
-    pub(super) files: super::files::Files,
+    pub(super) files: Files,
     pub(super) next_reservation: u64,
     pub(super) journal: Option<Journal>,
     /// Appended records that trigger the next compaction.
