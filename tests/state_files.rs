@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use kikaku_edge::state::{EmbeddedState, KeyStore, Leases, StateStore, TempFiles, UploadRecord};
+use kikaku_edge::state::{EmbeddedState, KeyStore, StateStore, TempFiles, UploadRecord};
 use kikaku_filters::keys::{hash_key, key_ref};
 use kikaku_filters::{ApiKey, KeyStatus, KeyType};
 

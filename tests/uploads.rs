@@ -357,16 +357,7 @@ async fn files_expire_their_urls_404_and_the_quota_comes_back() {
     ]);
     let gw = &u.gw;
     // A file of the storage API (it does not expire) beside the uploads.
-    let (ct, body) = up::form(&[file("keep.txt", "text/plain", &[b'k'; 1000])]);
-    let kept = client()
-        .post(gw.url("/s3/upload"))
-        .header("authorization", bearer(KEY))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(kept.status(), 201);
+    up::keep(gw, KEY, 1000).await;
     let mut urls = Vec::new();
     for i in 0..3 {
         let (st, v) = up::stream(

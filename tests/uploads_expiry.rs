@@ -53,7 +53,7 @@ async fn two_instances_on_redis_expire_each_file_exactly_once() {
     let (a, _, s3) = start_shipped_with(
         "conf/redis.example.yaml",
         da.path(),
-        &env(&[redis_env.clone()]),
+        &env(std::slice::from_ref(&redis_env)),
     );
     // B uses A's S3 backend (its own embedded server finds the port taken).
     let (b, _, _) = start_shipped_with(
@@ -65,16 +65,7 @@ async fn two_instances_on_redis_expire_each_file_exactly_once() {
         ]),
     );
     // 1,000 bytes that do not expire (the storage API), then 20 uploads.
-    let (ct, body) = up::form(&[file("keep.txt", "text/plain", &[b'k'; 1000])]);
-    let kept = client()
-        .post(a.url("/s3/upload"))
-        .header("authorization", bearer(KEY))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(kept.status(), 201);
+    up::keep(&a, KEY, 1000).await;
     let mut urls = Vec::new();
     for i in 0..20 {
         let gw = if i % 2 == 0 { &a } else { &b };

@@ -173,6 +173,47 @@ impl Storage {
         Ok(Some(freed))
     }
 
+    /// GET or HEAD one object for a client, with the client's Range and
+    /// conditional headers: the backend's answer when it is one to relay
+    /// (2xx, 304, 412), else `not_found` (404), 416 as a bad range, or 502.
+    pub async fn read_object(
+        &self,
+        req: &pingora::http::RequestHeader,
+        backend_bucket: String,
+        object: String,
+        not_found: impl FnOnce() -> GatewayError,
+    ) -> Result<reqwest::Response, GatewayError> {
+        use kikaku_filters::ErrorKind;
+        const PASSED: &[&str] = &[
+            "range",
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+            "if-range",
+        ];
+        let mut breq =
+            backend::BackendRequest::new(req.method.clone(), Some(backend_bucket), Some(object));
+        for h in PASSED {
+            if let Some(v) = req.headers.get(*h).and_then(|v| v.to_str().ok()) {
+                breq.headers.push((h.to_string(), v.to_string()));
+            }
+        }
+        let resp = self.send(breq).await?;
+        match resp.status().as_u16() {
+            404 => Err(not_found()),
+            416 => Err(GatewayError::new(
+                ErrorKind::InvalidParameter,
+                "The requested range is not satisfiable.",
+            )),
+            s if s >= 400 && s != 412 => Err(GatewayError::new(
+                ErrorKind::BadGateway,
+                format!("storage backend answered {s}"),
+            )),
+            _ => Ok(resp),
+        }
+    }
+
     fn seen_recently(&self, backend_bucket: &str) -> bool {
         self.existing
             .lock()

@@ -214,3 +214,23 @@ pub fn payload_error(msg: String) -> GatewayError {
     };
     GatewayError::new(ErrorKind::BadRequest, msg).with_s3(status, code)
 }
+
+/// The request body as a multipart form: text fields of at most `max_text`
+/// bytes, the `file` field unbounded (its reader caps it).
+pub fn form(session: &mut Session, boundary: String, max_text: u64) -> multer::Multipart<'_> {
+    let body = futures_util::stream::unfold(session, |s| async move {
+        match s.read_request_body().await {
+            Ok(Some(b)) => Some((Ok::<Bytes, std::io::Error>(b), s)),
+            Ok(None) => None,
+            Err(e) => Some((Err(std::io::Error::other(e.to_string())), s)),
+        }
+    });
+    let limits = multer::SizeLimit::new()
+        .per_field(max_text)
+        .for_field("file", u64::MAX);
+    multer::Multipart::with_constraints(
+        body,
+        boundary,
+        multer::Constraints::new().size_limit(limits),
+    )
+}

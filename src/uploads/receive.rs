@@ -294,21 +294,7 @@ async fn read_form(
     form: &mut Form,
     max: u64,
 ) -> Result<(), GatewayError> {
-    let body = futures_util::stream::unfold(&mut *session, |s| async move {
-        match s.read_request_body().await {
-            Ok(Some(b)) => Some((Ok::<Bytes, std::io::Error>(b), s)),
-            Ok(None) => None,
-            Err(e) => Some((Err(std::io::Error::other(e.to_string())), s)),
-        }
-    });
-    let limits = multer::SizeLimit::new()
-        .per_field(MAX_TEXT_FIELD)
-        .for_field("file", u64::MAX);
-    let mut multipart = multer::Multipart::with_constraints(
-        body,
-        boundary,
-        multer::Constraints::new().size_limit(limits),
-    );
+    let mut multipart = crate::storage::upload::form(session, boundary, MAX_TEXT_FIELD);
     while let Some(mut field) = multipart
         .next_field()
         .await

@@ -10,9 +10,8 @@ use kikaku_filters::{ErrorKind, GatewayError};
 
 use crate::reply::Exchange;
 use crate::state::UploadRecord;
-use crate::storage::backend::BackendRequest;
 use crate::storage::s3_endpoint::relay::{relay, Relay};
-use crate::storage::{backend_unavailable, Storage};
+use crate::storage::Storage;
 
 /// Longest a client may cache a file (less when it expires sooner).
 const MAX_AGE_SECS: i64 = 3600;
@@ -79,49 +78,16 @@ impl UploadedFiles {
         attachment: bool,
         now: i64,
     ) -> Result<(), GatewayError> {
-        let req = ex.session.req_header();
         let bucket = self
             .storage
             .backend
             .buckets
             .to_backend(&r.tenant, &r.bucket);
-        let mut breq =
-            BackendRequest::new(req.method.clone(), Some(bucket), Some(r.object.clone()));
-        for h in [
-            "range",
-            "if-match",
-            "if-none-match",
-            "if-modified-since",
-            "if-unmodified-since",
-            "if-range",
-        ] {
-            if let Some(v) = req.headers.get(h).and_then(|v| v.to_str().ok()) {
-                breq.headers.push((h.to_string(), v.to_string()));
-            }
-        }
+        // Deleted through the S3 API meanwhile: gone for these URLs too.
         let resp = self
             .storage
-            .backend
-            .send(breq)
-            .await
-            .map_err(backend_unavailable)?;
-        match resp.status().as_u16() {
-            // Deleted through the S3 API meanwhile: gone for the host too.
-            404 => return Err(not_found()),
-            416 => {
-                return Err(GatewayError::new(
-                    ErrorKind::InvalidParameter,
-                    "The requested range is not satisfiable.",
-                ))
-            }
-            s if s >= 400 && s != 412 => {
-                return Err(GatewayError::new(
-                    ErrorKind::BadGateway,
-                    format!("storage backend answered {s}"),
-                ))
-            }
-            _ => {}
-        }
+            .read_object(ex.session.req_header(), bucket, r.object.clone(), not_found)
+            .await?;
         let age = ((r.expires_ms - now) / 1000).clamp(0, MAX_AGE_SECS);
         let mut set = vec![
             ("content-type", r.mime_type.clone()),

@@ -86,6 +86,22 @@ pub async fn stream(gw: &Gateway, key: &str, parts: &[Part<'_>]) -> (u16, Value)
     answer(resp).await
 }
 
+/// Store `keep.txt` of `n` bytes through the storage API (`/s3/upload`):
+/// bytes of the key that never expire.
+pub async fn keep(gw: &Gateway, key: &str, n: usize) {
+    let data = vec![b'k'; n];
+    let (ct, body) = form(&[file("keep.txt", "text/plain", &data)]);
+    let resp = client()
+        .post(gw.url("/s3/upload"))
+        .header("authorization", bearer(key))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
+
 /// `POST <path>` with a JSON body; status and JSON.
 pub async fn post_json(gw: &Gateway, path: &str, key: &str, body: &Value) -> (u16, Value) {
     let resp = client()

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::s3_endpoint::relay::{relay, Relay};
 use crate::config::names::check_object_key;
-use crate::storage::backend::{BackendError, BackendRequest};
+use crate::storage::backend::BackendError;
 use crate::storage::{backend_unavailable, Storage};
 
 /// `limit` of a listing: default and most.
@@ -170,35 +170,16 @@ impl StorageApi {
         object: &str,
         ex: &mut Exchange<'_>,
     ) -> Result<(), GatewayError> {
-        let req = ex.session.req_header();
-        let mut breq = BackendRequest::new(
-            req.method.clone(),
-            Some(self.storage.backend_bucket(key, key.default_bucket())),
-            Some(object.to_string()),
-        );
-        for h in ["range", "if-match", "if-none-match", "if-modified-since"] {
-            if let Some(v) = req.headers.get(h).and_then(|v| v.to_str().ok()) {
-                breq.headers.push((h.to_string(), v.to_string()));
-            }
-        }
         let resp = self
             .storage
-            .backend
-            .send(breq)
-            .await
-            .map_err(backend_unavailable)?;
-        match resp.status().as_u16() {
-            404 => Err(not_found(object)),
-            416 => Err(GatewayError::new(
-                ErrorKind::InvalidParameter,
-                "The requested range is not satisfiable.",
-            )),
-            s if s >= 400 && s != 412 => Err(GatewayError::new(
-                ErrorKind::BadGateway,
-                format!("storage backend answered {s}"),
-            )),
-            _ => relay(ex, resp, Relay::plain()).await,
-        }
+            .read_object(
+                ex.session.req_header(),
+                self.storage.backend_bucket(key, key.default_bucket()),
+                object.to_string(),
+                || not_found(object),
+            )
+            .await?;
+        relay(ex, resp, Relay::plain()).await
     }
 
     async fn delete(

@@ -11,7 +11,6 @@
 use crate::reply::Exchange;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use kikaku_filters::{ApiKey, ErrorKind, GatewayError};
 use pingora::proxy::Session;
 use serde_json::json;
@@ -91,18 +90,7 @@ impl StorageApi {
         boundary: String,
         staged: &mut Option<Staged>,
     ) -> Result<Option<String>, GatewayError> {
-        let body = futures_util::stream::unfold(&mut *session, |s| async move {
-            match s.read_request_body().await {
-                Ok(Some(b)) => Some((Ok::<Bytes, std::io::Error>(b), s)),
-                Ok(None) => None,
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), s)),
-            }
-        });
-        let limits = multer::SizeLimit::new()
-            .per_field(MAX_TEXT_FIELD)
-            .for_field("file", u64::MAX);
-        let constraints = multer::Constraints::new().size_limit(limits);
-        let mut form = multer::Multipart::with_constraints(body, boundary, constraints);
+        let mut form = crate::storage::upload::form(session, boundary, MAX_TEXT_FIELD);
         let mut object: Option<String> = None;
         while let Some(mut field) = form
             .next_field()
