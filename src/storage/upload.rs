@@ -215,6 +215,22 @@ pub fn payload_error(msg: String) -> GatewayError {
     GatewayError::new(ErrorKind::BadRequest, msg).with_s3(status, code)
 }
 
+/// The boundary of a multipart/form-data request, once the client has
+/// been told to go on (`100 Continue`, which curl waits a second for on any
+/// form over 1 MiB); `None` when the body is not such a form.
+pub async fn form_boundary(session: &mut Session) -> Option<String> {
+    let boundary = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok())?;
+    if expects_continue(session) {
+        let _ = session.write_continue_response().await;
+    }
+    Some(boundary)
+}
+
 /// The request body as a multipart form: text fields of at most `max_text`
 /// bytes, the `file` field unbounded (its reader caps it).
 pub fn form(session: &mut Session, boundary: String, max_text: u64) -> multer::Multipart<'_> {

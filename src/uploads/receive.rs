@@ -13,7 +13,6 @@ use super::capped::Capped;
 use super::{fetch, naming, Received, Target, Uploads};
 use crate::storage::mime;
 use crate::storage::staged::{FileMeta, Staged, StagedWriter};
-use crate::storage::upload::expects_continue;
 
 /// Text fields of a form (`uploadPath`, `fileName`, anything unknown).
 const MAX_TEXT_FIELD: u64 = 64 << 10;
@@ -66,19 +65,11 @@ impl Uploads {
         writer: &StagedWriter<'_>,
         ex: &mut crate::reply::Exchange<'_>,
     ) -> Result<Received, GatewayError> {
-        let boundary = ex
-            .session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|ct| multer::parse_boundary(ct).ok())
+        let boundary = crate::storage::upload::form_boundary(ex.session)
+            .await
             .ok_or_else(|| {
                 bad("file-stream-upload takes multipart/form-data with a `file` field.")
             })?;
-        if expects_continue(ex.session) {
-            let _ = ex.session.write_continue_response().await;
-        }
         let mut form = Form::default();
         let max = self.cfg.max_stream_bytes.0;
         let read = read_form(writer, ex.session, boundary, &mut form, max).await;
@@ -263,13 +254,10 @@ impl Uploads {
 
 /// Standard or URL-safe base64, padded or not.
 fn decode_base64(compact: &[u8]) -> Result<Vec<u8>, GatewayError> {
-    use base64::engine::{
-        general_purpose, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig,
-    };
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     let cfg = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, cfg);
     let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg);
-    let _ = general_purpose::STANDARD;
     standard
         .decode(compact)
         .or_else(|_| url_safe.decode(compact))

@@ -18,7 +18,6 @@ use serde_json::json;
 use super::{bad, StorageApi};
 use crate::config::names::check_object_key;
 use crate::storage::staged::{FileMeta, Staged, StagedWriter};
-use crate::storage::upload::expects_continue;
 
 /// Form fields other than `file` (the key, anything unknown) are small.
 const MAX_TEXT_FIELD: u64 = 64 << 10;
@@ -29,18 +28,9 @@ impl StorageApi {
         key: &Arc<ApiKey>,
         ex: &mut Exchange<'_>,
     ) -> Result<(), GatewayError> {
-        let boundary = ex
-            .session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|ct| multer::parse_boundary(ct).ok())
+        let boundary = crate::storage::upload::form_boundary(ex.session)
+            .await
             .ok_or_else(|| bad("POST /s3/upload takes multipart/form-data with a `file` field"))?;
-        if expects_continue(ex.session) {
-            // curl asks for it on any form over 1 MiB and otherwise waits a second.
-            let _ = ex.session.write_continue_response().await;
-        }
         let writer = StagedWriter::new(&self.storage, key);
         let mut staged = None;
         let read = Self::read_form(&writer, ex.session, boundary, &mut staged).await;
