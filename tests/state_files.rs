@@ -1,5 +1,6 @@
 //! The state contract of the upload API and key reset (DESIGN §6, §2):
-//! temporary files by id, path and expiry; leases; the one-step key swap.
+//! temporary files by id, path and expiry; leases; the one-step key swap;
+//! the file host's contents and holds.
 //! One suite, run against the embedded backend (and again after a reopen),
 //! a real redis-server and a 3-master Redis Cluster.
 
@@ -7,7 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use kikaku_edge::state::{EmbeddedState, KeyStore, StateStore, TempFiles, UploadRecord};
+use kikaku_edge::state::{
+    EmbeddedState, HostedContent, HostedRef, KeyStore, StateStore, TempFiles, UploadRecord,
+};
 use kikaku_filters::keys::{hash_key, key_ref};
 use kikaku_filters::{ApiKey, KeyStatus, KeyType};
 
@@ -161,6 +164,102 @@ async fn rotate_suite(s: &dyn StateStore) {
     assert_eq!(s.key_get(&other.hash).await.unwrap(), None);
 }
 
+fn content(c: char, size: u64, created_ms: i64) -> HostedContent {
+    HostedContent {
+        hash: c.to_string().repeat(64),
+        size,
+        content_type: "image/png".into(),
+        created_ms,
+    }
+}
+
+fn hold(c: char, holder: &str, uploaded_ms: i64) -> HostedRef {
+    HostedRef {
+        hash: c.to_string().repeat(64),
+        holder: holder.into(),
+        file_name: format!("{c}.png"),
+        uploaded_ms,
+    }
+}
+
+fn hashes(v: Vec<HostedContent>) -> Vec<char> {
+    v.iter().map(|c| c.hash.chars().next().unwrap()).collect()
+}
+
+/// Leaves `b` held by alice and `c` unreferenced since 60.
+async fn hosted_suite(s: &dyn StateStore) {
+    let a = "a".repeat(64);
+    s.hosted_put(content('a', 5, 10), 10).await.unwrap();
+    assert_eq!(
+        s.hosted_get(&a).await.unwrap(),
+        Some((content('a', 5, 10), 0))
+    );
+    assert_eq!(hashes(s.hosted_unreferenced(10, 10).await.unwrap()), ['a']);
+    assert!(s.hosted_unreferenced(9, 10).await.unwrap().is_empty());
+    // Recorded once: a second put changes nothing.
+    s.hosted_put(content('a', 99, 11), 11).await.unwrap();
+    assert_eq!(s.hosted_get(&a).await.unwrap().unwrap().0.size, 5);
+
+    assert!(s.hosted_hold(hold('a', "alice", 12)).await.unwrap());
+    assert!(
+        !s.hosted_hold(hold('a', "alice", 13)).await.unwrap(),
+        "held once"
+    );
+    assert!(s.hosted_hold(hold('a', "bob", 14)).await.unwrap());
+    assert_eq!(s.hosted_get(&a).await.unwrap().unwrap().1, 2);
+    assert!(s
+        .hosted_unreferenced(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        s.hosted_hold(hold('z', "alice", 1)).await.is_err(),
+        "a hold needs its content"
+    );
+    s.hosted_put(content('b', 7, 20), 20).await.unwrap();
+    assert!(s.hosted_hold(hold('b', "alice", 20)).await.unwrap());
+    let held: Vec<HostedRef> = s.hosted_held("alice").await.unwrap();
+    assert_eq!(held, [hold('b', "alice", 20), hold('a', "alice", 12)]);
+
+    assert_eq!(s.hosted_release(&a, "carol", 30).await.unwrap(), None);
+    assert_eq!(s.hosted_release(&a, "alice", 30).await.unwrap(), Some(1));
+    assert_eq!(s.hosted_release(&a, "alice", 31).await.unwrap(), None);
+    assert!(s
+        .hosted_unreferenced(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.hosted_release(&a, "bob", 40).await.unwrap(), Some(0));
+    assert!(s.hosted_unreferenced(39, 10).await.unwrap().is_empty());
+    assert_eq!(hashes(s.hosted_unreferenced(40, 10).await.unwrap()), ['a']);
+    assert!(s.hosted_held("bob").await.unwrap().is_empty());
+
+    assert!(
+        !s.hosted_forget(&"b".repeat(64)).await.unwrap(),
+        "alice holds b"
+    );
+    assert!(s.hosted_forget(&a).await.unwrap());
+    assert!(!s.hosted_forget(&a).await.unwrap());
+    assert_eq!(s.hosted_get(&a).await.unwrap(), None);
+    assert!(s
+        .hosted_unreferenced(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    s.hosted_put(content('c', 3, 60), 60).await.unwrap();
+}
+
+async fn hosted_after_reopen(s: &dyn StateStore) {
+    assert_eq!(
+        s.hosted_held("alice").await.unwrap(),
+        [hold('b', "alice", 20)]
+    );
+    assert_eq!(s.hosted_get(&"b".repeat(64)).await.unwrap().unwrap().1, 1);
+    assert!(s.hosted_unreferenced(59, 10).await.unwrap().is_empty());
+    assert_eq!(hashes(s.hosted_unreferenced(60, 10).await.unwrap()), ['c']);
+    assert_eq!(s.hosted_get(&"a".repeat(64)).await.unwrap(), None);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_files_leases_and_rotation() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,8 +268,10 @@ async fn embedded_files_leases_and_rotation() {
     files_suite(s.as_ref()).await;
     lease_suite(s.as_ref()).await;
     rotate_suite(s.as_ref()).await;
+    hosted_suite(s.as_ref()).await;
     drop(s);
     let s = EmbeddedState::open(&path).unwrap();
+    hosted_after_reopen(&s).await;
     let ids: Vec<String> = s
         .uploads_expired(i64::MAX, 10)
         .await
@@ -197,6 +298,8 @@ async fn redis_files_leases_and_rotation() {
     files_suite(s.as_ref()).await;
     lease_suite(s.as_ref()).await;
     rotate_suite(s.as_ref()).await;
+    hosted_suite(s.as_ref()).await;
+    hosted_after_reopen(s.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,4 +312,6 @@ async fn redis_cluster_files_leases_and_rotation() {
     files_suite(s.as_ref()).await;
     lease_suite(s.as_ref()).await;
     rotate_suite(s.as_ref()).await;
+    hosted_suite(s.as_ref()).await;
+    hosted_after_reopen(s.as_ref()).await;
 }

@@ -325,6 +325,7 @@ pub trait StateStore:
     + PresignedUrls
     + super::TempFiles
     + super::Leases
+    + super::HostedFiles
     + 'static
 {
     /// Whether the backend can serve requests now (for `/readyz`).

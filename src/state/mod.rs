@@ -4,6 +4,7 @@
 mod contract;
 mod embedded;
 mod files;
+mod hosted;
 mod journal;
 pub mod redis;
 
@@ -18,6 +19,7 @@ pub use contract::{
 };
 pub use embedded::EmbeddedState;
 pub use files::{upload_path_key, Leases, TempFiles, UploadRecord};
+pub use hosted::{HostedContent, HostedFiles, HostedRef, ANONYMOUS_HOLDER};
 pub use kikaku_filters::state::{KeyStore, PendingRateLimit, RateDecision, RateLimits, StateError};
 
 use crate::config::{Config, StateBackend};

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::{COMPACT_EVERY, COMPACT_RATIO};
 use crate::state::journal::Journal;
 use crate::state::{
-    GalleryRecord, LedgerSlot, OpenUpload, PresignedRecord, RequestLog, RequestStats, Reservation,
-    StateError, UploadRecord,
+    GalleryRecord, HostedContent, HostedRef, LedgerSlot, OpenUpload, PresignedRecord, RequestLog,
+    RequestStats, Reservation, StateError, UploadRecord,
 };
 use kikaku_filters::clock::now_ms;
 
@@ -73,6 +73,14 @@ pub(super) enum Record {
     FilePut { f: UploadRecord },
     /// A temporary file forgotten.
     FileDel { id: String },
+    /// A file-host content recorded; unreferenced since `t` until held.
+    HostPut { c: HostedContent, t: i64 },
+    /// A holder holds a content.
+    HostHold { r: HostedRef },
+    /// A holder let go of content `h`; unreferenced since `t` if it was the last.
+    HostDrop { h: String, who: String, t: i64 },
+    /// A content nobody holds, forgotten.
+    HostForget { h: String },
     /// A gallery record (with its id), and how many the subject keeps.
     Gal {
         s: String,
@@ -174,6 +182,85 @@ impl Files {
     }
 }
 
+/// The file host's contents, their holders, and those nobody holds.
+#[derive(Default)]
+pub(super) struct Hosted {
+    pub(super) contents: HashMap<String, HostedContent>,
+    /// hash → holder → hold.
+    pub(super) holds: HashMap<String, HashMap<String, HostedRef>>,
+    /// holder → hashes held.
+    pub(super) by_holder: HashMap<String, std::collections::HashSet<String>>,
+    /// hash → since when nobody holds it (unix ms).
+    pub(super) unreferenced: HashMap<String, i64>,
+}
+
+impl Hosted {
+    fn apply(&mut self, r: Record) {
+        match r {
+            Record::HostPut { c, t } if !self.contents.contains_key(&c.hash) => {
+                if !self.holds.contains_key(&c.hash) {
+                    self.unreferenced.insert(c.hash.clone(), t);
+                }
+                self.contents.insert(c.hash.clone(), c);
+            }
+            Record::HostHold { r } => {
+                self.unreferenced.remove(&r.hash);
+                self.by_holder
+                    .entry(r.holder.clone())
+                    .or_default()
+                    .insert(r.hash.clone());
+                let holds = self.holds.entry(r.hash.clone()).or_default();
+                holds.entry(r.holder.clone()).or_insert(r);
+            }
+            Record::HostDrop { h, who, t } => {
+                if let Some(set) = self.by_holder.get_mut(&who) {
+                    set.remove(&h);
+                    if set.is_empty() {
+                        self.by_holder.remove(&who);
+                    }
+                }
+                if let Some(holds) = self.holds.get_mut(&h) {
+                    holds.remove(&who);
+                    if holds.is_empty() {
+                        self.holds.remove(&h);
+                        if self.contents.contains_key(&h) {
+                            self.unreferenced.insert(h, t);
+                        }
+                    }
+                }
+            }
+            Record::HostForget { h } if !self.holds.contains_key(&h) => {
+                self.contents.remove(&h);
+                self.unreferenced.remove(&h);
+            }
+            _ => {}
+        }
+    }
+
+    /// The records that rebuild it (compaction).
+    fn records(&self) -> Vec<Record> {
+        let mut out: Vec<Record> = self
+            .contents
+            .values()
+            .map(|c| Record::HostPut {
+                c: c.clone(),
+                t: self
+                    .unreferenced
+                    .get(&c.hash)
+                    .copied()
+                    .unwrap_or(c.created_ms),
+            })
+            .collect();
+        out.extend(
+            self.holds
+                .values()
+                .flat_map(|h| h.values())
+                .map(|r| Record::HostHold { r: r.clone() }),
+        );
+        out
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Inner {
     pub(super) buckets: HashMap<String, Bucket>,
@@ -191,6 +278,8 @@ pub(super) struct Inner {
     pub(super) presigned: Vec<PresignedRecord>,
     /// Temporary files of the upload API, and leases.
     pub(super) files: Files,
+    /// The file host's contents and holds.
+    pub(super) hosted: Hosted,
     pub(super) next_reservation: u64,
     pub(super) journal: Option<Journal>,
     /// Appended records that trigger the next compaction.
@@ -261,6 +350,10 @@ impl Inner {
             Record::Presigned { p } => self.presigned.push(p),
             Record::FilePut { f } => self.files.put(f),
             Record::FileDel { id } => self.files.remove(&id),
+            r @ (Record::HostPut { .. }
+            | Record::HostHold { .. }
+            | Record::HostDrop { .. }
+            | Record::HostForget { .. }) => self.hosted.apply(r),
             Record::Gal { s, g, k } => {
                 let seq = self.gallery_seq.entry(s.clone()).or_insert(0);
                 *seq = (*seq).max(g.id);
@@ -459,6 +552,7 @@ impl Inner {
                 .values()
                 .map(|f| Record::FilePut { f: f.clone() }),
         );
+        live.extend(self.hosted.records());
         self.compact_at = COMPACT_EVERY.max(live.len() as u64 * COMPACT_RATIO);
         self.journal()?.rewrite(&live)
     }

@@ -12,6 +12,7 @@ use super::journal::Journal;
 
 mod files;
 mod gallery;
+mod hosted;
 mod keys;
 mod ledger;
 mod logs;

@@ -334,3 +334,33 @@ async fn corruption_in_the_middle_is_an_error_not_a_silent_reset() {
         Err(StateError::Corrupt(_))
     ));
 }
+
+#[tokio::test]
+async fn compaction_keeps_hosted_contents_and_holds() {
+    use crate::state::{HostedContent, HostedFiles, HostedRef};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.journal");
+    let s = EmbeddedState::open(&path).unwrap();
+    let content = |c: &str| HostedContent {
+        hash: c.repeat(64),
+        size: 4,
+        content_type: "text/plain".into(),
+        created_ms: 1,
+    };
+    s.hosted_put(content("a"), 1).await.unwrap();
+    s.hosted_put(content("b"), 2).await.unwrap();
+    let r = HostedRef {
+        hash: "a".repeat(64),
+        holder: "alice".into(),
+        file_name: "a.txt".into(),
+        uploaded_ms: 3,
+    };
+    assert!(s.hosted_hold(r.clone()).await.unwrap());
+    s.inner.lock().compact(10).unwrap();
+    drop(s);
+    let s = EmbeddedState::open(&path).unwrap();
+    assert_eq!(s.hosted_held("alice").await.unwrap(), [r]);
+    let unref = s.hosted_unreferenced(2, 10).await.unwrap();
+    assert_eq!(unref, [content("b")], "unreferenced since 2, as before");
+    assert!(s.hosted_unreferenced(1, 10).await.unwrap().is_empty());
+}

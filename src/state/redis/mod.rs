@@ -24,6 +24,7 @@ use redis::{IntoConnectionInfo, RedisResult};
 
 mod files;
 mod gallery;
+mod hosted;
 mod keys;
 mod ledger;
 mod logs;

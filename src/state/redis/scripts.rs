@@ -59,6 +59,11 @@ pub(super) struct Scripts {
     /// KEYS[1] the lease; ARGV holder (and ttl_ms to take it).
     pub lease_take: Script,
     pub lease_drop: Script,
+    /// The file host (`hosted.rs`): KEYS content, holds, held, unreferenced.
+    pub hosted_put: Script,
+    pub hosted_hold: Script,
+    pub hosted_release: Script,
+    pub hosted_forget: Script,
     pub ledger: LedgerScripts,
 }
 
@@ -103,6 +108,10 @@ impl Scripts {
             file_remove: lua!("file_remove"),
             lease_take: lua!("lease_take"),
             lease_drop: lua!("lease_drop"),
+            hosted_put: lua!("hosted_put"),
+            hosted_hold: lua!("hosted_hold"),
+            hosted_release: lua!("hosted_release"),
+            hosted_forget: lua!("hosted_forget"),
             ledger: LedgerScripts {
                 reserve: lua!("now", "ledger_reserve"),
                 commit: lua!("shift_used", "ledger_commit"),
