@@ -30,6 +30,14 @@ pub struct HostedRef {
     pub uploaded_ms: i64,
 }
 
+impl HostedRef {
+    /// The order of [`HostedFiles::hosted_held`]: newest first, then by hash.
+    pub fn newest_first(mut held: Vec<HostedRef>) -> Vec<HostedRef> {
+        held.sort_by(|a, b| (b.uploaded_ms, &b.hash).cmp(&(a.uploaded_ms, &a.hash)));
+        held
+    }
+}
+
 /// Who holds what anonymous uploads stored (never a key's subject: those
 /// have no `#`).
 pub const ANONYMOUS_HOLDER: &str = "#anonymous";

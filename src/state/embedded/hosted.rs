@@ -73,15 +73,14 @@ impl HostedFiles for EmbeddedState {
     async fn hosted_held(&self, holder: &str) -> Result<Vec<HostedRef>, StateError> {
         let inner = self.inner.lock();
         let h = &inner.hosted;
-        let mut out: Vec<HostedRef> = h
+        let held: Vec<HostedRef> = h
             .by_holder
             .get(holder)
             .into_iter()
             .flatten()
             .filter_map(|hash| h.holds.get(hash).and_then(|m| m.get(holder)).cloned())
             .collect();
-        out.sort_by(|a, b| (b.uploaded_ms, &b.hash).cmp(&(a.uploaded_ms, &a.hash)));
-        Ok(out)
+        Ok(HostedRef::newest_first(held))
     }
 
     async fn hosted_unreferenced(

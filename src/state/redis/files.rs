@@ -69,33 +69,10 @@ impl TempFiles for RedisState {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<UploadRecord>, StateError> {
-        let ids: Vec<String> = self
-            .run(move |c, _| async move {
-                c.query(
-                    redis::cmd("ZRANGEBYSCORE")
-                        .arg(EXPIRY)
-                        .arg("-inf")
-                        .arg(now_ms)
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(limit)
-                        .clone(),
-                )
-                .await
-            })
-            .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let raw: Vec<Option<String>> = self
-            .run(move |c, _| async move {
-                c.query(redis::cmd("HMGET").arg(FILES).arg(ids).clone())
-                    .await
-            })
-            .await?;
+        let raw = self.due_records(EXPIRY, FILES, now_ms, limit).await?;
         let mut out = Vec::new();
         for r in raw {
-            out.extend(decode(r)?);
+            out.extend(decode(Some(r))?);
         }
         Ok(out)
     }

@@ -100,12 +100,11 @@ impl HostedFiles for RedisState {
         let raw: Vec<(String, String)> = self
             .run(move |c, _| async move { c.query(redis::cmd("HGETALL").arg(held).clone()).await })
             .await?;
-        let mut out = raw
+        let held = raw
             .iter()
             .map(|(_, r)| decode::<HostedRef>(r))
             .collect::<Result<Vec<_>, _>>()?;
-        out.sort_by(|a, b| (b.uploaded_ms, &b.hash).cmp(&(a.uploaded_ms, &a.hash)));
-        Ok(out)
+        Ok(HostedRef::newest_first(held))
     }
 
     async fn hosted_unreferenced(
@@ -113,31 +112,8 @@ impl HostedFiles for RedisState {
         before_ms: i64,
         limit: usize,
     ) -> Result<Vec<HostedContent>, StateError> {
-        let hashes: Vec<String> = self
-            .run(move |c, _| async move {
-                c.query(
-                    redis::cmd("ZRANGEBYSCORE")
-                        .arg(UNREF)
-                        .arg("-inf")
-                        .arg(before_ms)
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(limit)
-                        .clone(),
-                )
-                .await
-            })
-            .await?;
-        if hashes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let raw: Vec<Option<String>> = self
-            .run(move |c, _| async move {
-                c.query(redis::cmd("HMGET").arg(CONTENT).arg(hashes).clone())
-                    .await
-            })
-            .await?;
-        raw.into_iter().flatten().map(|r| decode(&r)).collect()
+        let raw = self.due_records(UNREF, CONTENT, before_ms, limit).await?;
+        raw.iter().map(|r| decode(r)).collect()
     }
 
     async fn hosted_forget(&self, hash: &str) -> Result<bool, StateError> {

@@ -213,6 +213,46 @@ impl Conn {
     }
 }
 
+impl RedisState {
+    /// The records of hash `records` whose members of sorted set `index`
+    /// score at or below `max_score`, lowest first, at most `limit`: two
+    /// round trips on one slot (the upload expiry and the file host's
+    /// unreferenced content).
+    async fn due_records(
+        &self,
+        index: &'static str,
+        records: &'static str,
+        max_score: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        let ids: Vec<String> = self
+            .run(move |c, _| async move {
+                c.query(
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(index)
+                        .arg("-inf")
+                        .arg(max_score)
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit)
+                        .clone(),
+                )
+                .await
+            })
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<String>> = self
+            .run(move |c, _| async move {
+                c.query(redis::cmd("HMGET").arg(records).arg(ids).clone())
+                    .await
+            })
+            .await?;
+        Ok(raw.into_iter().flatten().collect())
+    }
+}
+
 #[async_trait]
 impl StateStore for RedisState {
     async fn ready(&self) -> bool {
