@@ -78,21 +78,47 @@ impl Staged {
     }
 }
 
-/// Writes one key's uploads into its default bucket.
+/// Writes one account's uploads into one backend bucket, charged to the
+/// account's byte ledger.
 pub struct StagedWriter<'a> {
     storage: &'a Storage,
-    key: &'a ApiKey,
+    /// Whose ledger, and its quota.
     subject: String,
+    limit: u64,
+    /// The backend bucket written to.
     bucket: String,
+    /// The bucket name objects have in the ledger (`bucket/object`).
+    ledger_bucket: String,
 }
 
 impl<'a> StagedWriter<'a> {
-    pub fn new(storage: &'a Storage, key: &'a ApiKey) -> StagedWriter<'a> {
+    /// Into the key's default bucket.
+    pub fn new(storage: &'a Storage, key: &ApiKey) -> StagedWriter<'a> {
+        StagedWriter::for_account(
+            storage,
+            key.subject(),
+            key.quota,
+            storage.backend_bucket(key, key.default_bucket()),
+            key.default_bucket().to_string(),
+        )
+    }
+
+    /// Into any backend bucket (the file host's, shared by all accounts),
+    /// charged to `subject` up to `limit`; `ledger_bucket` names the
+    /// objects in its ledger.
+    pub fn for_account(
+        storage: &'a Storage,
+        subject: String,
+        limit: u64,
+        bucket: String,
+        ledger_bucket: String,
+    ) -> StagedWriter<'a> {
         StagedWriter {
             storage,
-            key,
-            subject: key.subject(),
-            bucket: storage.backend_bucket(key, key.default_bucket()),
+            subject,
+            limit,
+            bucket,
+            ledger_bucket,
         }
     }
 
@@ -238,7 +264,7 @@ impl<'a> StagedWriter<'a> {
         Budget {
             state: &self.storage.state,
             subject: &self.subject,
-            limit: self.key.quota,
+            limit: self.limit,
             slot,
         }
     }
@@ -246,7 +272,7 @@ impl<'a> StagedWriter<'a> {
     /// Store the file under `name` (a checked object key); its size. On
     /// failure nothing is stored under `name` and nothing stays charged.
     pub async fn store(&self, name: &str, staged: Staged) -> Result<u64, GatewayError> {
-        let ledger_name = Storage::ledger_name(self.key.default_bucket(), name);
+        let ledger_name = Storage::ledger_name(&self.ledger_bucket, name);
         match staged {
             Staged::Small { data, meta } => {
                 let size = data.len() as u64;
