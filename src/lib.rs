@@ -23,6 +23,7 @@ pub mod admin_api;
 pub mod alloc;
 pub mod cli;
 pub mod config;
+pub mod file_host;
 pub mod gallery;
 pub mod images;
 pub mod openapi;

@@ -167,6 +167,15 @@ fn the_upload_sections_are_typed_and_checked() {
             "file_host: {anonymous: {enabled: yes-please}}\n",
             "file_host.anonymous.enabled",
         ),
+        (
+            "file_host: {bucket: Files_Here}\n",
+            "file_host.bucket: \"Files_Here\" is not an S3 bucket name",
+        ),
+        (
+            "file_host: {anonymous: {per_minute_per_ip: 0}}\n",
+            "file_host.anonymous.per_minute_per_ip: must be > 0",
+        ),
+        ("file_host: {max_bytes: 0}\n", "file_host.max_bytes"),
     ] {
         let (code, _, err) = check(&format!("{base}{section}"));
         assert_eq!(code, 1, "{section}");

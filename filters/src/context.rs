@@ -44,6 +44,9 @@ pub enum ErrorFormat {
     Upload,
     /// Seed 001's `api=1` answers: `ERROR <message>` as plain text.
     PlainText,
+    /// Seed 001's JSON answers: `{"status": false, "error": <message>,
+    /// "code": <code>}`, mirroring its `{"status": true, ...}`.
+    FileHost,
 }
 
 impl RequestCtx {

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     /// 409: the request conflicts with what exists (a bucket already owned,
     /// a resource that cannot change).
     Conflict,
+    /// 412: a condition of the request (`If-Match`) does not hold.
+    PreconditionFailed,
     /// 429: the per-key rate limit is used up.
     RateLimited,
     /// 429: the per-IP flood guard tripped.
@@ -70,6 +72,7 @@ impl ErrorKind {
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Conflict => 409,
+            ErrorKind::PreconditionFailed => 412,
             ErrorKind::RateLimited | ErrorKind::TooManyRequestsFromIp => 429,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::ClientClosed => 499,
@@ -96,6 +99,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "Forbidden",
             ErrorKind::NotFound => "NotFound",
             ErrorKind::Conflict => "Conflict",
+            ErrorKind::PreconditionFailed => "PreconditionFailed",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
             ErrorKind::RateLimited => "RateLimitExceeded",
             ErrorKind::TooManyRequestsFromIp => "TooManyRequests",
@@ -124,6 +128,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::PreconditionFailed => "precondition_failed",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooManyRequestsFromIp => "ip_flood",
@@ -153,6 +158,7 @@ impl ErrorKind {
             | ErrorKind::Forbidden => "AccessDenied",
             ErrorKind::NotFound => "NoSuchKey",
             ErrorKind::Conflict => "OperationAborted",
+            ErrorKind::PreconditionFailed => "PreconditionFailed",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
             ErrorKind::RateLimited | ErrorKind::TooManyRequestsFromIp => "SlowDown",
             ErrorKind::HeadersTooLarge => "RequestHeaderSectionTooLarge",

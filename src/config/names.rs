@@ -46,6 +46,27 @@ pub fn check_tenant_bucket(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A bucket of the gateway's own (the gallery's, the file host's): an S3
+/// bucket name, 3–63 of `a-z 0-9 - .`, starting and ending with a letter
+/// or digit.
+pub fn check_service_bucket(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    let ok_char = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.';
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !(3..=63).contains(&b.len())
+        || !b.iter().all(ok_char)
+        || !edge(b[0])
+        || !edge(b[b.len() - 1])
+        || name.contains("..")
+    {
+        return Err(format!(
+            "{name:?} is not an S3 bucket name (3 to 63 of a-z, 0-9, '-' and '.', \
+             starting and ending with a letter or digit)"
+        ));
+    }
+    Ok(())
+}
+
 /// An object key: 1–1024 bytes of UTF-8, no `.`/`..` or empty segments, no
 /// leading `/`, no control characters. Checked on the decoded key, before
 /// anything is mapped or forwarded.
@@ -123,6 +144,10 @@ mod tests {
             assert!(check_tenant_bucket(bad).is_err(), "{bad}");
         }
         assert!(check_tenant_bucket(&"a".repeat(41)).is_err());
+        assert!(check_service_bucket("kk-files").is_ok());
+        for bad in ["kk", "KK-files", "-kk", "kk-", "a..b", "a_b"] {
+            assert!(check_service_bucket(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -433,6 +433,11 @@ pub struct MatchConfig {
     /// endpoint sharing the public listener.
     #[serde(default)]
     pub sigv4: bool,
+    /// Match only requests with no `Authorization` header: `/api/upload`
+    /// without a key goes to the file host's anonymous route, with one to
+    /// the keyed route. Beats a route without it for such requests.
+    #[serde(default)]
+    pub anonymous: bool,
 }
 
 /// Local handlers, chosen by `type`.
@@ -464,6 +469,12 @@ pub enum HandlerConfig {
     /// `GET /files/{tenant}/...` and `/download/{fileId}`, no key, until
     /// the file expires (needs `storage`).
     UploadedFiles,
+    /// The content-addressed file host (seed 001, needs `storage`):
+    /// `POST /api/upload` with a storage key (or without one when
+    /// `file_host.anonymous.enabled`), `GET /api/upload` (the key's files),
+    /// `DELETE /api/upload/{hash}`, the form URL `POST /upload` (always
+    /// anonymous), and `GET|HEAD /f/{hash}...` (no key).
+    FileHost,
 }
 
 impl HandlerConfig {
@@ -475,6 +486,7 @@ impl HandlerConfig {
                 | HandlerConfig::GalleryFile
                 | HandlerConfig::Openapi
                 | HandlerConfig::UploadedFiles
+                | HandlerConfig::FileHost
         )
     }
 
@@ -488,6 +500,7 @@ impl HandlerConfig {
                 | HandlerConfig::GalleryFile
                 | HandlerConfig::Uploads
                 | HandlerConfig::UploadedFiles
+                | HandlerConfig::FileHost
         )
     }
 }

@@ -73,32 +73,41 @@ impl Default for UrlFetchConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileHostConfig {
-    /// The most bytes one file may hold (`/api/upload`, `/upload`).
-    pub max_bytes: Option<ByteSize>,
-    /// The form URL `POST /upload` without a key.
+    /// The backend bucket holding every hosted content once, named by its
+    /// SHA-256 (not a tenant bucket; made on first use).
+    pub bucket: String,
+    /// The most bytes one file may hold (`/api/upload` with a key).
+    pub max_bytes: ByteSize,
+    /// The form URL `POST /upload`, and `/api/upload` without a key.
     pub anonymous: AnonymousUploads,
 }
 
-impl FileHostConfig {
-    /// `max_bytes`, default 100 MB.
-    pub fn max_bytes(&self) -> u64 {
-        self.max_bytes.map_or(100_000_000, |b| b.0)
+impl Default for FileHostConfig {
+    fn default() -> Self {
+        FileHostConfig {
+            bucket: "kk-files".into(),
+            max_bytes: ByteSize(100_000_000),
+            anonymous: AnonymousUploads::default(),
+        }
     }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnonymousUploads {
-    /// Off by default: `POST /upload` without a key answers 401.
+    /// Off by default: `POST /upload` answers 403, and `/api/upload`
+    /// without a key 401.
     pub enabled: bool,
-    /// Uploads per minute per client IP.
+    /// Uploads per minute per client IP, counted in the state store (exact
+    /// across instances on Redis).
     pub per_minute_per_ip: u32,
     /// The most bytes one anonymous file may hold.
     pub max_bytes: ByteSize,
-    /// The most bytes all anonymous content may hold together.
+    /// The most bytes all anonymous content may hold together (one ledger,
+    /// `#anonymous`, each distinct content counted once).
     pub quota: ByteSize,
 }
 

@@ -74,6 +74,15 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             err(format!("uploads.url_fetch.allow[{i}]"), &e);
         }
     }
+    if let Err(e) = super::names::check_service_bucket(&c.file_host.bucket) {
+        err("file_host.bucket".into(), &e);
+    }
+    if c.file_host.anonymous.per_minute_per_ip == 0 {
+        err(
+            "file_host.anonymous.per_minute_per_ip".into(),
+            "must be > 0",
+        );
+    }
     if c.state.logs_per_key == 0 {
         err("state.logs_per_key".into(), "must be > 0");
     }
@@ -311,6 +320,9 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             if e.listen.parse::<SocketAddr>().is_err() {
                 err("storage.embedded.listen".into(), "must be IP:PORT");
             }
+        }
+        if let Err(e) = super::names::check_service_bucket(&st.gallery.bucket) {
+            err("storage.gallery.bucket".into(), &e);
         }
         if st.gallery.concurrency == 0 || st.gallery.attempts == 0 {
             err(

@@ -31,6 +31,7 @@ pub enum Handler {
     RotateKey(Arc<account::rotate::RotateKey>),
     Uploads(Arc<crate::uploads::Uploads>),
     UploadedFiles(Arc<crate::uploads::serve::UploadedFiles>),
+    FileHost(Arc<crate::file_host::FileHost>),
 }
 
 /// What handlers may capture when a snapshot is compiled.
@@ -46,6 +47,7 @@ pub struct HandlerEnv<'a> {
     /// The cache of keys kept in the state store.
     pub stored_keys: Option<Arc<kikaku_filters::StoredKeys>>,
     pub uploads: &'a crate::config::UploadsConfig,
+    pub file_host: &'a crate::config::FileHostConfig,
     /// `public_url` (or its default), without a trailing slash.
     pub public_base: String,
 }
@@ -87,6 +89,13 @@ impl Handler {
                     env.storage.clone().ok_or_else(needs_storage)?,
                 )))
             }
+            HandlerConfig::FileHost => {
+                Handler::FileHost(Arc::new(crate::file_host::FileHost::new(
+                    env.storage.clone().ok_or_else(needs_storage)?,
+                    env.file_host.clone(),
+                    env.public_base.clone(),
+                )))
+            }
             HandlerConfig::RotateKey => {
                 Handler::RotateKey(Arc::new(account::rotate::RotateKey::new(
                     env.state.clone(),
@@ -104,10 +113,18 @@ impl Handler {
     }
 
     /// The error format of the handler's route, when not the gateway's
-    /// JSON: the upload API answers in seed 003's envelope from the first
-    /// check on (a missing key included).
-    pub fn error_format(&self) -> Option<kikaku_filters::ErrorFormat> {
-        matches!(self, Handler::Uploads(_)).then_some(kikaku_filters::ErrorFormat::Upload)
+    /// JSON: the upload API answers in seed 003's envelope and the file
+    /// host in seed 001's (plain text with `?api=1`) from the first check
+    /// on (a missing key included).
+    pub fn error_format(
+        &self,
+        req: &pingora::http::RequestHeader,
+    ) -> Option<kikaku_filters::ErrorFormat> {
+        match self {
+            Handler::Uploads(_) => Some(kikaku_filters::ErrorFormat::Upload),
+            Handler::FileHost(_) => Some(crate::file_host::FileHost::error_format(req)),
+            _ => None,
+        }
     }
 
     /// Whether the handler counts the route's rate limit itself (the image
@@ -150,6 +167,7 @@ impl Handler {
             Handler::RotateKey(h) => Box::pin(h.handle(ex)).await,
             Handler::Uploads(h) => Box::pin(h.handle(ex)).await,
             Handler::UploadedFiles(h) => Box::pin(h.handle(ex)).await,
+            Handler::FileHost(h) => Box::pin(h.handle(ex)).await,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Background jobs of the capabilities, on the serving snapshot: the
-//! upload sweeper (`uploads::sweeper`), every `uploads.sweep_interval`
-//! (a reload's new interval applies from the next round).
+//! upload sweeper (`uploads::sweeper`) and the file host's collector
+//! (`file_host::collect`), every `uploads.sweep_interval` (a reload's new
+//! interval applies from the next round).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::proxy::metrics::{UPLOADS_EXPIRED, UPLOADS_EXPIRED_BYTES};
+use crate::proxy::metrics::{
+    HOSTED_COLLECTED, HOSTED_COLLECTED_BYTES, UPLOADS_EXPIRED, UPLOADS_EXPIRED_BYTES,
+};
 use crate::proxy::reload::ConfigHolder;
 use crate::uploads::sweeper;
 
@@ -34,6 +37,20 @@ impl BackgroundService for UploadSweeper {
                     }
                     Ok(_) => {}
                     Err(e) => log::warn!("upload sweep failed (next round retries): {e}"),
+                }
+                let bucket = &snap.config.file_host.bucket;
+                match crate::file_host::collect(storage, bucket, &instance, every).await {
+                    Ok(c) if c.contents > 0 => {
+                        log::info!(
+                            "collected {} hosted contents ({} bytes)",
+                            c.contents,
+                            c.bytes
+                        );
+                        HOSTED_COLLECTED.inc_by(c.contents);
+                        HOSTED_COLLECTED_BYTES.inc_by(c.bytes);
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::warn!("file host collection failed (next round retries): {e}"),
                 }
             }
             drop(snap);

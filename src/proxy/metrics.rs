@@ -91,6 +91,22 @@ pub static UPLOADS_EXPIRED_BYTES: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub static HOSTED_COLLECTED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "kikaku_file_host_collected_total",
+        "Hosted contents this instance deleted when nobody held them any more"
+    )
+    .expect("metric registers once")
+});
+
+pub static HOSTED_COLLECTED_BYTES: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "kikaku_file_host_collected_bytes_total",
+        "Bytes of hosted content this instance deleted from the backend"
+    )
+    .expect("metric registers once")
+});
+
 /// Touch every metric so `/metrics` lists them from the start.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -104,6 +120,8 @@ pub fn init() {
     Lazy::force(&ACCESS_LOG_DROPPED);
     Lazy::force(&UPLOADS_EXPIRED);
     Lazy::force(&UPLOADS_EXPIRED_BYTES);
+    Lazy::force(&HOSTED_COLLECTED);
+    Lazy::force(&HOSTED_COLLECTED_BYTES);
 }
 
 /// The text exposition of every registered metric.

@@ -15,7 +15,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::proxy::access_log::{AccessLog, AccessRecord};
 use crate::proxy::metrics;
 use crate::proxy::reload::ConfigHolder;
-use crate::proxy::routing::{Route, RouteMatch, Target};
+use crate::proxy::routing::{Route, RouteMatch, Signals, Target};
 use crate::proxy::snapshot::Snapshot;
 use crate::reply::error;
 use crate::reply::Exchange;
@@ -169,7 +169,11 @@ impl ProxyHttp for Gateway {
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .or(req.uri.host());
-        let found = match snapshot.router.find(&req.method, host, path, sigv4) {
+        let signals = Signals {
+            sigv4,
+            authorization: req.headers.contains_key(http::header::AUTHORIZATION),
+        };
+        let found = match snapshot.router.find(&req.method, host, path, signals) {
             RouteMatch::Found(r) => Ok(r.clone()),
             RouteMatch::MethodNotAllowed(allowed) => Err((
                 GatewayError::new(
@@ -216,7 +220,7 @@ impl ProxyHttp for Gateway {
         };
         ctx.route = Some(route.clone());
         if let Target::Handler(h) = &route.target {
-            if let Some(format) = h.error_format() {
+            if let Some(format) = h.error_format(session.req_header()) {
                 ctx.req.error_format = format;
             }
         }

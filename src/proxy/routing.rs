@@ -2,8 +2,9 @@
 //! optional host.
 //!
 //! The most specific route wins: one for SigV4-signed requests beats one
-//! without, then one with a host, then the longer path prefix, then an
-//! exact path over a prefix, then the earlier route in the file.
+//! without, then one for requests without `Authorization` (anonymous),
+//! then one with a host, then the longer path prefix, then an exact path
+//! over a prefix, then the earlier route in the file.
 
 use std::sync::Arc;
 
@@ -28,6 +29,8 @@ pub struct Route {
     pub host: Option<String>,
     /// Only requests signed with AWS SigV4 (the S3 endpoint on the shared listener).
     pub sigv4: bool,
+    /// Only requests without an `Authorization` header.
+    pub anonymous: bool,
     pub chain: FilterChain,
     pub target: Target,
 }
@@ -37,6 +40,15 @@ pub enum RouteMatch<'a> {
     /// A route has this path but not this method.
     MethodNotAllowed(Vec<Method>),
     NotFound,
+}
+
+/// What a request shows of itself before any filter runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signals {
+    /// It carries an AWS SigV4 (or V2) signature.
+    pub sigv4: bool,
+    /// It carries an `Authorization` header.
+    pub authorization: bool,
 }
 
 #[derive(Default)]
@@ -75,6 +87,7 @@ impl Router {
         indexed.sort_by(|(ia, a), (ib, b)| {
             b.sigv4
                 .cmp(&a.sigv4)
+                .then(b.anonymous.cmp(&a.anonymous))
                 .then(b.host.is_some().cmp(&a.host.is_some()))
                 .then(b.path_prefix.len().cmp(&a.path_prefix.len()))
                 .then(b.exact.cmp(&a.exact))
@@ -85,18 +98,17 @@ impl Router {
         }
     }
 
-    /// `sigv4`: the request carries an AWS SigV4 signature.
     pub fn find(
         &self,
         method: &Method,
         host: Option<&str>,
         path: &str,
-        sigv4: bool,
+        signals: Signals,
     ) -> RouteMatch<'_> {
         let host = host.map(host_only);
         let mut allowed: Vec<Method> = Vec::new();
         for r in &self.routes {
-            if r.sigv4 && !sigv4 {
+            if (r.sigv4 && !signals.sigv4) || (r.anonymous && signals.authorization) {
                 continue;
             }
             if r.host
@@ -129,7 +141,11 @@ impl Router {
     /// Would a route for SigV4-signed requests (the S3 endpoint) take this
     /// request, were it signed?
     pub fn s3_would_match(&self, method: &Method, host: Option<&str>, path: &str) -> bool {
-        matches!(self.find(method, host, path, true), RouteMatch::Found(r) if r.sigv4)
+        let signed = Signals {
+            sigv4: true,
+            authorization: true,
+        };
+        matches!(self.find(method, host, path, signed), RouteMatch::Found(r) if r.sigv4)
     }
 
     pub fn routes(&self) -> &[Arc<Route>] {
@@ -149,13 +165,14 @@ mod tests {
             exact: false,
             host: host.map(Into::into),
             sigv4: false,
+            anonymous: false,
             chain: FilterChain::default(),
             target: Target::Handler(Handler::NotImplemented("x".into())),
         }
     }
 
     fn found(r: &Router, m: &str, host: Option<&str>, path: &str) -> Option<String> {
-        match r.find(&m.parse().unwrap(), host, path, false) {
+        match r.find(&m.parse().unwrap(), host, path, Signals::default()) {
             RouteMatch::Found(r) => Some(r.name.clone()),
             _ => None,
         }
@@ -189,10 +206,10 @@ mod tests {
     fn wrong_method_is_distinguished_from_no_route() {
         let r = Router::new(vec![route("images", &["POST"], "/v1/images", None)]);
         assert!(
-            matches!(r.find(&Method::GET, None, "/v1/images", false), RouteMatch::MethodNotAllowed(m) if m == vec![Method::POST])
+            matches!(r.find(&Method::GET, None, "/v1/images", Signals::default()), RouteMatch::MethodNotAllowed(m) if m == vec![Method::POST])
         );
         assert!(matches!(
-            r.find(&Method::GET, None, "/nope", false),
+            r.find(&Method::GET, None, "/nope", Signals::default()),
             RouteMatch::NotFound
         ));
     }
@@ -219,6 +236,29 @@ mod tests {
         assert_eq!(found(&r, "GET", None, "/s3/filesx").unwrap(), "api");
         // Another method falls through to the prefix route, not 405.
         assert_eq!(found(&r, "DELETE", None, "/s3/files").unwrap(), "api");
+    }
+
+    #[test]
+    fn anonymous_routes_take_only_requests_without_authorization() {
+        let mut anon = route("anon", &["POST"], "/api/upload", None);
+        anon.anonymous = true;
+        let r = Router::new(vec![route("keyed", &[], "/api/upload", None), anon]);
+        let find = |authorization| match r.find(
+            &Method::POST,
+            None,
+            "/api/upload",
+            Signals {
+                sigv4: false,
+                authorization,
+            },
+        ) {
+            RouteMatch::Found(r) => r.name.clone(),
+            _ => String::new(),
+        };
+        assert_eq!(find(false), "anon");
+        assert_eq!(find(true), "keyed");
+        // Another method without a key falls through to the keyed route.
+        assert_eq!(found(&r, "GET", None, "/api/upload").unwrap(), "keyed");
     }
 
     #[test]

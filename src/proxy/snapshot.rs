@@ -126,6 +126,7 @@ impl Snapshot {
             config_keys: keys.clone(),
             stored_keys,
             uploads: &config.uploads,
+            file_host: &config.file_host,
             public_base: config.public_base(),
         };
 
@@ -161,6 +162,7 @@ impl Snapshot {
                     .as_deref()
                     .map(crate::proxy::routing::host_only),
                 sigv4: r.matcher.sigv4,
+                anonymous: r.matcher.anonymous,
                 chain: build_chain(&r.filters, &env),
                 target,
             });

@@ -29,7 +29,16 @@ pub fn error_parts(
         ErrorFormat::PlainText => (
             err.status(),
             "text/plain; charset=utf-8",
-            format!("ERROR {}\n", err.message.replace(['\r', '\n'], " ")).into_bytes(),
+            format!("ERROR {}", err.message.replace(['\r', '\n'], " ")).into_bytes(),
+        ),
+        ErrorFormat::FileHost => (
+            err.status(),
+            "application/json",
+            crate::reply::json_body(&serde_json::json!({
+                "status": false,
+                "error": err.message,
+                "code": err.kind.code(),
+            })),
         ),
         ErrorFormat::S3Xml => (
             err.s3_status(),

@@ -64,6 +64,36 @@ impl<'a> Exchange<'a> {
     }
 }
 
+impl Exchange<'_> {
+    /// A short plain-text answer (seed 001's `OK <hash>`), through the
+    /// response filters.
+    pub async fn text(&mut self, status: u16, text: String) -> Result<(), GatewayError> {
+        let body = Bytes::from(text);
+        let mut resp = ResponseHeader::build(status, Some(4)).map_err(internal)?;
+        resp.insert_header("content-type", "text/plain; charset=utf-8")
+            .map_err(internal)?;
+        resp.insert_header("content-length", body.len().to_string())
+            .map_err(internal)?;
+        resp.insert_header("cache-control", "no-store")
+            .map_err(internal)?;
+        self.filter_response(&mut resp);
+        let sent = async {
+            self.session
+                .write_response_header(Box::new(resp), false)
+                .await?;
+            self.session.write_response_body(Some(body), true).await
+        };
+        if let Err(e) = sent.await {
+            log::debug!("answer not delivered: {e}");
+        }
+        Ok(())
+    }
+}
+
+fn internal(e: Box<pingora::Error>) -> GatewayError {
+    GatewayError::new(ErrorKind::Internal, e.to_string())
+}
+
 /// A JSON value's bytes. `to_vec` writes straight into the buffer; `Value`'s
 /// `Display` goes through `fmt::Write` a token at a time (2.3% more
 /// instructions on the image route). A `Value` always serializes; were it

@@ -38,6 +38,16 @@ impl HostedRef {
     }
 }
 
+/// The bucket name hosted content has in its holders' byte ledgers: a
+/// holder of content `h` is charged its size once, in the slot
+/// `#file-host/h` (no tenant bucket can be named so).
+pub const LEDGER_BUCKET: &str = "#file-host";
+
+/// A holder's ledger slot name for content `hash`.
+pub fn ledger_name(hash: &str) -> String {
+    format!("{LEDGER_BUCKET}/{hash}")
+}
+
 /// Who holds what anonymous uploads stored (never a key's subject: those
 /// have no `#`).
 pub const ANONYMOUS_HOLDER: &str = "#anonymous";

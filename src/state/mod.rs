@@ -4,7 +4,7 @@
 mod contract;
 mod embedded;
 mod files;
-mod hosted;
+pub mod hosted;
 mod journal;
 pub mod redis;
 

@@ -5,6 +5,7 @@
 //! the byte quota (`upload`).
 
 pub mod backend;
+pub mod capped;
 pub mod mime;
 pub mod payload;
 pub mod reconcile;

@@ -1,8 +1,8 @@
 //! Restating a storage key's usage from what the backend really holds
 //! (DESIGN §4), after a crash between a write and its ledger entry, objects
 //! changed behind the gateway's back, or a restore: its buckets and objects
-//! are listed at the backend and the ledger restated; parts of multipart
-//! uploads in progress keep counting. Used by `kikaku-edge storage
+//! are listed at the backend and the ledger restated, with the file host's
+//! content it holds; parts of multipart uploads in progress keep counting. Used by `kikaku-edge storage
 //! reconcile` and `POST /admin/v1/keys/{id}/reconcile`.
 
 use kikaku_filters::{ApiKey, StateError};
@@ -73,6 +73,13 @@ pub async fn reconcile(
                 Some(t) => token = Some(t),
                 None => break,
             }
+        }
+    }
+    // Hosted content (the file host) is charged to each holder once, by
+    // the holds: its one object lives in the file host's bucket.
+    for held in storage.state.hosted_held(&subject).await? {
+        if let Some((content, _)) = storage.state.hosted_get(&held.hash).await? {
+            objects.push((crate::state::hosted::ledger_name(&held.hash), content.size));
         }
     }
     let count = objects.len();

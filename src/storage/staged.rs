@@ -76,6 +76,14 @@ impl Staged {
             Staged::Small { meta, .. } | Staged::Parts { meta, .. } => meta,
         }
     }
+
+    /// The bytes read.
+    pub fn size(&self) -> u64 {
+        match self {
+            Staged::Small { data, .. } => data.len() as u64,
+            Staged::Parts { size, .. } => *size,
+        }
+    }
 }
 
 /// Writes one account's uploads into one backend bucket, charged to the

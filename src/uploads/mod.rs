@@ -15,7 +15,6 @@
 //! the state store ([`crate::state::TempFiles`]). Answers and errors use
 //! seed 003's envelope: `{success, code, msg, data}`.
 
-mod capped;
 pub mod fetch;
 mod naming;
 mod receive;

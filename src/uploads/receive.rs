@@ -9,8 +9,8 @@ use kikaku_filters::{ErrorKind, GatewayError};
 use pingora::proxy::Session;
 use serde::Deserialize;
 
-use super::capped::Capped;
 use super::{fetch, naming, Received, Target, Uploads};
+use crate::storage::capped::Capped;
 use crate::storage::mime;
 use crate::storage::staged::{FileMeta, Staged, StagedWriter};
 

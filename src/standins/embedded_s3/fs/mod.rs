@@ -45,6 +45,8 @@ pub struct EmbeddedFs {
     inner: FileSystem,
     root: PathBuf,
     locks: NameLocks,
+    /// Held while a bucket is made.
+    creating: tokio::sync::Mutex<()>,
 }
 
 /// Read/write locks over object names, striped: two names that share a
@@ -124,6 +126,7 @@ impl EmbeddedFs {
             inner,
             root,
             locks: NameLocks::new(),
+            creating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -382,6 +385,17 @@ macro_rules! s3_impl {
                 }
             )*
 
+            /// s3s-fs checks for the directory, then makes it: of two at
+            /// once the second failed with a 500. One at a time, it hears
+            /// `BucketAlreadyExists`, as from S3.
+            async fn create_bucket(
+                &self,
+                req: S3Request<CreateBucketInput>,
+            ) -> S3Result<S3Response<CreateBucketOutput>> {
+                let _one = self.creating.lock().await;
+                self.inner.create_bucket(req).await
+            }
+
             async fn list_objects(
                 &self,
                 req: S3Request<ListObjectsInput>,
@@ -462,7 +476,6 @@ impl EmbeddedFs {
 
 s3_impl! {
     passed {
-        create_bucket(CreateBucketInput) -> CreateBucketOutput;
         delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
         get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
         head_bucket(HeadBucketInput) -> HeadBucketOutput;
