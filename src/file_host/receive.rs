@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::{unavailable, FileHost, Holder};
 use crate::reply::Exchange;
 use crate::state::hosted::{ledger_name, HostedContent, HostedRef, LEDGER_BUCKET};
-use crate::state::{LedgerSlot, StateStore};
+use crate::state::{lease_wait, LedgerSlot, StateStore};
 use crate::storage::capped::Capped;
 use crate::storage::staged::{FileMeta, Staged, StagedWriter};
 use crate::storage::upload::Budget;
@@ -52,24 +52,17 @@ pub(super) async fn lock_content(
 ) -> Result<(String, String), GatewayError> {
     let name = lease_name(hash);
     let me = crate::uploads::sweeper::holder_id();
-    let until = tokio::time::Instant::now() + LEASE_WAIT;
-    loop {
-        if state
-            .lease_take(&name, &me, LEASE_MS)
-            .await
-            .map_err(unavailable)?
-        {
-            return Ok((name, me));
-        }
-        if tokio::time::Instant::now() >= until {
-            return Err(GatewayError::new(
-                ErrorKind::ServiceUnavailable,
-                "This file is being stored or deleted right now; try again.",
-            )
-            .with_retry_after(std::time::Duration::from_secs(1)));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    if lease_wait(state, &name, &me, LEASE_MS, LEASE_WAIT)
+        .await
+        .map_err(unavailable)?
+    {
+        return Ok((name, me));
     }
+    Err(GatewayError::new(
+        ErrorKind::ServiceUnavailable,
+        "This file is being stored or deleted right now; try again.",
+    )
+    .with_retry_after(std::time::Duration::from_secs(1)))
 }
 
 /// A file read whole and hashed, not yet stored under its hash.

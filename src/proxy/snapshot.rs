@@ -90,7 +90,12 @@ impl Snapshot {
                             )
                         },
                     ) {
-                        Ok(b) => Some(Arc::new(Storage::new(b, state.clone(), sc))),
+                        Ok(b) => Some(Arc::new(Storage::new(
+                            b,
+                            state.clone(),
+                            sc,
+                            &config.file_host.bucket,
+                        ))),
                         Err(e) => {
                             errors.push(ConfigError::new("storage.backend", e));
                             None

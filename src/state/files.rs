@@ -82,3 +82,24 @@ pub trait Leases: Send + Sync {
     /// Give `name` back, if `holder` still has it.
     async fn lease_drop(&self, name: &str, holder: &str) -> Result<(), StateError>;
 }
+
+/// Take the lease `name` for `holder` (for `ttl_ms`), waiting up to `wait`
+/// for whoever holds it now. `false`: still held by another after `wait`.
+pub async fn lease_wait<L: Leases + ?Sized>(
+    leases: &L,
+    name: &str,
+    holder: &str,
+    ttl_ms: u64,
+    wait: std::time::Duration,
+) -> Result<bool, StateError> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        if leases.lease_take(name, holder, ttl_ms).await? {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

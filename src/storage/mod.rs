@@ -29,6 +29,9 @@ pub struct Storage {
     pub state: Arc<dyn StateStore>,
     /// The region S3 clients sign for (`storage.region`).
     pub region: String,
+    /// The file host's bucket (`file_host.bucket`): where its content and
+    /// the parts of its uploads in progress live.
+    pub file_host_bucket: String,
     /// Backend buckets seen to exist, and when.
     existing: parking_lot::Mutex<HashMap<String, Instant>>,
 }
@@ -43,10 +46,12 @@ impl Storage {
         backend: S3Backend,
         state: Arc<dyn StateStore>,
         cfg: &crate::config::StorageConfig,
+        file_host_bucket: &str,
     ) -> Storage {
         Storage {
             backend: Arc::new(backend),
             region: cfg.region.clone(),
+            file_host_bucket: file_host_bucket.to_string(),
             state,
             existing: Default::default(),
         }

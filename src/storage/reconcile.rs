@@ -98,7 +98,11 @@ async fn restate_open_uploads(storage: &Storage, key: &ApiKey) -> Result<(), Rec
     let state = &storage.state;
     let uploads = state.storage_uploads(&subject).await?;
     for up in uploads {
-        let backend_bucket = storage.backend.buckets.to_backend(&tenant, &up.bucket);
+        let backend_bucket = if up.bucket == crate::state::hosted::LEDGER_BUCKET {
+            storage.file_host_bucket.clone()
+        } else {
+            storage.backend.buckets.to_backend(&tenant, &up.bucket)
+        };
         let parts = storage
             .backend
             .list_parts(&backend_bucket, &up.key, &up.upload_id)

@@ -23,7 +23,7 @@ use super::backend::BackendRequest;
 use super::upload::Budget;
 use super::{backend_unavailable, Storage};
 use crate::s3_xml as xml;
-use crate::state::LedgerSlot;
+use crate::state::{LedgerSlot, OpenUpload};
 
 /// Bytes buffered before a part goes to the backend (S3's minimum part is
 /// 5 MiB); also the size under which a file goes up as one PutObject.
@@ -174,6 +174,24 @@ impl<'a> StagedWriter<'a> {
         let upload_id = xml::texts_at(&answer, &["InitiateMultipartUploadResult", "UploadId"])
             .and_then(|mut v| v.pop())
             .ok_or_else(|| GatewayError::new(ErrorKind::BadGateway, "no UploadId"))?;
+        // Listed like any multipart upload of the account (ListMultipartUploads,
+        // the management API, reconcile) until it completes or aborts, so parts
+        // left by a gateway that died mid-stream can be found and aborted.
+        let open = OpenUpload {
+            upload_id: upload_id.clone(),
+            bucket: self.ledger_bucket.clone(),
+            key: backend_key.clone(),
+            initiated_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        if let Err(e) = self
+            .storage
+            .state
+            .storage_upload_begin(&self.subject, open)
+            .await
+        {
+            self.abort(&backend_key, &upload_id).await;
+            return Err(GatewayError::unavailable("The storage ledger", e));
+        }
         let mut upload = Upload {
             backend_key,
             upload_id,

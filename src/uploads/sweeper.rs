@@ -42,17 +42,7 @@ pub async fn lock_path(
     holder: &str,
     wait: Duration,
 ) -> Result<bool, StateError> {
-    let name = path_lease(path_key);
-    let until = tokio::time::Instant::now() + wait;
-    loop {
-        if state.lease_take(&name, holder, PATH_LEASE_MS).await? {
-            return Ok(true);
-        }
-        if tokio::time::Instant::now() >= until {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    crate::state::lease_wait(state, &path_lease(path_key), holder, PATH_LEASE_MS, wait).await
 }
 
 /// What one sweep did.
