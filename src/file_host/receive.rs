@@ -51,7 +51,7 @@ pub(super) async fn lock_content(
     hash: &str,
 ) -> Result<(String, String), GatewayError> {
     let name = lease_name(hash);
-    let me = crate::uploads::sweeper::holder_id();
+    let me = crate::state::lease_holder();
     if lease_wait(state, &name, &me, LEASE_MS, LEASE_WAIT)
         .await
         .map_err(unavailable)?

@@ -24,7 +24,7 @@ pub struct UploadSweeper {
 impl BackgroundService for UploadSweeper {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         // Who holds the sweep lease: one id per process.
-        let instance = sweeper::holder_id();
+        let instance = crate::state::lease_holder();
         loop {
             let snap = self.holder.current();
             let every = snap.config.uploads.sweep_interval.0;

@@ -103,3 +103,9 @@ pub async fn lease_wait<L: Leases + ?Sized>(
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
+
+/// A random holder id: one per lease taken, or one per process.
+pub fn lease_holder() -> String {
+    let b: [u8; 12] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

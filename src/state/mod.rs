@@ -18,7 +18,7 @@ pub use contract::{
     Reservation, StateStore, StorageLedger,
 };
 pub use embedded::EmbeddedState;
-pub use files::{lease_wait, upload_path_key, Leases, TempFiles, UploadRecord};
+pub use files::{lease_holder, lease_wait, upload_path_key, Leases, TempFiles, UploadRecord};
 pub use hosted::{HostedContent, HostedFiles, HostedRef, ANONYMOUS_HOLDER};
 pub use kikaku_filters::state::{KeyStore, PendingRateLimit, RateDecision, RateLimits, StateError};
 

@@ -129,7 +129,7 @@ impl Uploads {
             key.tenant_id(),
             crate::state::upload_path_key(&got.target.upload_path, &got.target.file_name)
         );
-        let holder = sweeper::holder_id();
+        let holder = crate::state::lease_holder();
         match sweeper::lock_path(state.as_ref(), &path_key, &holder, PATH_WAIT).await {
             Ok(true) => {}
             Ok(false) => {

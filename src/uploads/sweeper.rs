@@ -29,12 +29,6 @@ pub fn path_lease(r_path_key: &str) -> String {
     format!("upload-path:{r_path_key}")
 }
 
-/// A random holder id for one lease taken.
-pub fn holder_id() -> String {
-    let b: [u8; 12] = rand::random();
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Take a path's lease, waiting up to `wait` for a sweep that holds it.
 pub async fn lock_path(
     state: &dyn StateStore,
