@@ -229,7 +229,7 @@ impl FileHost {
             .map_err(unavailable)?;
         let total = held.len();
         let mut files = Vec::new();
-        for r in held.into_iter().skip((page - 1) * limit).take(limit) {
+        for r in held.into_iter().skip((page - 1).saturating_mul(limit)).take(limit) {
             let Some((c, _)) = state.hosted_get(&r.hash).await.map_err(unavailable)? else {
                 continue;
             };
@@ -324,8 +324,8 @@ fn paging(req: &RequestHeader) -> Result<(usize, usize), GatewayError> {
                 page = v
                     .parse()
                     .ok()
-                    .filter(|p| *p >= 1)
-                    .ok_or_else(|| bad("a whole number from 1"))?
+                    .filter(|p| (1..=1_000_000).contains(p))
+                    .ok_or_else(|| bad("a whole number from 1 to 1000000"))?
             }
             "limit" => {
                 limit = v
@@ -386,6 +386,7 @@ mod tests {
         assert_eq!(paging(&req("/api/upload")).unwrap(), (1, 100));
         assert_eq!(paging(&req("/api/upload?page=3&limit=5")).unwrap(), (3, 5));
         assert!(paging(&req("/api/upload?page=0")).is_err());
+        assert!(paging(&req("/api/upload?page=4839519634073067520")).is_err());
         assert!(paging(&req("/api/upload?limit=1001")).is_err());
     }
 }
