@@ -2,7 +2,8 @@
 # What `make test` needs besides the build (scripts/prereqs.sh), all of it
 # inside the project except Debian's packages:
 #   - redis-server (the Redis tests start their own), curl (a storage test
-#     sends `Expect: 100-continue`), Node.js and npm: from apt when missing;
+#     sends `Expect: 100-continue`), Node.js and npm, and Chromium (the
+#     portal and console run in it, tests/browser.rs): from apt when missing;
 #   - .venv/: a virtual environment the project makes with the machine's
 #     python3, holding the pinned Python test tools of tests/requirements.txt
 #     (boto3, the AWS CLI, moto's server, PyYAML, openapi-spec-validator,
@@ -23,6 +24,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 apt_install test-prereqs "${missing[@]}"
 
 # The Python test tools, in the project's own venv. It is made again when
@@ -46,7 +48,9 @@ if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c '' 2>/dev/null \
   echo "$want" > "$stamp"
 fi
 
-# The JavaScript clients of seed 000, pinned in tests/node/package-lock.json.
+# The JavaScript clients of seed 000 and playwright-core (which drives the
+# Debian Chromium above; it downloads no browser), pinned in
+# tests/node/package-lock.json.
 node_dir="$root/tests/node"
 node_stamp="$node_dir/node_modules/.kikaku-lock.sha256"
 node_want="$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)"

@@ -35,3 +35,4 @@ pub mod state;
 pub mod storage;
 pub mod uploads;
 pub mod upstreams;
+pub mod web;

@@ -469,6 +469,9 @@ pub enum HandlerConfig {
     /// `GET /files/{tenant}/...` and `/download/{fileId}`, no key, until
     /// the file expires (needs `storage`).
     UploadedFiles,
+    /// The customer portal: `GET /portal` (and its files), and `/`, which
+    /// redirects there. No key: the page logs in itself.
+    Portal,
     /// The content-addressed file host (seed 001, needs `storage`):
     /// `POST /api/upload` with a storage key (or without one when
     /// `file_host.anonymous.enabled`), `GET /api/upload` (the key's files),
@@ -487,6 +490,7 @@ impl HandlerConfig {
                 | HandlerConfig::Openapi
                 | HandlerConfig::UploadedFiles
                 | HandlerConfig::FileHost
+                | HandlerConfig::Portal
         )
     }
 

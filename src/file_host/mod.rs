@@ -229,7 +229,11 @@ impl FileHost {
             .map_err(unavailable)?;
         let total = held.len();
         let mut files = Vec::new();
-        for r in held.into_iter().skip((page - 1).saturating_mul(limit)).take(limit) {
+        for r in held
+            .into_iter()
+            .skip((page - 1).saturating_mul(limit))
+            .take(limit)
+        {
             let Some((c, _)) = state.hosted_get(&r.hash).await.map_err(unavailable)? else {
                 continue;
             };

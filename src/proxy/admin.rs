@@ -1,6 +1,8 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (config loaded and state
-//! reachable), `/metrics` (Prometheus text), and the management API under
-//! `/admin/v1/` (`crate::admin_api`, which checks the admin token).
+//! reachable), `/metrics` (Prometheus text), the management API under
+//! `/admin/v1/` (`crate::admin_api`, which checks the admin token), and the
+//! operator console at `/console` (`crate::web::console`, which uses only
+//! that API).
 
 use std::sync::Arc;
 
@@ -38,6 +40,15 @@ impl ServeHttp for AdminApp {
                 let a = self.management(session, rest.to_string()).await;
                 return json(a.status, a.body);
             }
+        }
+        let req = session.req_header();
+        let etag = req
+            .headers
+            .get(http::header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok());
+        let head = req.method == http::Method::HEAD;
+        if let Some(page) = crate::web::console::response(&path, etag, head) {
+            return page;
         }
         match path.as_str() {
             "/healthz" => json(200, serde_json::json!({"status": "ok"})),

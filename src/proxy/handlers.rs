@@ -32,6 +32,8 @@ pub enum Handler {
     Uploads(Arc<crate::uploads::Uploads>),
     UploadedFiles(Arc<crate::uploads::serve::UploadedFiles>),
     FileHost(Arc<crate::file_host::FileHost>),
+    /// The customer portal's page and files.
+    Portal,
 }
 
 /// What handlers may capture when a snapshot is compiled.
@@ -96,6 +98,7 @@ impl Handler {
                     env.public_base.clone(),
                 )))
             }
+            HandlerConfig::Portal => Handler::Portal,
             HandlerConfig::RotateKey => {
                 Handler::RotateKey(Arc::new(account::rotate::RotateKey::new(
                     env.state.clone(),
@@ -168,6 +171,7 @@ impl Handler {
             Handler::Uploads(h) => Box::pin(h.handle(ex)).await,
             Handler::UploadedFiles(h) => Box::pin(h.handle(ex)).await,
             Handler::FileHost(h) => Box::pin(h.handle(ex)).await,
+            Handler::Portal => Box::pin(crate::web::portal::serve(ex)).await,
         }
     }
 }
