@@ -75,6 +75,7 @@ async fn a_stream_upload_answers_seed_003s_envelope_and_its_urls_serve_the_file(
     assert_eq!((st, got.as_slice()), (200, body.as_slice()));
     assert_eq!(h["content-type"], "image/jpeg");
     assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(h["content-security-policy"], "sandbox");
     let etag = h["etag"].to_str().unwrap().to_string();
     let (st, h, got) = up::fetch(&file_url, &[("range", "bytes=6-15")]).await;
     assert_eq!((st, got.as_slice()), (206, &body[6..16]));

@@ -2,7 +2,8 @@
 //! `/download/{fileId}`: uploaded files, without a key, until they expire
 //! (then 404). Range, conditional requests, ETag and HEAD come from the
 //! backend; the content type is the one recorded at upload, and a download
-//! adds `Content-Disposition: attachment`.
+//! adds `Content-Disposition: attachment`. Like the file host's, the
+//! answers are sandboxed (`Content-Security-Policy: sandbox`).
 
 use std::sync::Arc;
 
@@ -93,6 +94,8 @@ impl UploadedFiles {
             ("content-type", r.mime_type.clone()),
             ("cache-control", format!("public, max-age={age}")),
             ("x-content-type-options", "nosniff".to_string()),
+            // An uploaded HTML page runs no script on the gateway's origin.
+            ("content-security-policy", "sandbox".to_string()),
             ("accept-ranges", "bytes".to_string()),
         ];
         if attachment {

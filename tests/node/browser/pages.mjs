@@ -22,7 +22,7 @@ mkdirSync(SCREENSHOTS, { recursive: true });
 
 const step = (name) => console.error(`browser: ${name}`);
 
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
 try {
   const context = await browser.newContext({ viewport: DESKTOP, acceptDownloads: true });
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: PUBLIC });
@@ -89,6 +89,18 @@ try {
   assert.equal(status, 403, "a suspended key is refused");
   await page.click(`button[aria-label="Resume ${name}"]`);
   await page.waitForSelector(`button[aria-label="Suspend ${name}"]`);
+
+  step("console sets quota and rate limit");
+  await page.fill(`input[aria-label="Quota of ${name}"]`, "7");
+  await page.fill(`input[aria-label="Rate limit of ${name}"]`, "5");
+  await page.click(`tr:has(button[aria-label="Suspend ${name}"]) >> text=Save`);
+  await page.waitForSelector(`#key-table tr:has-text("${name}") >> text=0 / 7`);
+  let seen = {};
+  for (let i = 0; i < 50 && seen.quota_limit !== 7; i += 1) {
+    seen = await (await usage(created)).json();
+    if (seen.quota_limit !== 7) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(seen.quota_limit, 7, "the public API sees the new quota");
 
   step("console browses a bucket");
   await page.click("[data-tab=buckets]");
