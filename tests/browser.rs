@@ -13,25 +13,18 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::uploads::{file, form, KEY};
+use common::uploads::{file, post_form, text, KEY};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_portal_and_the_console_work_in_a_real_browser() {
     let (gw, _sim, data) = start_shipped("conf/kikaku.yaml");
     // An object for the console to browse and presign.
-    let (ct, body) = form(&[
-        common::uploads::text("key", "console/seen.txt"),
+    let parts = [
+        text("key", "console/seen.txt"),
         file("seen.txt", "text/plain", b"seen by the console\n"),
-    ]);
-    let resp = client()
-        .post(gw.url("/s3/upload"))
-        .header("authorization", bearer(KEY))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    ];
+    let resp = post_form(&gw, "/s3/upload", Some(KEY), &parts).await;
     assert_eq!(resp.status(), 201);
 
     let shots = std::env::var("KIKAKU_SCREENSHOTS")

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::admin::demo_admin;
-use common::uploads::{self as up, file, form, KEY};
+use common::uploads::{self as up, file, KEY};
 use common::*;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -37,15 +37,13 @@ async fn post_file(
     name: &str,
     data: &[u8],
 ) -> (u16, String, String) {
-    let (ct, body) = form(&[file(name, "application/octet-stream", data)]);
-    let mut req = client()
-        .post(gw.url(path))
-        .header("content-type", ct)
-        .body(body);
-    if let Some(k) = key {
-        req = req.header("authorization", bearer(k));
-    }
-    let resp = req.send().await.unwrap();
+    let resp = up::post_form(
+        gw,
+        path,
+        key,
+        &[file(name, "application/octet-stream", data)],
+    )
+    .await;
     let status = resp.status().as_u16();
     let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
     (status, ct, resp.text().await.unwrap())
@@ -220,15 +218,7 @@ async fn api_1_answers_in_plain_text_and_errors_name_the_problem() {
         "{text}"
     );
     // A form without `file`: 400, in seed 001's JSON shape.
-    let (ct, body) = form(&[up::text("other", "x")]);
-    let resp = client()
-        .post(gw.url("/api/upload"))
-        .header("authorization", bearer(KEY))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = up::post_form(gw, "/api/upload", Some(KEY), &[up::text("other", "x")]).await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["status"], false);
@@ -306,13 +296,7 @@ async fn anonymous_uploads_have_their_own_ip_limit_size_cap_and_quota() {
     assert_eq!(listed["files"], json!([]), "{listed}");
     assert_eq!(up::used(gw, KEY).await, 0);
     // 5: past the per-IP limit of 4 a minute.
-    let resp = client()
-        .post(gw.url("/upload"))
-        .header("content-type", form(&[file("d", "text/plain", b"d")]).0)
-        .body(form(&[file("d", "text/plain", b"d")]).1)
-        .send()
-        .await
-        .unwrap();
+    let resp = up::post_form(gw, "/upload", None, &[file("d", "text/plain", b"d")]).await;
     assert_eq!(resp.status(), 429);
     let retry: u64 = resp.headers()["retry-after"]
         .to_str()

@@ -73,6 +73,26 @@ export async function api(token, method, path, body) {
   return data;
 }
 
+/**
+ * The tab's credential (a key, the admin token), kept in its
+ * sessionStorage under `name` and sent only as the Bearer header, and the
+ * calls made with it to paths under `base`.
+ */
+export function tabCredential(name, base = "") {
+  return {
+    get key() {
+      return sessionStorage.getItem(name);
+    },
+    set key(k) {
+      if (k) sessionStorage.setItem(name, k);
+      else sessionStorage.removeItem(name);
+    },
+    call(method, path, body) {
+      return api(this.key, method, base + path, body);
+    },
+  };
+}
+
 /** What a user reads for an error (a 429 says when to try again). */
 export function errorText(err) {
   if (err instanceof ApiError && err.status === 429 && err.retryAfter) {

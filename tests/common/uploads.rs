@@ -72,33 +72,41 @@ pub fn form(parts: &[Part]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// `POST path` with a multipart form of `parts`, with `key` as the bearer
+/// when there is one.
+pub async fn post_form(
+    gw: &Gateway,
+    path: &str,
+    key: Option<&str>,
+    parts: &[Part<'_>],
+) -> reqwest::Response {
+    let (ct, body) = form(parts);
+    let mut req = client()
+        .post(gw.url(path))
+        .header("content-type", ct)
+        .body(body);
+    if let Some(k) = key {
+        req = req.header("authorization", bearer(k));
+    }
+    req.send().await.unwrap()
+}
+
 /// `POST /api/file-stream-upload` with this form; status and JSON.
 pub async fn stream(gw: &Gateway, key: &str, parts: &[Part<'_>]) -> (u16, Value) {
-    let (ct, body) = form(parts);
-    let resp = client()
-        .post(gw.url("/api/file-stream-upload"))
-        .header("authorization", bearer(key))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    answer(resp).await
+    answer(post_form(gw, "/api/file-stream-upload", Some(key), parts).await).await
 }
 
 /// Store `keep.txt` of `n` bytes through the storage API (`/s3/upload`):
 /// bytes of the key that never expire.
 pub async fn keep(gw: &Gateway, key: &str, n: usize) {
     let data = vec![b'k'; n];
-    let (ct, body) = form(&[file("keep.txt", "text/plain", &data)]);
-    let resp = client()
-        .post(gw.url("/s3/upload"))
-        .header("authorization", bearer(key))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_form(
+        gw,
+        "/s3/upload",
+        Some(key),
+        &[file("keep.txt", "text/plain", &data)],
+    )
+    .await;
     assert_eq!(resp.status(), 201);
 }
 

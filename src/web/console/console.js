@@ -1,27 +1,16 @@
 // The operator console: log in with the admin token (kept in this tab's
 // sessionStorage), then stats, keys (keys.js), buckets and their objects,
 // and presigned URLs, all through the management API (/admin/v1).
-import { api, copyButton, el, errorBox, show, stat, table, tabs, when } from "./common.js";
+import { api, copyButton, el, errorBox, show, stat, table, tabCredential, tabs, when } from "./common.js";
 import { keysTab } from "./keys.js";
 
 const STORE = "kikaku.admin";
 const $ = (id) => document.getElementById(id);
 
-const admin = {
-  get token() {
-    return sessionStorage.getItem(STORE);
-  },
-  set token(t) {
-    if (t) sessionStorage.setItem(STORE, t);
-    else sessionStorage.removeItem(STORE);
-  },
-  call(method, path, body) {
-    return api(this.token, method, `/admin/v1${path}`, body);
-  },
-};
+const admin = tabCredential(STORE, "/admin/v1");
 
 function loggedOut(message) {
-  admin.token = null;
+  admin.key = null;
   $("app").hidden = true;
   $("logout").hidden = true;
   $("login").hidden = false;
@@ -32,7 +21,7 @@ function loggedOut(message) {
 async function logIn(token) {
   try {
     await api(token, "GET", "/admin/v1/stats");
-    admin.token = token;
+    admin.key = token;
     $("login").hidden = true;
     $("app").hidden = false;
     $("logout").hidden = false;
@@ -174,5 +163,5 @@ $("login-form").addEventListener("submit", (ev) => {
 });
 $("logout").addEventListener("click", () => loggedOut());
 
-if (admin.token) logIn(admin.token);
+if (admin.key) logIn(admin.key);
 else loggedOut();

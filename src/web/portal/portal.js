@@ -2,7 +2,7 @@
 // sessionStorage, sent only as the Bearer header), the tabs, and the
 // account tab (key reset). The image and storage tabs are image.js and
 // storage.js.
-import { api, copyButton, el, errorBox, show, tabs } from "./common.js";
+import { api, copyButton, el, errorBox, show, tabCredential, tabs } from "./common.js";
 import { imageTab } from "./image.js";
 import { storageTab } from "./storage.js";
 
@@ -21,18 +21,7 @@ export function keyType(key) {
   return null;
 }
 
-const session = {
-  get key() {
-    return sessionStorage.getItem(STORE);
-  },
-  set key(k) {
-    if (k) sessionStorage.setItem(STORE, k);
-    else sessionStorage.removeItem(STORE);
-  },
-  call(method, path, body) {
-    return api(this.key, method, path, body);
-  },
-};
+const session = tabCredential(STORE);
 
 function loggedOut(message) {
   session.key = null;
