@@ -190,3 +190,37 @@ fn the_upload_sections_are_typed_and_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn image_models_are_checked_with_their_paths() {
+    let yaml = r#"listeners:
+  public: {address: "127.0.0.1:8080"}
+upstreams:
+  ark: {endpoints: [{address: "127.0.0.1:9100"}]}
+routes:
+  - name: images
+    match: {path_prefix: /v1/images/generations}
+    filters: [{key_auth: {}}]
+    handler:
+      type: image_generation
+      upstream: ark
+      api_key: k
+      models:
+        - {alias: s5, upstream_id: s-5, presets: [5K], min_pixels: 1, max_pixels: 2}
+        - {alias: s6, upstream_id: s-6, presets: [2K], min_pixels: 1, max_pixels: 2, fields: [steps]}
+"#;
+    let (code, _, err) = check(yaml);
+    assert_eq!(code, 1);
+    // serde names the handler (its enum is tagged by `type`) and the value.
+    assert!(
+        err.contains("routes[0].handler: unknown variant `steps`"),
+        "{err}"
+    );
+    let fixed = yaml.replace(", fields: [steps]", "");
+    let (code, _, err) = check(&fixed);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("routes[0].handler.models[0].presets[0]: unknown preset \"5K\""),
+        "{err}"
+    );
+}

@@ -125,7 +125,7 @@ async fn validation_rules_over_http() {
             json!({"model": "seedream-4.0", "prompt": "x", "optimize_prompt_options": {"mode": "fast"}}),
             m(json!({"optimize_prompt_options": {"mode": "fast"}})),
             "InvalidParameter",
-            "not seedream-4.5",
+            "not available on seedream-4.5",
         ),
         (
             m(json!({"n": 2})),

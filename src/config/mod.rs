@@ -19,7 +19,9 @@ mod uploads;
 mod validate;
 
 pub use admin::{AdminConfig, MIN_TOKEN_CHARS as MIN_ADMIN_TOKEN_CHARS};
-pub use images::{ImageGenerationConfig, ModelSpec};
+pub use images::{
+    ExtraField, ImageGenerationConfig, ModelSpec, OutputFormat, PresetSpec, PresetTable, PromptMode,
+};
 pub use load::{load_file, load_str};
 pub use simulator::{Fault, SimConfig};
 pub use state::{Fallback, RedisConfig};

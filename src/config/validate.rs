@@ -242,6 +242,11 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
                         "must list at least one model when given",
                     );
                 }
+                for (path, msg) in
+                    super::images::model_problems(ig.models.as_deref().unwrap_or(&[]))
+                {
+                    err(format!("{p}.handler.models{path}"), &msg);
+                }
             }
             _ => {}
         }

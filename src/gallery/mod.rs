@@ -178,7 +178,15 @@ impl Gallery {
             .await?;
         let token = random_token();
         let req = BackendRequest::object(http::Method::PUT, &self.cfg.bucket, &object_name(&token))
-            .with_header("content-type", "image/jpeg")
+            // Ark's JPEG, or a PNG from a model asked for `output_format: png`.
+            .with_header(
+                "content-type",
+                if data.starts_with(b"\x89PNG") {
+                    "image/png"
+                } else {
+                    "image/jpeg"
+                },
+            )
             .with_body(data);
         self.backend.call(req).await.map_err(|e| e.to_string())?;
         let record = GalleryRecord {

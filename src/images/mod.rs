@@ -377,6 +377,7 @@ impl ImageGeneration {
             .unwrap_or(Err(ArkFailure::Timeout))
             .map_err(upstream_error)?;
         let created = first["created"].as_u64().unwrap_or_else(|| now_ms() / 1000);
+        let mut passed = response::Passed::from_ark(&first);
         let mut items: Vec<Item> = match first["data"].take() {
             Value::Array(d) => d.into_iter().map(Item::from_ark).collect(),
             _ => Vec::new(),
@@ -392,18 +393,27 @@ impl ImageGeneration {
             }
             let calls = (0..missing).map(|_| async {
                 match tokio::time::timeout_at(deadline.into(), self.ark.generate(&single)).await {
-                    Ok(Ok(mut resp)) => match resp["data"].take() {
-                        Value::Array(d) => d.into_iter().next().map(Item::from_ark),
-                        _ => None,
+                    Ok(Ok(mut resp)) => {
+                        let tools = response::Passed::from_ark(&resp).tool_usage;
+                        let item = match resp["data"].take() {
+                            Value::Array(d) => d.into_iter().next().map(Item::from_ark),
+                            _ => None,
+                        }
+                        .unwrap_or_else(|| Item::failed(&ArkFailure::BadBody("no image".into())));
+                        (item, tools)
                     }
-                    .unwrap_or_else(|| Item::failed(&ArkFailure::BadBody("no image".into()))),
-                    Ok(Err(f)) => Item::failed(&f),
-                    Err(_) => Item::failed(&ArkFailure::Timeout),
+                    Ok(Err(f)) => (Item::failed(&f), None),
+                    Err(_) => (Item::failed(&ArkFailure::Timeout), None),
                 }
             });
-            items.extend(join_all(calls).await);
+            for (item, tools) in join_all(calls).await {
+                items.push(item);
+                passed.add_tools(tools);
+            }
         }
-        Ok(answer(&v.model.upstream_id, created, items))
+        let mut a = answer(&v.model.upstream_id, created, items);
+        passed.apply(&mut a.body);
+        Ok(a)
     }
 }
 

@@ -92,6 +92,46 @@ pub fn describe(f: &ArkFailure) -> String {
     }
 }
 
+/// What Ark reports that the gateway passes on as it is: `usage.input_images`
+/// (of the first call, which carried the references) and `tool_usage`
+/// (added up over every call, fallbacks included).
+#[derive(Debug, Default)]
+pub struct Passed {
+    pub input_images: Option<Value>,
+    pub tool_usage: Option<serde_json::Map<String, Value>>,
+}
+
+impl Passed {
+    pub fn from_ark(resp: &Value) -> Passed {
+        Passed {
+            input_images: resp["usage"].get("input_images").cloned(),
+            tool_usage: resp.get("tool_usage").and_then(Value::as_object).cloned(),
+        }
+    }
+
+    /// Add a fallback call's `tool_usage` (numbers are summed).
+    pub fn add_tools(&mut self, more: Option<serde_json::Map<String, Value>>) {
+        let Some(more) = more else { return };
+        let mine = self.tool_usage.get_or_insert_with(Default::default);
+        for (k, v) in more {
+            let sum = match (mine.get(&k).and_then(Value::as_u64), v.as_u64()) {
+                (Some(a), Some(b)) => Value::from(a + b),
+                _ => v,
+            };
+            mine.insert(k, sum);
+        }
+    }
+
+    pub fn apply(self, body: &mut Value) {
+        if let Some(n) = self.input_images {
+            body["usage"]["input_images"] = n;
+        }
+        if let Some(t) = self.tool_usage {
+            body["tool_usage"] = Value::Object(t);
+        }
+    }
+}
+
 pub struct Answer {
     pub body: Value,
     pub images: u64,
@@ -140,6 +180,24 @@ mod tests {
         );
         assert_eq!(a.body["data"][3]["error"]["code"], "Timeout");
         assert!(a.body["data"][0].get("b64_json").is_none());
+    }
+
+    #[test]
+    fn input_images_and_tool_usage_pass_through() {
+        let first = json!({"usage": {"input_images": 2}, "tool_usage": {"web_search": 1}});
+        let mut p = Passed::from_ark(&first);
+        p.add_tools(Passed::from_ark(&json!({"tool_usage": {"web_search": 1}})).tool_usage);
+        p.add_tools(None);
+        let mut a = answer("m", 0, vec![]);
+        p.apply(&mut a.body);
+        assert_eq!(a.body["usage"]["input_images"], 2);
+        assert_eq!(a.body["tool_usage"], json!({"web_search": 2}));
+        let mut plain = answer("m", 0, vec![]);
+        Passed::from_ark(&json!({"usage": {}})).apply(&mut plain.body);
+        assert!(
+            plain.body["usage"].get("input_images").is_none()
+                && plain.body.get("tool_usage").is_none()
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub const PRESET_4K: PresetTable = &[
     ("21:9", 6240, 2656),
 ];
 
-pub use crate::config::ModelSpec;
+pub use crate::config::{ExtraField, ModelSpec, OutputFormat, PresetSpec, PromptMode};
 
 pub fn preset_table(name: &str) -> Option<PresetTable> {
     match name {
@@ -50,24 +50,66 @@ pub fn preset_table(name: &str) -> Option<PresetTable> {
 
 /// The two models of DESIGN §3, as shipped defaults.
 pub fn default_models() -> Vec<ModelSpec> {
+    let built_in = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| PresetSpec::BuiltIn(n.to_string()))
+            .collect()
+    };
     vec![
         ModelSpec {
             alias: "seedream-4.5".into(),
             upstream_id: "seedream-4-5-251128".into(),
-            presets: vec!["2K".into(), "4K".into()],
+            presets: built_in(&["2K", "4K"]),
             min_pixels: 3_686_400,
             max_pixels: 16_777_216,
-            fast_mode: false,
+            prompt_modes: vec![PromptMode::Standard],
+            fields: vec![],
+            max_references: 14,
+            max_total_images: 15,
+            output_formats: vec![OutputFormat::Jpeg],
         },
         ModelSpec {
             alias: "seedream-4.0".into(),
             upstream_id: "seedream-4-0-250828".into(),
-            presets: vec!["1K".into(), "2K".into(), "4K".into()],
+            presets: built_in(&["1K", "2K", "4K"]),
             min_pixels: 921_600,
             max_pixels: 16_777_216,
-            fast_mode: true,
+            prompt_modes: vec![PromptMode::Standard, PromptMode::Fast],
+            fields: vec![],
+            max_references: 14,
+            max_total_images: 15,
+            output_formats: vec![OutputFormat::Jpeg],
         },
     ]
+}
+
+/// The size a model's preset `name` produces for `prompt`: a built-in
+/// table's, or the model's own (`None`: no such preset, or a table entry
+/// that is not `WIDTHxHEIGHT`).
+pub fn preset_dims(model: &ModelSpec, name: &str, prompt: &str) -> Option<(u32, u32)> {
+    match model.presets.iter().find(|p| p.name() == name)? {
+        PresetSpec::BuiltIn(n) => preset_table(n).map(|t| preset_size(t, prompt)),
+        PresetSpec::Table(t) => {
+            let entries: Vec<(&str, (u32, u32))> = t
+                .sizes
+                .iter()
+                .map(|(r, s)| Some((r.as_str(), parse_dimensions(s)?)))
+                .collect::<Option<_>>()?;
+            let named = RATIOS
+                .iter()
+                .chain(entries.iter().map(|(r, _)| r))
+                .filter_map(|r| prompt.find(r).map(|i| (i, *r)))
+                .min_by_key(|(i, _)| *i)
+                .map(|(_, r)| r)
+                .unwrap_or("1:1");
+            entries
+                .iter()
+                .find(|(r, _)| *r == named)
+                .or_else(|| entries.first())
+                .map(|(_, d)| *d)
+        }
+    }
 }
 
 /// `WIDTHxHEIGHT` → (w, h); `None` when not of that form.
@@ -115,6 +157,23 @@ mod tests {
         assert_eq!(preset_size(PRESET_2K, "poster portrait 3:4"), (1728, 2304));
         assert_eq!(preset_size(PRESET_4K, "cinema 21:9 wide"), (6240, 2656));
         assert_eq!(preset_size(PRESET_1K, "16:9 then 1:1"), (1312, 736));
+    }
+
+    #[test]
+    fn a_models_own_preset_table() {
+        let mut m = default_models().remove(0);
+        m.presets
+            .push(PresetSpec::Table(crate::config::PresetTable {
+                name: "3K".into(),
+                sizes: [("1:1", "3072x3072"), ("16:9", "4096x2304")]
+                    .iter()
+                    .map(|(r, s)| (r.to_string(), s.to_string()))
+                    .collect(),
+            }));
+        assert_eq!(preset_dims(&m, "3K", "a cat"), Some((3072, 3072)));
+        assert_eq!(preset_dims(&m, "3K", "wide 16:9 view"), Some((4096, 2304)));
+        assert_eq!(preset_dims(&m, "2K", "poster 3:4"), Some((1728, 2304)));
+        assert_eq!(preset_dims(&m, "1K", "a cat"), None, "not this model's");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use super::{Simulator, StoredImage};
 use crate::images::api::models::{
-    default_models, output_tokens, parse_dimensions, preset_size, preset_table,
+    default_models, output_tokens, parse_dimensions, preset_dims, ExtraField, ModelSpec,
+    OutputFormat, PresetSpec, PromptMode,
 };
 
 use crate::images::api::ARK_SENSITIVE_OUTPUT as SENSITIVE_OUTPUT;
@@ -31,6 +32,76 @@ struct ArkRequest {
     sequential_image_generation: Option<String>,
     #[serde(default)]
     sequential_image_generation_options: Option<SeqOptions>,
+    #[serde(default)]
+    seed: Option<Value>,
+    #[serde(default)]
+    guidance_scale: Option<Value>,
+    #[serde(default)]
+    output_format: Option<String>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    optimize_prompt_options: Option<Value>,
+}
+
+/// The models this Ark serves: the two the gateway ships with, and
+/// Seedream 5.0 lite, which a gateway serves once its YAML names it (the
+/// values are this simulator's; confirm them against Ark's documentation).
+pub fn catalogue() -> Vec<ModelSpec> {
+    let mut models = default_models();
+    let three_k = crate::config::PresetTable {
+        name: "3K".into(),
+        sizes: [
+            ("1:1", "3072x3072"),
+            ("4:3", "3456x2592"),
+            ("3:4", "2592x3456"),
+            ("16:9", "4096x2304"),
+            ("9:16", "2304x4096"),
+        ]
+        .iter()
+        .map(|(r, s)| (r.to_string(), s.to_string()))
+        .collect(),
+    };
+    models.push(ModelSpec {
+        alias: "seedream-5.0-lite".into(),
+        upstream_id: "seedream-5-0-260128".into(),
+        presets: vec![
+            PresetSpec::BuiltIn("2K".into()),
+            PresetSpec::Table(three_k),
+            PresetSpec::BuiltIn("4K".into()),
+        ],
+        min_pixels: 3_686_400,
+        max_pixels: 16_777_216,
+        prompt_modes: vec![PromptMode::Standard],
+        fields: vec![
+            ExtraField::OutputFormat,
+            ExtraField::Tools,
+            ExtraField::Thinking,
+        ],
+        max_references: 14,
+        max_total_images: 15,
+        output_formats: vec![OutputFormat::Jpeg, OutputFormat::Png],
+    });
+    models
+}
+
+/// A field the model does not take, as Ark refuses it.
+fn unsupported(req: &ArkRequest, model: &ModelSpec) -> Option<&'static str> {
+    let thinking = req
+        .optimize_prompt_options
+        .as_ref()
+        .is_some_and(|o| o.get("thinking").is_some());
+    let given = [
+        (ExtraField::Seed, req.seed.is_some()),
+        (ExtraField::GuidanceScale, req.guidance_scale.is_some()),
+        (ExtraField::OutputFormat, req.output_format.is_some()),
+        (ExtraField::Tools, req.tools.is_some()),
+        (ExtraField::Thinking, thinking),
+    ];
+    given
+        .iter()
+        .find(|(f, present)| *present && !model.fields.contains(f))
+        .map(|(f, _)| f.request_name())
 }
 
 #[derive(Deserialize)]
@@ -75,10 +146,7 @@ pub async fn generate(sim: &Simulator, body: &[u8]) -> Response<Full<Bytes>> {
             )
         }
     };
-    let Some(model) = default_models()
-        .into_iter()
-        .find(|m| m.upstream_id == req.model)
-    else {
+    let Some(model) = catalogue().into_iter().find(|m| m.upstream_id == req.model) else {
         return ark_error(
             404,
             "InvalidEndpointOrModel.NotFound",
@@ -95,15 +163,32 @@ pub async fn generate(sim: &Simulator, body: &[u8]) -> Response<Full<Bytes>> {
             "The request failed because it is missing one or multiple required parameters: prompt.",
         );
     }
+    if let Some(field) = unsupported(&req, &model) {
+        return ark_error(
+            400,
+            "InvalidParameter",
+            &format!(
+                "The parameter `{field}` specified in the request is not valid for model {}.",
+                model.upstream_id
+            ),
+        );
+    }
+    let png = match req.output_format.as_deref() {
+        None | Some("jpeg") => false,
+        Some("png") if model.output_formats.contains(&OutputFormat::Png) => true,
+        Some(other) => {
+            return ark_error(
+                400,
+                "InvalidParameter",
+                &format!(
+                    "The parameter `output_format` specified in the request is not valid: {other}."
+                ),
+            )
+        }
+    };
     let size = req.size.as_deref().unwrap_or("2048x2048");
-    let (w, h) = if let Some(table) = model
-        .presets
-        .iter()
-        .any(|p| p == size)
-        .then(|| preset_table(size))
-        .flatten()
-    {
-        preset_size(table, &req.prompt)
+    let (w, h) = if let Some(dims) = preset_dims(&model, size, &req.prompt) {
+        dims
     } else if let Some((w, h)) = parse_dimensions(size) {
         let px = u64::from(w) * u64::from(h);
         if px < model.min_pixels || px > model.max_pixels {
@@ -152,8 +237,8 @@ pub async fn generate(sim: &Simulator, body: &[u8]) -> Response<Full<Bytes>> {
         }
         let size_str = format!("{w}x{h}");
         if b64 {
-            let jpeg = sim.jpegs.get(w, h).await;
-            data.push(json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(&jpeg), "size": size_str}));
+            let bytes = sim.jpegs.get_as(w, h, png).await;
+            data.push(json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(&bytes), "size": size_str}));
         } else {
             let id = format!("img-{:08}", sim.next_id.fetch_add(1, Ordering::Relaxed));
             sim.images.lock().insert(
@@ -161,11 +246,13 @@ pub async fn generate(sim: &Simulator, body: &[u8]) -> Response<Full<Bytes>> {
                 StoredImage {
                     w,
                     h,
+                    png,
                     created: Instant::now(),
                 },
             );
+            let ext = if png { "png" } else { "jpeg" };
             data.push(
-                json!({"url": format!("{}/images/{id}.jpeg", sim.base_url()), "size": size_str}),
+                json!({"url": format!("{}/images/{id}.{ext}", sim.base_url()), "size": size_str}),
             );
         }
         ok += 1;
@@ -175,13 +262,18 @@ pub async fn generate(sim: &Simulator, body: &[u8]) -> Response<Full<Bytes>> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    json(
-        200,
-        &json!({
-            "model": model.upstream_id,
-            "created": created,
-            "data": data,
-            "usage": {"generated_images": ok, "output_tokens": tokens, "total_tokens": tokens},
-        }),
-    )
+    let mut answer = json!({
+        "model": model.upstream_id,
+        "created": created,
+        "data": data,
+        "usage": {"generated_images": ok, "output_tokens": tokens, "total_tokens": tokens},
+    });
+    if refs > 0 {
+        answer["usage"]["input_images"] = json!(refs);
+    }
+    if let Some(tools) = &req.tools {
+        // One web search per tool asked for, as Ark reports it.
+        answer["tool_usage"] = json!({"web_search": tools.len()});
+    }
+    json(200, &answer)
 }

@@ -32,6 +32,8 @@ use parking_lot::Mutex;
 pub(crate) struct StoredImage {
     pub w: u32,
     pub h: u32,
+    /// Made with `output_format: png`.
+    pub png: bool,
     pub created: Instant,
 }
 
@@ -111,7 +113,7 @@ impl Simulator {
         if req.method() == hyper::Method::GET {
             if let Some(id) = path
                 .strip_prefix("/images/")
-                .and_then(|p| p.strip_suffix(".jpeg"))
+                .and_then(|p| p.strip_suffix(".jpeg").or_else(|| p.strip_suffix(".png")))
             {
                 return Ok(self.image(id).await);
             }
@@ -198,13 +200,13 @@ impl Simulator {
         let size = {
             let mut images = self.images.lock();
             images.retain(|_, im| im.created.elapsed() < ttl);
-            images.get(id).map(|im| (im.w, im.h))
+            images.get(id).map(|im| (im.w, im.h, im.png))
         };
         match size {
-            Some((w, h)) => {
-                let bytes = self.jpegs.get(w, h).await;
+            Some((w, h, png)) => {
+                let bytes = self.jpegs.get_as(w, h, png).await;
                 Response::builder()
-                    .header("content-type", "image/jpeg")
+                    .header("content-type", if png { "image/png" } else { "image/jpeg" })
                     .header("content-length", bytes.len())
                     .body(Full::new(bytes))
                     .unwrap_or_default()

@@ -5,8 +5,8 @@ use kikaku_filters::{ErrorKind, GatewayError};
 use serde_json::{Map, Value};
 
 use super::super::inline;
-use super::super::models::{aspect_ok, parse_dimensions, ModelSpec};
-use super::{ResponseFormat, DEFAULT_SIZE, MAX_PROMPT_CHARS, MAX_REFERENCES, MAX_TOTAL_IMAGES};
+use super::super::models::{aspect_ok, parse_dimensions, ExtraField, ModelSpec};
+use super::{ResponseFormat, DEFAULT_SIZE, MAX_PROMPT_CHARS};
 
 /// The request's fields; a `null` counts as absent.
 pub(super) struct Fields<'a>(pub &'a Map<String, Value>);
@@ -107,16 +107,21 @@ pub(super) fn prompt<'a>(f: &Fields<'a>) -> Result<&'a str, GatewayError> {
     Ok(prompt)
 }
 
-/// `image`: one reference or 1 to `MAX_REFERENCES` of them, each an
-/// http(s) URL or an inline data URL.
-pub(super) fn references<'a>(f: &Fields<'a>) -> Result<Vec<&'a str>, GatewayError> {
+/// `image`: one reference or 1 to the model's `max_references` of them,
+/// each an http(s) URL or an inline data URL.
+pub(super) fn references<'a>(
+    f: &Fields<'a>,
+    model: &ModelSpec,
+) -> Result<Vec<&'a str>, GatewayError> {
+    let max = model.max_references as usize;
     let refs: Vec<&str> = match f.get("image") {
         None => vec![],
         Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(items)) => {
-            if items.is_empty() || items.len() > MAX_REFERENCES {
+            if items.is_empty() || items.len() > max {
                 return Err(invalid(format!(
-                    "image must hold 1 to {MAX_REFERENCES} references; it has {}.",
+                    "image must hold 1 to {max} references for {}; it has {}.",
+                    model.alias,
                     items.len()
                 )));
             }
@@ -193,8 +198,13 @@ pub(super) fn no_stream(f: &Fields<'_>) -> Result<(), GatewayError> {
 
 /// Batch mode: `sequential_image_generation` (+ its options), or legacy
 /// `n`. `Some(images)` under `auto` (references and outputs together at
-/// most `MAX_TOTAL_IMAGES`), `None` for one image.
-pub(super) fn batch(f: &Fields<'_>, ref_count: u64) -> Result<Option<u64>, GatewayError> {
+/// most the model's `max_total_images`), `None` for one image.
+pub(super) fn batch(
+    f: &Fields<'_>,
+    ref_count: u64,
+    model: &ModelSpec,
+) -> Result<Option<u64>, GatewayError> {
+    let total = u64::from(model.max_total_images);
     let mut sequential = match f
         .get("sequential_image_generation")
         .map(|v| want_str("sequential_image_generation", v))
@@ -214,12 +224,19 @@ pub(super) fn batch(f: &Fields<'_>, ref_count: u64) -> Result<Option<u64>, Gatew
             let opts = want_object("sequential_image_generation_options", v)?;
             opts.get("max_images")
                 .filter(|v| !v.is_null())
-                .map(|v| want_int("sequential_image_generation_options.max_images", v, 1, 15))
+                .map(|v| {
+                    want_int(
+                        "sequential_image_generation_options.max_images",
+                        v,
+                        1,
+                        total,
+                    )
+                })
                 .transpose()?
         }
     };
     if let Some(v) = f.get("n") {
-        let n = want_int("n", v, 1, 15)?;
+        let n = want_int("n", v, 1, total)?;
         // Legacy: n > 1 without an explicit mode means batch mode.
         if n > 1 && sequential.is_none() {
             sequential = Some("auto".into());
@@ -229,53 +246,143 @@ pub(super) fn batch(f: &Fields<'_>, ref_count: u64) -> Result<Option<u64>, Gatew
     let batch = sequential.as_deref() == Some("auto");
     let outputs = if batch {
         match max_images {
-            Some(m) if ref_count + m > MAX_TOTAL_IMAGES => {
+            Some(m) if ref_count + m > total => {
                 return Err(invalid(format!(
-                    "{ref_count} reference image(s) + max_images {m} exceed {MAX_TOTAL_IMAGES}; reference and output images together must be at most {MAX_TOTAL_IMAGES}."
+                    "{ref_count} reference image(s) + max_images {m} exceed {total}; reference and output images together must be at most {total}."
                 )))
             }
             Some(m) => m,
             // Ark's default of 15, less the references (seed: 3 refs → 12).
-            None => MAX_TOTAL_IMAGES - ref_count,
+            None => total.saturating_sub(ref_count),
         }
     } else {
         1
     };
     if batch && outputs == 0 {
         return Err(invalid(format!(
-            "{ref_count} reference images leave no room for output; reference and output images together must be at most {MAX_TOTAL_IMAGES}."
+            "{ref_count} reference images leave no room for output; reference and output images together must be at most {total}."
         )));
     }
     Ok(batch.then_some(outputs))
 }
 
-/// `optimize_prompt_options.mode`: `standard` (default) or, where the
-/// model allows it, `fast`.
-pub(super) fn optimize_mode(
+/// `optimize_prompt_options`: `mode` (`standard`, the default, or one of
+/// the model's `prompt_modes`) and, where the model takes it, `thinking`.
+pub(super) fn optimize_options(
     f: &Fields<'_>,
     model: &ModelSpec,
-) -> Result<&'static str, GatewayError> {
-    Ok(match f.get("optimize_prompt_options") {
+) -> Result<Map<String, Value>, GatewayError> {
+    let mut out = Map::new();
+    let opts = match f.get("optimize_prompt_options") {
+        None => None,
+        Some(v) => Some(want_object("optimize_prompt_options", v)?),
+    };
+    let get = |k: &str| opts.and_then(|o| o.get(k)).filter(|v| !v.is_null());
+    let mode = match get("mode")
+        .map(|v| want_str("optimize_prompt_options.mode", v))
+        .transpose()?
+    {
         None => "standard",
-        Some(v) => {
-            let opts = want_object("optimize_prompt_options", v)?;
-            match opts.get("mode").filter(|v| !v.is_null()).map(|v| want_str("optimize_prompt_options.mode", v)).transpose()? {
-                None | Some("standard") => "standard",
-                Some("fast") if model.fast_mode => "fast",
-                Some("fast") => {
-                    return Err(invalid(format!(
-                        "optimize_prompt_options.mode \"fast\" is only available on models that support it (seedream-4.0), not {}.",
-                        model.alias
-                    )))
-                }
-                Some(other) => {
-                    return Err(invalid(format!(
-                        "optimize_prompt_options.mode \"{other}\" is not supported; use standard or fast."
-                    )))
-                }
+        Some(m) => {
+            let allowed: Vec<&str> = model.prompt_modes.iter().map(|p| p.as_str()).collect();
+            if !allowed.contains(&m) {
+                let known = ["standard", "fast"].contains(&m);
+                return Err(invalid(if known {
+                    format!(
+                        "optimize_prompt_options.mode \"{m}\" is not available on {}; use {}.",
+                        model.alias,
+                        allowed.join(" or ")
+                    )
+                } else {
+                    format!("optimize_prompt_options.mode \"{m}\" is not supported; use standard or fast.")
+                }));
+            }
+            m
+        }
+    };
+    out.insert("mode".into(), Value::from(mode));
+    if let Some(v) = get("thinking") {
+        allowed(model, ExtraField::Thinking)?;
+        let t = want_str("optimize_prompt_options.thinking", v)?;
+        if !["enabled", "disabled", "auto"].contains(&t) {
+            return Err(invalid(format!(
+                "optimize_prompt_options.thinking \"{t}\" is not supported; use enabled, disabled or auto."
+            )));
+        }
+        out.insert("thinking".into(), Value::from(t));
+    }
+    Ok(out)
+}
+
+/// Refuse a field the model does not take, naming both.
+fn allowed(model: &ModelSpec, field: ExtraField) -> Result<(), GatewayError> {
+    if model.fields.contains(&field) {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{} is not supported by {}.",
+        field.request_name(),
+        model.alias
+    )))
+}
+
+/// Ark's optional fields (`seed`, `guidance_scale`, `output_format`,
+/// `tools`), checked and kept for Ark when the model takes them.
+pub(super) fn extras(
+    f: &Fields<'_>,
+    model: &ModelSpec,
+) -> Result<Map<String, Value>, GatewayError> {
+    let mut out = Map::new();
+    if let Some(v) = f.get("seed") {
+        allowed(model, ExtraField::Seed)?;
+        match v.as_i64() {
+            Some(n) if (-1..=2_147_483_647).contains(&n) => {
+                out.insert("seed".into(), Value::from(n))
+            }
+            _ => return Err(invalid("seed must be an integer from -1 to 2147483647.")),
+        };
+    }
+    if let Some(v) = f.get("guidance_scale") {
+        allowed(model, ExtraField::GuidanceScale)?;
+        match v.as_f64() {
+            Some(g) if (1.0..=10.0).contains(&g) => out.insert("guidance_scale".into(), v.clone()),
+            _ => return Err(invalid("guidance_scale must be a number from 1 to 10.")),
+        };
+    }
+    if let Some(v) = f.get("output_format") {
+        allowed(model, ExtraField::OutputFormat)?;
+        let fmt = want_str("output_format", v)?;
+        let formats: Vec<&str> = model.output_formats.iter().map(|o| o.as_str()).collect();
+        if !formats.contains(&fmt) {
+            return Err(invalid(format!(
+                "output_format \"{fmt}\" is not available on {}; use {}.",
+                model.alias,
+                formats.join(" or ")
+            )));
+        }
+        out.insert("output_format".into(), Value::from(fmt));
+    }
+    if let Some(v) = f.get("tools") {
+        allowed(model, ExtraField::Tools)?;
+        let Some(items) = v.as_array() else {
+            return Err(invalid(format!(
+                "tools must be an array, not {}.",
+                type_name(v)
+            )));
+        };
+        for (i, t) in items.iter().enumerate() {
+            let ok = t.as_object().is_some_and(|o| {
+                o.len() == 1 && o.get("type").and_then(Value::as_str) == Some("web_search")
+            });
+            if !ok {
+                return Err(invalid(format!(
+                    "tools[{i}] must be {{\"type\": \"web_search\"}}, the one tool Ark offers."
+                )));
             }
         }
-    })
+        out.insert("tools".into(), v.clone());
+    }
+    Ok(out)
 }
 
 fn check_reference(r: &str) -> Result<(), String> {
@@ -294,11 +401,12 @@ fn check_reference(r: &str) -> Result<(), String> {
 }
 
 fn check_size(model: &ModelSpec, size: &str) -> Result<(), GatewayError> {
-    let presets = model.presets.join("/");
-    if model.presets.iter().any(|p| p == size) {
+    let names: Vec<&str> = model.presets.iter().map(|p| p.name()).collect();
+    let presets = names.join("/");
+    if names.contains(&size) {
         return Ok(());
     }
-    if matches!(size, "1K" | "2K" | "4K") {
+    if matches!(size, "1K" | "2K" | "3K" | "4K") {
         return Err(invalid(format!(
             "Invalid size \"{size}\" for {}. Use {presets} or WIDTHxHEIGHT.",
             model.alias

@@ -13,14 +13,11 @@ mod tests;
 
 use super::models::ModelSpec;
 use fields::{
-    batch, model, no_stream, optimize_mode, parse_body, prompt, references, response_format, size,
-    watermark, Fields,
+    batch, extras, model, no_stream, optimize_options, parse_body, prompt, references,
+    response_format, size, watermark, Fields,
 };
 
 pub const MAX_PROMPT_CHARS: usize = 10_000;
-pub const MAX_REFERENCES: usize = 14;
-/// Reference images + output images.
-pub const MAX_TOTAL_IMAGES: u64 = 15;
 pub const DEFAULT_SIZE: &str = "2048x2048";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,13 +46,14 @@ pub fn validate(body: &[u8], models: &[ModelSpec]) -> Result<Validated, GatewayE
     let f = Fields(&req);
     let model = model(&f, models)?;
     let prompt = prompt(&f)?;
-    let refs = references(&f)?;
+    let refs = references(&f, &model)?;
     let size = size(&f, &model)?;
     let response_format = response_format(&f)?;
     let watermark = watermark(&f)?;
     no_stream(&f)?;
-    let outputs = batch(&f, refs.len() as u64)?;
-    let mode = optimize_mode(&f, &model)?;
+    let outputs = batch(&f, refs.len() as u64, &model)?;
+    let optimize = optimize_options(&f, &model)?;
+    let extra = extras(&f, &model)?;
 
     // The body Ark gets: its fields only, defaults filled in.
     let mut ark = Map::new();
@@ -88,7 +86,8 @@ pub fn validate(body: &[u8], models: &[ModelSpec]) -> Result<Validated, GatewayE
             json!({ "max_images": n }),
         );
     }
-    ark.insert("optimize_prompt_options".into(), json!({ "mode": mode }));
+    ark.insert("optimize_prompt_options".into(), Value::Object(optimize));
+    ark.extend(extra);
     ark.insert("stream".into(), json!(false));
 
     Ok(Validated {

@@ -213,7 +213,9 @@ fn format_watermark_mode_and_stream_rules() {
         "fast"
     );
     let on45 = json!({"model": "seedream-4.5", "prompt": "x", "optimize_prompt_options": {"mode": "fast"}});
-    assert!(err(on45).message.contains("not seedream-4.5"));
+    assert!(err(on45)
+        .message
+        .contains("\"fast\" is not available on seedream-4.5; use standard"));
     assert!(
         err(f(json!({"optimize_prompt_options": {"mode": "turbo"}})))
             .message
@@ -233,6 +235,77 @@ fn malformed_bodies_are_bad_requests() {
             ErrorKind::BadRequest,
             "{:?}",
             String::from_utf8_lossy(body)
+        );
+    }
+}
+
+/// A model that takes Ark's optional fields (as a YAML entry would).
+fn five() -> Vec<ModelSpec> {
+    serde_yaml::from_str(
+        "- {alias: seedream-5.0-lite, upstream_id: seedream-5-0-260128, \
+           presets: [2K, {name: 3K, sizes: {'1:1': 3072x3072}}], \
+           min_pixels: 3686400, max_pixels: 16777216, \
+           fields: [seed, guidance_scale, thinking, output_format, tools], \
+           output_formats: [jpeg, png], max_references: 10, max_total_images: 12}",
+    )
+    .unwrap()
+}
+
+#[test]
+fn optional_fields_are_forwarded_where_the_model_takes_them() {
+    let body = json!({
+        "model": "seedream-5.0-lite", "prompt": "x", "size": "3K", "seed": 42,
+        "guidance_scale": 5.5, "output_format": "png", "tools": [{"type": "web_search"}],
+        "optimize_prompt_options": {"thinking": "auto"}
+    });
+    let v = validate(body.to_string().as_bytes(), &five()).unwrap();
+    assert_eq!(v.ark_body["seed"], 42);
+    assert_eq!(v.ark_body["guidance_scale"], 5.5);
+    assert_eq!(v.ark_body["output_format"], "png");
+    assert_eq!(v.ark_body["tools"], json!([{"type": "web_search"}]));
+    assert_eq!(
+        v.ark_body["optimize_prompt_options"],
+        json!({"mode": "standard", "thinking": "auto"})
+    );
+    let bad = |extra: Value| {
+        let mut b = json!({"model": "seedream-5.0-lite", "prompt": "x"});
+        for (k, val) in extra.as_object().unwrap() {
+            b[k] = val.clone();
+        }
+        validate(b.to_string().as_bytes(), &five())
+            .unwrap_err()
+            .message
+    };
+    assert!(bad(json!({"seed": -2})).contains("seed must be an integer from -1"));
+    assert!(bad(json!({"guidance_scale": 11})).contains("from 1 to 10"));
+    assert!(bad(json!({"output_format": "webp"})).contains("use jpeg or png"));
+    assert!(bad(json!({"tools": [{"type": "calculator"}]})).contains("tools[0]"));
+    assert!(bad(json!({"optimize_prompt_options": {"thinking": "hard"}})).contains("thinking"));
+    assert!(bad(json!({"max_images": 1, "n": 13})).contains("n must be an integer from 1 to 12"));
+    let refs: Vec<String> = (0..11).map(|_| "https://e.com/a.png".to_string()).collect();
+    assert!(bad(json!({"image": refs})).contains("1 to 10 references for seedream-5.0-lite"));
+}
+
+#[test]
+fn optional_fields_are_refused_naming_the_field_and_the_model() {
+    for (field, value, name) in [
+        ("seed", json!(1), "seed"),
+        ("guidance_scale", json!(3), "guidance_scale"),
+        ("output_format", json!("png"), "output_format"),
+        ("tools", json!([{"type": "web_search"}]), "tools"),
+        (
+            "optimize_prompt_options",
+            json!({"thinking": "auto"}),
+            "optimize_prompt_options.thinking",
+        ),
+    ] {
+        let mut b = json!({"model": "seedream-4.5", "prompt": "x"});
+        b[field] = value;
+        let e = err(b);
+        assert_eq!(e.kind, ErrorKind::InvalidParameter);
+        assert_eq!(
+            e.message,
+            format!("{name} is not supported by seedream-4.5.")
         );
     }
 }
