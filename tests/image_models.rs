@@ -40,14 +40,7 @@ async fn a_model_added_in_yaml_serves_its_own_presets_and_fields() {
     assert_eq!(v["usage"]["output_tokens"], 3072 * 3072 / 256);
     assert_eq!(v["usage"]["input_images"], 1, "passed through: {v}");
     assert_eq!(v["tool_usage"], json!({"web_search": 1}));
-    let png = client()
-        .get(v["data"][0]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let png = get_bytes(v["data"][0]["url"].as_str().unwrap()).await;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG, as asked");
     let sent = g.last_upstream_request().await;
     assert_eq!(sent["model"], "seedream-5-0-260128");

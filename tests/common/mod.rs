@@ -400,17 +400,21 @@ pub async fn get_json(url: &str, key: &str) -> serde_json::Value {
         .unwrap()
 }
 
-/// Download a JPEG and read its dimensions from the header.
-pub async fn jpeg_dimensions(url: &str) -> (usize, usize) {
-    let jpeg = client()
+/// The body at `url` (GET, no key).
+pub async fn get_bytes(url: &str) -> bytes::Bytes {
+    client()
         .get(url)
         .send()
         .await
         .unwrap()
         .bytes()
         .await
-        .unwrap();
-    let dim = imagesize::blob_size(&jpeg).unwrap();
+        .unwrap()
+}
+
+/// Download a JPEG and read its dimensions from the header.
+pub async fn jpeg_dimensions(url: &str) -> (usize, usize) {
+    let dim = imagesize::blob_size(&get_bytes(url).await).unwrap();
     (dim.width, dim.height)
 }
 

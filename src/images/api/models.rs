@@ -96,13 +96,13 @@ pub fn preset_dims(model: &ModelSpec, name: &str, prompt: &str) -> Option<(u32, 
                 .iter()
                 .map(|(r, s)| Some((r.as_str(), parse_dimensions(s)?)))
                 .collect::<Option<_>>()?;
-            let named = RATIOS
-                .iter()
-                .chain(entries.iter().map(|(r, _)| r))
-                .filter_map(|r| prompt.find(r).map(|i| (i, *r)))
-                .min_by_key(|(i, _)| *i)
-                .map(|(_, r)| r)
-                .unwrap_or("1:1");
+            let named = named_ratio(
+                prompt,
+                RATIOS
+                    .iter()
+                    .copied()
+                    .chain(entries.iter().map(|(r, _)| *r)),
+            );
             entries
                 .iter()
                 .find(|(r, _)| *r == named)
@@ -110,6 +110,16 @@ pub fn preset_dims(model: &ModelSpec, name: &str, prompt: &str) -> Option<(u32, 
                 .map(|(_, d)| *d)
         }
     }
+}
+
+/// The first of `ratios` the prompt names (`"poster portrait 3:4"`), else
+/// `1:1`.
+fn named_ratio<'a>(prompt: &str, ratios: impl Iterator<Item = &'a str>) -> &'a str {
+    ratios
+        .filter_map(|r| prompt.find(r).map(|i| (i, r)))
+        .min_by_key(|(i, _)| *i)
+        .map(|(_, r)| r)
+        .unwrap_or("1:1")
 }
 
 /// `WIDTHxHEIGHT` → (w, h); `None` when not of that form.
@@ -129,12 +139,7 @@ pub fn aspect_ok(w: u32, h: u32) -> bool {
 /// (`"poster portrait 3:4"`), else 1:1. Ark decides this from the prompt; the
 /// simulator and the gateway's quota estimate use this rule.
 pub fn preset_size(table: PresetTable, prompt: &str) -> (u32, u32) {
-    let named = RATIOS
-        .iter()
-        .filter_map(|r| prompt.find(r).map(|i| (i, *r)))
-        .min_by_key(|(i, _)| *i)
-        .map(|(_, r)| r)
-        .unwrap_or("1:1");
+    let named = named_ratio(prompt, RATIOS.iter().copied());
     table
         .iter()
         .find(|(r, _, _)| *r == named)

@@ -81,7 +81,7 @@ async function browse(card, b, prefix) {
     browse(card, b, filter.value);
   });
   const rows = r.objects.map((o) => el("tr", {},
-    el("td", {}, o.key), el("td", {}, o.size_human), el("td", {}, o.content_type || ""), el("td", {}, when(o.created_at)),
+    el("td", {}, o.key), el("td", {}, o.size_human), el("td", {}, when(o.created_at)),
     el("td", {}, el("button", {
       type: "button", class: "small danger", "aria-label": `Delete ${o.key}`,
       onclick: async () => {
@@ -95,7 +95,7 @@ async function browse(card, b, prefix) {
       },
     }, "Delete"))));
   show(card, el("h2", {}, `Objects of ${b.name} (${b.owner_name})`), form,
-    table("object-table", ["Key", "Size", "Type", "Modified", ""], rows, "No objects."));
+    table("object-table", ["Key", "Size", "Modified", ""], rows, "No objects."));
   card.scrollIntoView({ block: "nearest" });
 }
 
