@@ -7,10 +7,10 @@
 //! where the portal keeps its key.
 
 use kikaku_filters::{ErrorKind, GatewayError};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 
 use super::{parse_hash, unavailable, FileHost};
-use crate::reply::Exchange;
+use crate::reply::{internal, Exchange};
 use crate::storage::s3_endpoint::relay::{relay, Relay};
 
 /// How long clients may cache content (it never changes under its hash,
@@ -96,15 +96,8 @@ impl FileHost {
                 ))
             }
             Precondition::NotModified => {
-                let mut resp = ResponseHeader::build(304, Some(4)).map_err(internal)?;
-                for (n, v) in [("etag", etag.as_str()), ("cache-control", cache.as_str())] {
-                    resp.insert_header(n, v).map_err(internal)?;
-                }
-                ex.filter_response(&mut resp);
-                if let Err(e) = ex.session.write_response_header(Box::new(resp), true).await {
-                    log::debug!("answer not delivered: {e}");
-                }
-                return Ok(());
+                let headers = vec![("etag", etag), ("cache-control", cache)];
+                return ex.send(304, headers, bytes::Bytes::new()).await;
             }
         };
         // The backend sees Range and the date conditions only.
@@ -134,10 +127,6 @@ impl FileHost {
         ];
         relay(ex, resp, Relay::with(set)).await
     }
-}
-
-fn internal(e: Box<pingora::Error>) -> GatewayError {
-    GatewayError::new(ErrorKind::Internal, e.to_string())
 }
 
 #[cfg(test)]

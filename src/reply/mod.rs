@@ -65,32 +65,49 @@ impl<'a> Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    /// A short plain-text answer (seed 001's `OK <hash>`), through the
-    /// response filters.
-    pub async fn text(&mut self, status: u16, text: String) -> Result<(), GatewayError> {
-        let body = Bytes::from(text);
-        let mut resp = ResponseHeader::build(status, Some(4)).map_err(internal)?;
-        resp.insert_header("content-type", "text/plain; charset=utf-8")
-            .map_err(internal)?;
-        resp.insert_header("content-length", body.len().to_string())
-            .map_err(internal)?;
-        resp.insert_header("cache-control", "no-store")
-            .map_err(internal)?;
+    /// A small answer written whole: `headers`, then `body` (none for HEAD
+    /// or when it is empty), through the response filters. A client that
+    /// has gone is noted at debug level.
+    pub async fn send(
+        &mut self,
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    ) -> Result<(), GatewayError> {
+        let mut resp = ResponseHeader::build(status, Some(headers.len())).map_err(internal)?;
+        for (name, value) in headers {
+            resp.insert_header(name, value).map_err(internal)?;
+        }
         self.filter_response(&mut resp);
+        let bodyless = body.is_empty() || self.session.req_header().method == http::Method::HEAD;
         let sent = async {
             self.session
-                .write_response_header(Box::new(resp), false)
+                .write_response_header(Box::new(resp), bodyless)
                 .await?;
-            self.session.write_response_body(Some(body), true).await
+            if !bodyless {
+                self.session.write_response_body(Some(body), true).await?;
+            }
+            Ok::<(), Box<pingora::Error>>(())
         };
         if let Err(e) = sent.await {
             log::debug!("answer not delivered: {e}");
         }
         Ok(())
     }
+
+    /// A short plain-text answer (seed 001's `OK <hash>`).
+    pub async fn text(&mut self, status: u16, text: String) -> Result<(), GatewayError> {
+        let headers = vec![
+            ("content-type", "text/plain; charset=utf-8".to_string()),
+            ("content-length", text.len().to_string()),
+            ("cache-control", "no-store".to_string()),
+        ];
+        self.send(status, headers, Bytes::from(text)).await
+    }
 }
 
-fn internal(e: Box<pingora::Error>) -> GatewayError {
+/// A failure of the gateway itself (500), from whatever says what it was.
+pub fn internal(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::new(ErrorKind::Internal, e.to_string())
 }
 

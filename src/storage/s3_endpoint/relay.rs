@@ -318,9 +318,7 @@ async fn write(session: &mut Session, header: ResponseHeader, body: Option<Bytes
     }
 }
 
-pub fn internal(e: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(ErrorKind::Internal, e.to_string())
-}
+pub use crate::reply::internal;
 
 /// Answer with an XML document the gateway made (ListBuckets, ...).
 pub async fn respond_xml(

@@ -6,7 +6,6 @@
 //! snippets; both: key reset). It calls only the public API.
 
 use kikaku_filters::{ErrorKind, GatewayError};
-use pingora::http::ResponseHeader;
 
 use crate::reply::Exchange;
 
@@ -20,14 +19,9 @@ super::site!(
     ]
 );
 
-fn internal(e: Box<pingora::Error>) -> GatewayError {
-    GatewayError::new(ErrorKind::Internal, e.to_string())
-}
-
 /// `GET|HEAD /portal[/file]`, and `/` (a redirect to `/portal`).
 pub async fn serve(ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
     let req = ex.session.req_header();
-    let head = req.method == http::Method::HEAD;
     let path = req.uri.path().to_string();
     let page = if path == "/" {
         super::Page {
@@ -49,26 +43,5 @@ pub async fn serve(ex: &mut Exchange<'_>) -> Result<(), GatewayError> {
             GatewayError::new(ErrorKind::NotFound, format!("No portal file {path}."))
         })?
     };
-    let mut resp =
-        ResponseHeader::build(page.status, Some(page.headers.len())).map_err(internal)?;
-    for (name, value) in page.headers {
-        resp.insert_header(name, value).map_err(internal)?;
-    }
-    ex.filter_response(&mut resp);
-    let bodyless = head || page.body.is_empty();
-    let sent = async {
-        ex.session
-            .write_response_header(Box::new(resp), bodyless)
-            .await?;
-        if !bodyless {
-            ex.session
-                .write_response_body(Some(page.body), true)
-                .await?;
-        }
-        Ok::<(), Box<pingora::Error>>(())
-    };
-    if let Err(e) = sent.await {
-        log::debug!("answer not delivered: {e}");
-    }
-    Ok(())
+    ex.send(page.status, page.headers, page.body).await
 }
