@@ -3,7 +3,7 @@
 //! (a 3K aspect table of its own), its own pixel range and its own optional
 //! fields (`output_format`, `tools`), which reach Ark as sent; the shipped
 //! models refuse those fields before anything is sent upstream, naming the
-//! field and the model. Ark's `usage.input_images` and `tool_usage` pass
+//! field and the model. Ark's `usage.input_images` and `usage.tool_usage` pass
 //! through.
 
 mod common;
@@ -39,7 +39,7 @@ async fn a_model_added_in_yaml_serves_its_own_presets_and_fields() {
     assert_eq!(v["data"][0]["size"], "3072x3072");
     assert_eq!(v["usage"]["output_tokens"], 3072 * 3072 / 256);
     assert_eq!(v["usage"]["input_images"], 1, "passed through: {v}");
-    assert_eq!(v["tool_usage"], json!({"web_search": 1}));
+    assert_eq!(v["usage"]["tool_usage"], json!({"web_search": 1}));
     let png = get_bytes(v["data"][0]["url"].as_str().unwrap()).await;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG, as asked");
     let sent = g.last_upstream_request().await;
@@ -61,7 +61,7 @@ async fn a_model_added_in_yaml_serves_its_own_presets_and_fields() {
         .decode(v["data"][0]["b64_json"].as_str().unwrap())
         .unwrap();
     assert!(bytes.starts_with(b"\x89PNG"));
-    assert!(v.get("tool_usage").is_none() && v["usage"].get("input_images").is_none());
+    assert!(v["usage"].get("tool_usage").is_none() && v["usage"].get("input_images").is_none());
 
     // Its own rules: no 1K preset, its pixel range, its formats.
     for (body, words) in [

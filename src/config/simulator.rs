@@ -18,10 +18,15 @@ pub struct SimConfig {
     #[serde(default)]
     #[arg(long)]
     pub api_key: Option<String>,
-    /// Added to every generation request.
+    /// Added to every generation request (streamed: before the first image).
     #[serde(default)]
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// With `stream: true`, the time between two images of a batch
+    /// (default: `latency_ms`, which the first image waits too).
+    #[serde(default)]
+    #[arg(long)]
+    pub image_interval_ms: Option<u64>,
     /// A prompt containing this word gets a content-filter error for its first image.
     #[serde(default = "default_trigger")]
     #[arg(long, default_value = "FORBIDDEN")]

@@ -27,7 +27,7 @@ use crate::upstreams::Upstream;
 pub const PATH: &str = "/api/v3/images/generations";
 
 /// Larger answers are refused: 15 base64 images of 4K fit many times over.
-const MAX_ANSWER_BYTES: usize = 512 << 20;
+pub(super) const MAX_ANSWER_BYTES: usize = 512 << 20;
 
 /// Why an upstream call produced no usable answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,23 @@ pub enum ArkFailure {
     },
     /// A 200 whose body is not Ark's JSON.
     BadBody(String),
+    /// A stream that Ark broke off with an error event, or that ended
+    /// before its `completed` event.
+    MidStream { code: String, message: String },
+}
+
+impl ArkFailure {
+    /// A non-200 answer, with Ark's error code and message when its body
+    /// is Ark's error envelope.
+    pub fn from_error_body(status: u16, body: &[u8]) -> ArkFailure {
+        let err: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let field = |name: &str| err["error"][name].as_str().unwrap_or_default().to_string();
+        ArkFailure::Status {
+            status,
+            code: field("code"),
+            message: field("message"),
+        }
+    }
 }
 
 pub struct ArkClient {
@@ -83,19 +100,17 @@ impl ArkClient {
         })
     }
 
+    pub(super) fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
     pub async fn generate(&self, body: &Value) -> Result<Value, ArkFailure> {
         let (peer, host) = self.upstream.select().ok_or(ArkFailure::NoEndpoint)?;
         let payload = serde_json::to_vec(body).map_err(|e| ArkFailure::BadBody(e.to_string()))?;
         let wire = self.request_wire(host, &payload)?;
         let ex = self.exchange(&peer, &wire).await?;
         if ex.status != 200 {
-            let err: Value = serde_json::from_slice(&ex.body).unwrap_or(Value::Null);
-            let field = |name: &str| err["error"][name].as_str().unwrap_or_default().to_string();
-            return Err(ArkFailure::Status {
-                status: ex.status,
-                code: field("code"),
-                message: field("message"),
-            });
+            return Err(ArkFailure::from_error_body(ex.status, &ex.body));
         }
         let v: Value =
             serde_json::from_slice(&ex.body).map_err(|e| ArkFailure::BadBody(e.to_string()))?;
@@ -106,7 +121,7 @@ impl ArkClient {
     }
 
     /// The whole request as it goes on the wire: header lines, then the body.
-    fn request_wire(&self, host: &str, payload: &[u8]) -> Result<Vec<u8>, ArkFailure> {
+    pub(super) fn request_wire(&self, host: &str, payload: &[u8]) -> Result<Vec<u8>, ArkFailure> {
         if !header_value_ok(host) {
             return Err(ArkFailure::Transport(format!(
                 "upstream host {host:?} is not a valid Host header"
@@ -137,41 +152,67 @@ impl ArkClient {
         Ok(wire)
     }
 
-    /// One request and its whole answer. A pooled connection the server has
-    /// meanwhile closed fails before any answer arrives; the request is then
-    /// sent once more on a new connection (it never reached Ark).
-    async fn exchange(&self, peer: &HttpPeer, wire: &[u8]) -> Result<Exchange, ArkFailure> {
+    /// Send one request and read the answer's header. A pooled connection
+    /// the server has meanwhile closed fails before any answer arrives; the
+    /// request is then sent once more on a new connection (it never
+    /// reached Ark).
+    pub(super) async fn start(
+        &self,
+        peer: &HttpPeer,
+        wire: &[u8],
+    ) -> Result<HttpSession, ArkFailure> {
         let (stream, reused) = self
             .connector
             .get_stream(peer)
             .await
             .map_err(|e| failure(&e))?;
         match self.send(peer, stream, wire).await {
-            Err((e, false)) if reused => {
+            Err(e) if reused => {
                 log::debug!("pooled Ark connection failed before an answer ({e}); retrying");
                 let stream = self
                     .connector
                     .new_stream(peer)
                     .await
                     .map_err(|e| failure(&e))?;
-                self.send(peer, stream, wire)
-                    .await
-                    .map_err(|(e, _)| failure(&e))
+                self.send(peer, stream, wire).await.map_err(|e| failure(&e))
             }
-            r => r.map_err(|(e, _)| failure(&e)),
+            r => r.map_err(|e| failure(&e)),
         }
     }
 
-    /// Write the request and read the answer on `stream`; the stream goes
-    /// back to the pool if the exchange leaves it reusable. An error says
-    /// whether an answer had started to arrive.
+    /// One request and its whole answer.
+    async fn exchange(&self, peer: &HttpPeer, wire: &[u8]) -> Result<Exchange, ArkFailure> {
+        let mut s = self.start(peer, wire).await?;
+        let status = s.get_status().map(|c| c.as_u16()).unwrap_or(0);
+        let mut body = BytesMut::new();
+        while let Some(chunk) = s.read_body_ref().await.map_err(|e| failure(&e))? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(ArkFailure::BadBody("answer larger than 512 MiB".into()));
+            }
+            body.extend_from_slice(chunk);
+        }
+        self.release(s, peer).await;
+        Ok(Exchange { status, body })
+    }
+
+    /// Give a finished session's connection back to the pool when it can
+    /// be reused.
+    pub(super) async fn release(&self, mut s: HttpSession, peer: &HttpPeer) {
+        s.respect_keepalive();
+        // The session never saw our `Connection: close`, so ask the pool too.
+        if let Some(stream) = s.reuse().await.filter(|_| self.upstream.keepalive()) {
+            self.connector
+                .release_stream(stream, peer.reuse_hash(), peer.options.idle_timeout);
+        }
+    }
+
+    /// Write the request and read the answer's header on `stream`.
     async fn send(
         &self,
         peer: &HttpPeer,
         mut stream: pingora::protocols::Stream,
         wire: &[u8],
-    ) -> Result<Exchange, (Box<Error>, bool)> {
-        let before = |e| (e, false);
+    ) -> Result<HttpSession, Box<Error>> {
         // Header and body in one write: Pingora's session flushes the
         // header on its own, and Ark would read the request in two wake-ups.
         let write = async {
@@ -189,27 +230,12 @@ impl ArkClient {
                 std::io::ErrorKind::TimedOut => ErrorType::WriteTimedout,
                 _ => ErrorType::WriteError,
             };
-            before(Error::because(kind, "while sending the request", e))
+            Error::because(kind, "while sending the request", e)
         })?;
         let mut s = HttpSession::new_with_options(stream, peer);
         s.read_timeout = peer.options.read_timeout;
-        s.read_response().await.map_err(before)?;
-        let status = s.get_status().map(|c| c.as_u16()).unwrap_or(0);
-        let mut body = BytesMut::new();
-        while let Some(chunk) = s.read_body_ref().await.map_err(|e| (e, true))? {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                let e = Error::explain(ErrorType::ReadError, "answer larger than 512 MiB");
-                return Err((e, true));
-            }
-            body.extend_from_slice(chunk);
-        }
-        s.respect_keepalive();
-        // The session never saw our `Connection: close`, so ask the pool too.
-        if let Some(stream) = s.reuse().await.filter(|_| self.upstream.keepalive()) {
-            self.connector
-                .release_stream(stream, peer.reuse_hash(), peer.options.idle_timeout);
-        }
-        Ok(Exchange { status, body })
+        s.read_response().await?;
+        Ok(s)
     }
 }
 
@@ -219,7 +245,7 @@ fn header_value_ok(v: &str) -> bool {
     v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
-fn failure(e: &Error) -> ArkFailure {
+pub(super) fn failure(e: &Error) -> ArkFailure {
     match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             ArkFailure::Timeout

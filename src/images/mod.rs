@@ -6,7 +6,10 @@
 
 pub mod api;
 pub mod ark_client;
+pub mod ark_stream;
 pub mod response;
+pub mod sse;
+mod stream;
 
 use crate::gallery::Gallery;
 use crate::reply::Exchange;
@@ -19,7 +22,7 @@ use crate::state::{RequestLog, Reservation, StateStore};
 use futures_util::future::join_all;
 use kikaku_filters::{ApiKey, ErrorKind, GatewayError};
 use pingora::proxy::Session;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use crate::config::ImageGenerationConfig;
 use crate::images::api::models::{default_models, ModelSpec};
@@ -107,6 +110,15 @@ impl Drop for HeldQuota {
     }
 }
 
+/// Who asked, when and for what: the bill, the log and the gallery's
+/// entries.
+struct Who<'a> {
+    subject: &'a str,
+    alias: &'a str,
+    started: Instant,
+    asked: &'a Asked,
+}
+
 /// What the request produced, for the log.
 struct Outcome {
     status: u16,
@@ -137,13 +149,14 @@ impl ImageGeneration {
         let key = ex.ctx.require_key("image_generation")?;
         let subject = key.subject();
         let started = Instant::now();
+        let deadline = started + Duration::from_secs(self.cfg.deadline_seconds);
         let mut alias = String::from("-");
         let mut asked = Asked {
             rate: ex.ctx.pending_rate_limit.take(),
             ..Asked::default()
         };
-        let result = self
-            .generate(ex.session, &key, &subject, &mut alias, &mut asked)
+        let admitted = self
+            .admit(ex.session, &key, &subject, &mut alias, &mut asked)
             .await;
         if let Some(d) = asked.decision {
             ex.ctx.rate_limit = Some(d);
@@ -151,54 +164,82 @@ impl ImageGeneration {
                 ex.ctx.rejected_by = Some("rate_limit");
             }
         }
-        match result {
-            Ok((answer, held)) => {
-                let reservation = held.reservation;
-                // Bill and record before answering, so a client that asks
-                // /v1/usage or /v1/logs right after its answer sees it.
-                let outcome = Outcome {
-                    status: 200,
-                    images: answer.images,
-                    tokens: answer.tokens,
-                    error: None,
-                };
-                self.record(&subject, &alias, started, outcome, Some(held))
-                    .await;
-                if let Some(g) = &self.gallery {
-                    g.save(Gallery::pending_from_answer(
-                        &answer.body,
-                        &subject,
-                        &asked.prompt,
-                        &alias,
-                        &asked.size,
-                    ));
-                }
-                let sent = ex.send_json(200, &answer.body).await;
-                if let Err(e) = sent {
-                    // Billed but not delivered: give it back. (Clients that
-                    // leave earlier are caught while the images are made.)
-                    log::warn!(
-                        "image answer not delivered ({e}); refunding {} image(s)",
-                        answer.images
-                    );
-                    if let Some(r) = reservation {
-                        if let Err(e) = self.state.quota_refund(&subject, r, answer.images).await {
-                            log::error!("quota refund failed: {e}");
-                        }
-                    }
-                }
-                Ok(())
+        let who = Who {
+            subject: &subject,
+            alias: &alias,
+            started,
+            asked: &asked,
+        };
+        let result = match admitted {
+            Ok((v, held)) if v.stream => self.stream(ex, &v, held, deadline, &who).await,
+            Ok((v, held)) => self.whole(ex, &v, held, deadline, &who).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            let outcome = Outcome {
+                status: e.status(),
+                images: 0,
+                tokens: 0,
+                error: Some(e.message.clone()),
+            };
+            self.record(&who, outcome, None).await;
+        }
+        result
+    }
+
+    /// The answer as one JSON document, once every image is in.
+    async fn whole(
+        &self,
+        ex: &mut Exchange<'_>,
+        v: &Validated,
+        held: HeldQuota,
+        deadline: Instant,
+        who: &Who<'_>,
+    ) -> Result<(), GatewayError> {
+        // A client that leaves stops the work; dropping `held` releases the quota.
+        let answer = tokio::select! {
+            a = self.call(v, deadline) => a?,
+            true = client_gone(ex.session) => {
+                return Err(GatewayError::new(ErrorKind::ClientClosed, "The client closed the connection before the images were ready."));
             }
-            Err(e) => {
-                let outcome = Outcome {
-                    status: e.status(),
-                    images: 0,
-                    tokens: 0,
-                    error: Some(e.message.clone()),
-                };
-                self.record(&subject, &alias, started, outcome, None).await;
-                Err(e)
+        };
+        let reservation = held.reservation;
+        // Bill and record before answering, so a client that asks
+        // /v1/usage or /v1/logs right after its answer sees it.
+        let outcome = Outcome {
+            status: 200,
+            images: answer.images,
+            tokens: answer.tokens,
+            error: None,
+        };
+        self.record(who, outcome, Some(held)).await;
+        self.keep(&answer.body, who);
+        if let Err(e) = ex.send_json(200, &answer.body).await {
+            // Billed but not delivered: give it back. (Clients that
+            // leave earlier are caught while the images are made.)
+            log::warn!(
+                "image answer not delivered ({e}); refunding {} image(s)",
+                answer.images
+            );
+            if let Some(r) = reservation {
+                if let Err(e) = self.state.quota_refund(who.subject, r, answer.images).await {
+                    log::error!("quota refund failed: {e}");
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// Save an answer's images to the gallery (when storage is configured).
+    fn keep(&self, body: &Value, who: &Who<'_>) {
+        if let Some(g) = &self.gallery {
+            g.save(Gallery::pending_from_answer(
+                body,
+                who.subject,
+                &who.asked.prompt,
+                who.alias,
+                &who.asked.size,
+            ));
         }
     }
 
@@ -211,20 +252,20 @@ impl ImageGeneration {
             tokens: 0,
             error: Some(err.message.clone()),
         };
-        self.record(&key.subject(), "-", started, outcome, None)
-            .await;
+        let subject = key.subject();
+        let who = Who {
+            subject: &subject,
+            alias: "-",
+            started,
+            asked: &Asked::default(),
+        };
+        self.record(&who, outcome, None).await;
     }
 
     /// Log the request; with `held`, also bill the images delivered
     /// (`o.images`) and release the rest of the reservation, in one step.
-    async fn record(
-        &self,
-        subject: &str,
-        alias: &str,
-        started: Instant,
-        o: Outcome,
-        held: Option<HeldQuota>,
-    ) {
+    async fn record(&self, who: &Who<'_>, o: Outcome, held: Option<HeldQuota>) {
+        let (subject, alias, started) = (who.subject, who.alias, who.started);
         let used = o.images;
         let log = RequestLog {
             id: 0,
@@ -262,16 +303,16 @@ impl ImageGeneration {
         }
     }
 
-    /// Everything up to the answer; the reservation comes back unsettled.
-    async fn generate(
+    /// Read and check the request, then pass the rate limit, the model's
+    /// ceiling and the quota; the reservation comes back unsettled.
+    async fn admit(
         &self,
         session: &mut Session,
         key: &ApiKey,
         subject: &str,
         alias: &mut String,
         asked: &mut Asked,
-    ) -> Result<(response::Answer, HeldQuota), GatewayError> {
-        let deadline = Instant::now() + Duration::from_secs(self.cfg.deadline_seconds);
+    ) -> Result<(Validated, HeldQuota), GatewayError> {
         let checked = crate::reply::read_body(session, self.cfg.max_body_bytes)
             .await
             .and_then(|body| validate(&body, &self.models));
@@ -348,22 +389,7 @@ impl ImageGeneration {
             subject: subject.to_string(),
             reservation: Some(reservation),
         };
-
-        // A client that leaves stops the work; dropping `held` releases the quota.
-        let gone = async {
-            match session.as_mut().read_body_or_idle(true).await {
-                Err(_) => {}
-                // Pipelined bytes are not a disconnect: stop watching.
-                Ok(_) => std::future::pending().await,
-            }
-        };
-        let answer = tokio::select! {
-            a = self.call(&v, deadline) => a?,
-            _ = gone => {
-                return Err(GatewayError::new(ErrorKind::ClientClosed, "The client closed the connection before the images were ready."));
-            }
-        };
-        Ok((answer, held))
+        Ok((v, held))
     }
 
     /// The first call, then parallel calls for a batch's missing images.
@@ -386,26 +412,8 @@ impl ImageGeneration {
 
         let missing = v.expected_images as usize - items.len();
         if v.batch && missing > 0 {
-            let mut single = v.ark_body.clone();
-            single["sequential_image_generation"] = Value::from("disabled");
-            if let Some(o) = single.as_object_mut() {
-                o.remove("sequential_image_generation_options");
-            }
-            let calls = (0..missing).map(|_| async {
-                match tokio::time::timeout_at(deadline.into(), self.ark.generate(&single)).await {
-                    Ok(Ok(mut resp)) => {
-                        let tools = response::Passed::from_ark(&resp).tool_usage;
-                        let item = match resp["data"].take() {
-                            Value::Array(d) => d.into_iter().next().map(Item::from_ark),
-                            _ => None,
-                        }
-                        .unwrap_or_else(|| Item::failed(&ArkFailure::BadBody("no image".into())));
-                        (item, tools)
-                    }
-                    Ok(Err(f)) => (Item::failed(&f), None),
-                    Err(_) => (Item::failed(&ArkFailure::Timeout), None),
-                }
-            });
+            let single = single_body(v);
+            let calls = (0..missing).map(|_| self.fallback(&single, deadline));
             for (item, tools) in join_all(calls).await {
                 items.push(item);
                 passed.add_tools(tools);
@@ -415,6 +423,48 @@ impl ImageGeneration {
         passed.apply(&mut a.body);
         Ok(a)
     }
+}
+
+impl ImageGeneration {
+    /// One fallback call for one missing image of a batch: the image or
+    /// why it failed, and the call's `tool_usage`.
+    async fn fallback(
+        &self,
+        single: &Value,
+        deadline: Instant,
+    ) -> (Item, Option<Map<String, Value>>) {
+        match tokio::time::timeout_at(deadline.into(), self.ark.generate(single)).await {
+            Ok(Ok(mut resp)) => {
+                let tools = response::Passed::from_ark(&resp).tool_usage;
+                let item = match resp["data"].take() {
+                    Value::Array(d) => d.into_iter().next().map(Item::from_ark),
+                    _ => None,
+                }
+                .unwrap_or_else(|| Item::failed(&ArkFailure::BadBody("no image".into())));
+                (item, tools)
+            }
+            Ok(Err(f)) => (Item::failed(&f), None),
+            Err(_) => (Item::failed(&ArkFailure::Timeout), None),
+        }
+    }
+}
+
+/// The body of a fallback call: the batch's request for one image, not
+/// streamed.
+fn single_body(v: &Validated) -> Value {
+    let mut single = v.ark_body.clone();
+    single["sequential_image_generation"] = Value::from("disabled");
+    single["stream"] = Value::from(false);
+    if let Some(o) = single.as_object_mut() {
+        o.remove("sequential_image_generation_options");
+    }
+    single
+}
+
+/// Whether the client has closed its connection (`false`: it sent more
+/// bytes, a pipelined request, and is not watched any further).
+async fn client_gone(session: &mut Session) -> bool {
+    session.as_mut().read_body_or_idle(true).await.is_err()
 }
 
 /// How a failed first call is told to the client. Nothing is billed.

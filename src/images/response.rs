@@ -64,7 +64,9 @@ impl Item {
                 "Timeout",
                 "The image was not generated before the deadline.".to_string(),
             ),
-            ArkFailure::Status { code, message, .. } if !code.is_empty() => {
+            ArkFailure::Status { code, message, .. } | ArkFailure::MidStream { code, message }
+                if !code.is_empty() =>
+            {
                 (code.as_str(), message.clone())
             }
             other => ("UpstreamError", describe(other)),
@@ -89,12 +91,16 @@ pub fn describe(f: &ArkFailure) -> String {
             format!("The image upstream answered {status} {code}: {message}")
         }
         ArkFailure::BadBody(m) => format!("The image upstream sent an unreadable answer: {m}"),
+        ArkFailure::MidStream { code, message } => {
+            format!("The image upstream's stream failed ({code}): {message}")
+        }
     }
 }
 
 /// What Ark reports that the gateway passes on as it is: `usage.input_images`
-/// (of the first call, which carried the references) and `tool_usage`
-/// (added up over every call, fallbacks included).
+/// (of the first call, which carried the references) and
+/// `usage.tool_usage` (added up over every call, fallbacks included), where
+/// Ark's own SDK reads them.
 #[derive(Debug, Default)]
 pub struct Passed {
     pub input_images: Option<Value>,
@@ -105,7 +111,10 @@ impl Passed {
     pub fn from_ark(resp: &Value) -> Passed {
         Passed {
             input_images: resp["usage"].get("input_images").cloned(),
-            tool_usage: resp.get("tool_usage").and_then(Value::as_object).cloned(),
+            tool_usage: resp["usage"]
+                .get("tool_usage")
+                .and_then(Value::as_object)
+                .cloned(),
         }
     }
 
@@ -127,7 +136,7 @@ impl Passed {
             body["usage"]["input_images"] = n;
         }
         if let Some(t) = self.tool_usage {
-            body["tool_usage"] = Value::Object(t);
+            body["usage"]["tool_usage"] = Value::Object(t);
         }
     }
 }
@@ -184,19 +193,21 @@ mod tests {
 
     #[test]
     fn input_images_and_tool_usage_pass_through() {
-        let first = json!({"usage": {"input_images": 2}, "tool_usage": {"web_search": 1}});
+        let first = json!({"usage": {"input_images": 2, "tool_usage": {"web_search": 1}}});
         let mut p = Passed::from_ark(&first);
-        p.add_tools(Passed::from_ark(&json!({"tool_usage": {"web_search": 1}})).tool_usage);
+        p.add_tools(
+            Passed::from_ark(&json!({"usage": {"tool_usage": {"web_search": 1}}})).tool_usage,
+        );
         p.add_tools(None);
         let mut a = answer("m", 0, vec![]);
         p.apply(&mut a.body);
         assert_eq!(a.body["usage"]["input_images"], 2);
-        assert_eq!(a.body["tool_usage"], json!({"web_search": 2}));
+        assert_eq!(a.body["usage"]["tool_usage"], json!({"web_search": 2}));
         let mut plain = answer("m", 0, vec![]);
         Passed::from_ark(&json!({"usage": {}})).apply(&mut plain.body);
         assert!(
             plain.body["usage"].get("input_images").is_none()
-                && plain.body.get("tool_usage").is_none()
+                && plain.body["usage"].get("tool_usage").is_none()
         );
     }
 

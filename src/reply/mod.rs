@@ -95,6 +95,30 @@ impl Exchange<'_> {
         Ok(())
     }
 
+    /// Start an answer whose body follows in pieces ([`Exchange::write_chunk`]):
+    /// `headers` and chunked framing, through the response filters. Each
+    /// piece is flushed as it is written (server-sent events).
+    pub async fn open_stream(
+        &mut self,
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+    ) -> pingora::Result<()> {
+        let mut resp = ResponseHeader::build(status, Some(headers.len() + 1))?;
+        for (name, value) in headers {
+            resp.insert_header(name, value)?;
+        }
+        resp.insert_header("transfer-encoding", "chunked")?;
+        self.filter_response(&mut resp);
+        self.session
+            .write_response_header(Box::new(resp), false)
+            .await
+    }
+
+    /// One piece of a streamed answer; `end` finishes it.
+    pub async fn write_chunk(&mut self, piece: Bytes, end: bool) -> pingora::Result<()> {
+        self.session.write_response_body(Some(piece), end).await
+    }
+
     /// A short plain-text answer (seed 001's `OK <hash>`).
     pub async fn text(&mut self, status: u16, text: String) -> Result<(), GatewayError> {
         let headers = vec![

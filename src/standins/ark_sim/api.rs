@@ -5,12 +5,11 @@ use std::time::Instant;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Simulator, StoredImage};
+use super::{full, Body, Simulator, StoredImage};
 use crate::images::api::models::{
     default_models, output_tokens, parse_dimensions, preset_dims, ExtraField, ModelSpec,
     OutputFormat, PresetSpec, PromptMode,
@@ -42,6 +41,8 @@ struct ArkRequest {
     tools: Option<Vec<Value>>,
     #[serde(default)]
     optimize_prompt_options: Option<Value>,
+    #[serde(default)]
+    stream: bool,
 }
 
 /// The models this Ark serves: the two the gateway ships with, and
@@ -109,18 +110,18 @@ struct SeqOptions {
     max_images: Option<u32>,
 }
 
-pub fn json(status: u16, v: &Value) -> Response<Full<Bytes>> {
+pub fn json(status: u16, v: &Value) -> Response<Body> {
     let body = serde_json::to_vec(v).unwrap_or_default();
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("content-length", body.len())
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_default()
+        .body(full(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
 /// Ark's error envelope.
-pub fn ark_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+pub fn ark_error(status: u16, code: &str, message: &str) -> Response<Body> {
     let kind = match status {
         400 => "BadRequest",
         401 => "Unauthorized",
@@ -134,56 +135,81 @@ pub fn ark_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>
     )
 }
 
-pub async fn generate(sim: &Simulator, body: &[u8]) -> Response<Full<Bytes>> {
+/// What one generation request will make, once it has passed Ark's checks.
+pub struct Plan {
+    pub model_id: String,
+    pub w: u32,
+    pub h: u32,
+    pub png: bool,
+    pub b64: bool,
+    /// Images to make (1, or what `auto` yields).
+    pub count: u32,
+    /// The prompt holds the content-filter word: the first image fails.
+    pub filtered: bool,
+    /// Reference images sent (`usage.input_images`).
+    pub refs: u32,
+    /// Tools asked for (`usage.tool_usage.web_search`).
+    pub tools: Option<usize>,
+    /// `stream: true`.
+    pub stream: bool,
+}
+
+/// Ark's error envelope, as a refusal of [`plan`].
+fn refuse(status: u16, code: &str, message: &str) -> Box<Response<Body>> {
+    Box::new(ark_error(status, code, message))
+}
+
+/// Check a request as Ark does; its refusal is the `Err` answer.
+pub fn plan(sim: &Simulator, body: &[u8]) -> Result<Plan, Box<Response<Body>>> {
     *sim.last_request.lock() = Some(Bytes::copy_from_slice(body));
     let req: ArkRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
-            return ark_error(
+            return Err(refuse(
                 400,
                 "InvalidParameter",
                 &format!("The request body is invalid: {e}"),
-            )
+            ))
         }
     };
     let Some(model) = catalogue().into_iter().find(|m| m.upstream_id == req.model) else {
-        return ark_error(
+        return Err(refuse(
             404,
             "InvalidEndpointOrModel.NotFound",
             &format!(
                 "The model or endpoint {} does not exist or you do not have access to it.",
                 req.model
             ),
-        );
+        ));
     };
     if req.prompt.is_empty() {
-        return ark_error(
+        return Err(refuse(
             400,
             "MissingParameter",
             "The request failed because it is missing one or multiple required parameters: prompt.",
-        );
+        ));
     }
     if let Some(field) = unsupported(&req, &model) {
-        return ark_error(
+        return Err(refuse(
             400,
             "InvalidParameter",
             &format!(
                 "The parameter `{field}` specified in the request is not valid for model {}.",
                 model.upstream_id
             ),
-        );
+        ));
     }
     let png = match req.output_format.as_deref() {
         None | Some("jpeg") => false,
         Some("png") if model.output_formats.contains(&OutputFormat::Png) => true,
         Some(other) => {
-            return ark_error(
+            return Err(refuse(
                 400,
                 "InvalidParameter",
                 &format!(
                     "The parameter `output_format` specified in the request is not valid: {other}."
                 ),
-            )
+            ))
         }
     };
     let size = req.size.as_deref().unwrap_or("2048x2048");
@@ -192,19 +218,19 @@ pub async fn generate(sim: &Simulator, body: &[u8]) -> Response<Full<Bytes>> {
     } else if let Some((w, h)) = parse_dimensions(size) {
         let px = u64::from(w) * u64::from(h);
         if px < model.min_pixels || px > model.max_pixels {
-            return ark_error(
+            return Err(refuse(
                 400,
                 "InvalidParameter",
                 &format!("The parameter `size` specified in the request is not valid: {size}."),
-            );
+            ));
         }
         (w, h)
     } else {
-        return ark_error(
+        return Err(refuse(
             400,
             "InvalidParameter",
             &format!("The parameter `size` specified in the request is not valid: {size}."),
-        );
+        ));
     };
     let refs = match &req.image {
         Some(Value::Array(a)) => a.len() as u32,
@@ -225,55 +251,83 @@ pub async fn generate(sim: &Simulator, body: &[u8]) -> Response<Full<Bytes>> {
     let b64 = req.response_format.as_deref() == Some("b64_json");
     let filtered = req.prompt.contains(&sim.config.content_filter_word);
 
-    let mut data = Vec::with_capacity(count as usize);
-    let (mut ok, mut tokens) = (0u64, 0u64);
-    for i in 0..count {
-        if filtered && i == 0 {
-            data.push(json!({"error": {
-                "code": SENSITIVE_OUTPUT,
-                "message": "The request failed because the output image may contain sensitive information."
-            }}));
-            continue;
-        }
-        let size_str = format!("{w}x{h}");
-        if b64 {
-            let bytes = sim.jpegs.get_as(w, h, png).await;
-            data.push(json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(&bytes), "size": size_str}));
-        } else {
-            let id = format!("img-{:08}", sim.next_id.fetch_add(1, Ordering::Relaxed));
-            sim.images.lock().insert(
-                id.clone(),
-                StoredImage {
-                    w,
-                    h,
-                    png,
-                    created: Instant::now(),
-                },
-            );
-            let ext = if png { "png" } else { "jpeg" };
-            data.push(
-                json!({"url": format!("{}/images/{id}.{ext}", sim.base_url()), "size": size_str}),
-            );
-        }
-        ok += 1;
-        tokens += output_tokens(w, h);
+    Ok(Plan {
+        model_id: model.upstream_id,
+        w,
+        h,
+        png,
+        b64,
+        count,
+        filtered,
+        refs,
+        tools: req.tools.as_ref().map(Vec::len),
+        stream: req.stream,
+    })
+}
+
+/// Image `i` of a plan: Ark's `data[]` entry, an image or its error.
+pub async fn image(sim: &Simulator, plan: &Plan, i: u32) -> Value {
+    let (w, h, png) = (plan.w, plan.h, plan.png);
+    if plan.filtered && i == 0 {
+        return json!({"error": {
+            "code": SENSITIVE_OUTPUT,
+            "message": "The request failed because the output image may contain sensitive information."
+        }});
     }
-    let created = std::time::SystemTime::now()
+    let size = format!("{w}x{h}");
+    if plan.b64 {
+        let bytes = sim.jpegs.get_as(w, h, png).await;
+        return json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(&bytes), "size": size});
+    }
+    let id = format!("img-{:08}", sim.next_id.fetch_add(1, Ordering::Relaxed));
+    sim.images.lock().insert(
+        id.clone(),
+        StoredImage {
+            w,
+            h,
+            png,
+            created: Instant::now(),
+        },
+    );
+    let ext = if png { "png" } else { "jpeg" };
+    json!({"url": format!("{}/images/{id}.{ext}", sim.base_url()), "size": size})
+}
+
+/// Ark's `usage` for `ok` images of the plan, with `input_images` when
+/// references were sent and `tool_usage` (one web search per tool) when
+/// tools were asked for, where Ark's SDK reads them.
+pub fn usage(plan: &Plan, ok: u64) -> Value {
+    let tokens = ok * output_tokens(plan.w, plan.h);
+    let mut usage =
+        json!({"generated_images": ok, "output_tokens": tokens, "total_tokens": tokens});
+    if plan.refs > 0 {
+        usage["input_images"] = json!(plan.refs);
+    }
+    if let Some(n) = plan.tools {
+        usage["tool_usage"] = json!({"web_search": n});
+    }
+    usage
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut answer = json!({
-        "model": model.upstream_id,
-        "created": created,
+        .unwrap_or(0)
+}
+
+/// The whole answer, not streamed.
+pub async fn generate(sim: &Simulator, plan: &Plan) -> Response<Body> {
+    let mut data = Vec::with_capacity(plan.count as usize);
+    for i in 0..plan.count {
+        data.push(image(sim, plan, i).await);
+    }
+    let ok = data.iter().filter(|d| d.get("error").is_none()).count() as u64;
+    let answer = json!({
+        "model": plan.model_id,
+        "created": unix_now(),
         "data": data,
-        "usage": {"generated_images": ok, "output_tokens": tokens, "total_tokens": tokens},
+        "usage": usage(plan, ok),
     });
-    if refs > 0 {
-        answer["usage"]["input_images"] = json!(refs);
-    }
-    if let Some(tools) = &req.tools {
-        // One web search per tool asked for, as Ark reports it.
-        answer["tool_usage"] = json!({"web_search": tools.len()});
-    }
     json(200, &answer)
 }

@@ -12,6 +12,7 @@
 
 mod api;
 pub mod jpeg;
+mod stream;
 
 pub use crate::config::{Fault, SimConfig};
 
@@ -22,12 +23,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+
+/// An answer's body: whole, or a stream of events.
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A body held whole.
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 pub(crate) struct StoredImage {
     pub w: u32,
@@ -105,7 +117,7 @@ impl Simulator {
     async fn route(
         self: Arc<Self>,
         req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, ResetConnection> {
+    ) -> Result<Response<Body>, ResetConnection> {
         let path = req.uri().path().to_string();
         if req.method() == hyper::Method::POST && path == "/api/v3/images/generations" {
             return self.generate(req).await;
@@ -121,8 +133,8 @@ impl Simulator {
                 let body = self.last_request.lock().clone().unwrap_or_default();
                 return Ok(Response::builder()
                     .header("content-type", "application/json")
-                    .body(Full::new(body))
-                    .unwrap_or_default());
+                    .body(full(body))
+                    .unwrap_or_else(|_| Response::new(full(Bytes::new()))));
             }
             if path == "/healthz" {
                 return Ok(api::json(200, &serde_json::json!({"status": "ok"})));
@@ -140,34 +152,10 @@ impl Simulator {
     }
 
     async fn generate(
-        &self,
+        self: &Arc<Self>,
         req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, ResetConnection> {
+    ) -> Result<Response<Body>, ResetConnection> {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.config.latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
-        }
-        if self.config.fault != Fault::None && n.is_multiple_of(self.config.fault_every.max(1)) {
-            match self.config.fault {
-                Fault::Http500 => {
-                    return Ok(api::ark_error(
-                        500,
-                        "InternalServiceError",
-                        "The service encountered an unexpected internal error.",
-                    ))
-                }
-                Fault::Http503 => {
-                    return Ok(api::ark_error(
-                        503,
-                        "ServiceUnavailable",
-                        "The service is temporarily overloaded. Please retry later.",
-                    ))
-                }
-                Fault::Reset => return Err(ResetConnection),
-                Fault::Hang => std::future::pending::<()>().await,
-                Fault::None => {}
-            }
-        }
         let token = req
             .headers()
             .get("authorization")
@@ -192,10 +180,42 @@ impl Simulator {
                 ))
             }
         };
-        Ok(api::generate(self, &body).await)
+        let plan = match api::plan(self, &body) {
+            Ok(p) => p,
+            Err(refused) => return Ok(*refused),
+        };
+        let fault = (self.config.fault != Fault::None
+            && n.is_multiple_of(self.config.fault_every.max(1)))
+        .then_some(self.config.fault);
+        if plan.stream {
+            return Ok(stream::generate(self, plan, fault).await);
+        }
+        if self.config.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
+        }
+        match fault {
+            Some(Fault::Http500) => {
+                return Ok(api::ark_error(
+                    500,
+                    "InternalServiceError",
+                    "The service encountered an unexpected internal error.",
+                ))
+            }
+            Some(Fault::Http503) => {
+                return Ok(api::ark_error(
+                    503,
+                    "ServiceUnavailable",
+                    "The service is temporarily overloaded. Please retry later.",
+                ))
+            }
+            Some(Fault::Reset) => return Err(ResetConnection),
+            Some(Fault::Hang) => std::future::pending::<()>().await,
+            Some(Fault::None) | None => {}
+        }
+        Ok(api::generate(self, &plan).await)
     }
 
-    async fn image(&self, id: &str) -> Response<Full<Bytes>> {
+    async fn image(&self, id: &str) -> Response<Body> {
         let ttl = Duration::from_secs(self.config.image_ttl_seconds);
         let size = {
             let mut images = self.images.lock();
@@ -208,8 +228,8 @@ impl Simulator {
                 Response::builder()
                     .header("content-type", if png { "image/png" } else { "image/jpeg" })
                     .header("content-length", bytes.len())
-                    .body(Full::new(bytes))
-                    .unwrap_or_default()
+                    .body(full(bytes))
+                    .unwrap_or_else(|_| Response::new(full(Bytes::new())))
             }
             None => api::ark_error(404, "NotFound", "The image does not exist or has expired."),
         }

@@ -186,13 +186,16 @@ pub(super) fn watermark(f: &Fields<'_>) -> Result<bool, GatewayError> {
     }
 }
 
-/// `stream`: only `false`.
-pub(super) fn no_stream(f: &Fields<'_>) -> Result<(), GatewayError> {
+/// `stream`: a boolean (default false); `true` asks for Ark's server-sent
+/// events.
+pub(super) fn stream(f: &Fields<'_>) -> Result<bool, GatewayError> {
     match f.get("stream") {
-        Some(v) if v != &Value::Bool(false) => Err(invalid(
-            "stream is not supported; the answer is always one JSON document.",
-        )),
-        _ => Ok(()),
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(invalid(format!(
+            "stream must be a boolean, not {}.",
+            type_name(v)
+        ))),
     }
 }
 

@@ -13,8 +13,8 @@ mod tests;
 
 use super::models::ModelSpec;
 use fields::{
-    batch, extras, model, no_stream, optimize_options, parse_body, prompt, references,
-    response_format, size, watermark, Fields,
+    batch, extras, model, optimize_options, parse_body, prompt, references, response_format, size,
+    stream, watermark, Fields,
 };
 
 pub const MAX_PROMPT_CHARS: usize = 10_000;
@@ -35,6 +35,8 @@ pub struct Validated {
     /// Images the request may produce (1, or `max_images` under `auto`).
     pub expected_images: u32,
     pub batch: bool,
+    /// `stream: true`: the answer is Ark's server-sent events.
+    pub stream: bool,
     pub response_format: ResponseFormat,
     pub prompt: String,
     /// As the client sent it, or the default (for the gallery's `image_size`).
@@ -50,7 +52,7 @@ pub fn validate(body: &[u8], models: &[ModelSpec]) -> Result<Validated, GatewayE
     let size = size(&f, &model)?;
     let response_format = response_format(&f)?;
     let watermark = watermark(&f)?;
-    no_stream(&f)?;
+    let stream = stream(&f)?;
     let outputs = batch(&f, refs.len() as u64, &model)?;
     let optimize = optimize_options(&f, &model)?;
     let extra = extras(&f, &model)?;
@@ -88,11 +90,12 @@ pub fn validate(body: &[u8], models: &[ModelSpec]) -> Result<Validated, GatewayE
     }
     ark.insert("optimize_prompt_options".into(), Value::Object(optimize));
     ark.extend(extra);
-    ark.insert("stream".into(), json!(false));
+    ark.insert("stream".into(), json!(stream));
 
     Ok(Validated {
         expected_images: outputs.unwrap_or(1) as u32,
         batch: outputs.is_some(),
+        stream,
         response_format,
         prompt: prompt.to_string(),
         size,

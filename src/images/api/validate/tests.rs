@@ -221,9 +221,13 @@ fn format_watermark_mode_and_stream_rules() {
             .message
             .contains("use standard or fast")
     );
-    assert!(err(f(json!({"stream": true})))
+    let streamed = ok(f(json!({"stream": true})));
+    assert!(streamed.stream);
+    assert_eq!(streamed.ark_body["stream"], true);
+    assert!(!ok(f(json!({"stream": null}))).stream);
+    assert!(err(f(json!({"stream": "yes"})))
         .message
-        .contains("stream is not supported"));
+        .contains("stream must be a boolean, not a string"));
 }
 
 #[test]
