@@ -27,6 +27,15 @@ struct Frame {
 /// chunk by chunk and split at blank lines here, independently of the
 /// gateway's own reader.
 async fn stream(g: &ImageGateway, body: Value) -> (u16, String, Vec<Frame>) {
+    let (status, headers, frames) = stream_with_headers(g, body).await;
+    let ctype = headers["content-type"].to_str().unwrap().to_string();
+    (status, ctype, frames)
+}
+
+async fn stream_with_headers(
+    g: &ImageGateway,
+    body: Value,
+) -> (u16, reqwest::header::HeaderMap, Vec<Frame>) {
     let r = client()
         .post(g.gw.url("/v1/images/generations"))
         .header("authorization", bearer(KEY))
@@ -35,7 +44,7 @@ async fn stream(g: &ImageGateway, body: Value) -> (u16, String, Vec<Frame>) {
         .await
         .unwrap();
     let status = r.status().as_u16();
-    let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
+    let headers = r.headers().clone();
     let mut frames = Vec::new();
     let mut buf = String::new();
     let mut body = r.bytes_stream();
@@ -47,7 +56,7 @@ async fn stream(g: &ImageGateway, body: Value) -> (u16, String, Vec<Frame>) {
         }
     }
     assert!(buf.is_empty(), "a torn last frame: {buf:?}");
-    (status, ctype, frames)
+    (status, headers, frames)
 }
 
 fn parse(text: &str, at: Instant) -> Frame {
@@ -117,9 +126,13 @@ fn batch(prompt: &str, n: u32) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_four_image_batch_streams_in_order_as_images_finish() {
     let g = images::start("image_interval_ms: 400", "", 100);
-    let (st, ctype, frames) = stream(&g, batch("four lighthouses", 4)).await;
+    let (st, headers, frames) = stream_with_headers(&g, batch("four lighthouses", 4)).await;
     assert_eq!(st, 200);
-    assert_eq!(ctype, "text/event-stream");
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(headers["transfer-encoding"], "chunked");
+    // The response filters ran on the stream's header, once.
+    assert_eq!(headers.get_all("x-request-id").iter().count(), 1);
+    assert_eq!(headers["x-ratelimit-limit"], "100000");
     assert_eq!(frames.len(), 6, "4 images, completed, [DONE]");
     let events = check_shape(&frames, "seedream-4-5-251128");
     assert_eq!(succeeded(&events), 4);

@@ -15,7 +15,8 @@ Scenarios (issue 6): (1) image route with every filter, at full speed;
 (2) the same at fixed rates, for added latency; (3) a pass-through route;
 (4) 256 MiB PUT and GET through `/s3` and the S3 endpoint against the same
 backend directly and through nginx (curl, SigV4 by `--aws-sigv4`); (5) a config reload every
-second under load; (6) RSS idle and with 1,000 open keep-alive connections.
+second under load; (6) RSS idle and with 1,000 open keep-alive connections;
+(7) RSS while 500 image streams are held open (streams.py, which also runs alone).
 """
 
 import argparse
@@ -421,13 +422,15 @@ def multipart_direct(endpoint, blob, mib, reps):
     return mib / times[len(times) // 2]
 
 
-def smoke_check(results, storage):
+def smoke_check(results, storage, held_streams):
     """What the CI smoke asserts: every target started and answered."""
     missing = [f"{key} {name}" for key in ("1", "3")
                for name in ("direct", "nginx", "kikaku-edge", NGINX_1, KIKAKU_1, PINGORA_2, PINGORA_1)
                if not (results.get((key, name, "0ms")) or {}).get("requests")]
     if storage is None or any(r["PUT"] <= 0 or r["GET"] <= 0 for r in storage["rows"].values()):
         missing.append("4 storage")
+    if any(r["whole"] != r["n"] for r in held_streams["rows"].values()):
+        missing.append("7 streams")
     if missing:
         sys.exit(f"harness smoke: no answers from {', '.join(missing)}")
     print("harness smoke: every target started and answered")
@@ -618,16 +621,18 @@ def main():
             held[name] = rss_kib(t[3].pids())
             loader.communicate(timeout=secs + 120)
         storage = None if args.no_storage else storage_scenario(tmp, procs, args.quick)
-        write_report(args, results, idle, held, secs, storage, n_rounds)
+        import streams  # (7); it imports this file's helpers
+        held_streams = streams.scenario(BIN, tmp, procs, *((50, 500) if args.quick else (500, 3000)))
+        write_report(args, results, idle, held, secs, storage, n_rounds, held_streams)
         if args.smoke:
-            smoke_check(results, storage)
+            smoke_check(results, storage, held_streams)
     finally:
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_report(args, results, idle, held, secs, storage, n_rounds):
+def write_report(args, results, idle, held, secs, storage, n_rounds, held_streams):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
@@ -711,6 +716,8 @@ def write_report(args, results, idle, held, secs, storage, n_rounds):
         if n in idle:
             lines.append(f"| {n} | {idle[n] / 1024:.1f} MiB | {held.get(n, 0) / 1024:.1f} MiB |")
     lines.append("")
+    import streams
+    lines += [streams.MARK_BEGIN, *streams.section(held_streams), streams.MARK_END, ""]
     lines += goals(results, idle, held, storage)
     lines += pingora_share(results)
     # Findings of the last profiling session (kept by hand, not measured here).
