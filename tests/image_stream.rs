@@ -14,6 +14,17 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+/// The request as a client sends it; the answer unread.
+async fn send(g: &ImageGateway, body: &Value) -> reqwest::Response {
+    client()
+        .post(g.gw.url("/v1/images/generations"))
+        .header("authorization", bearer(KEY))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
 /// One frame as a client reads it: `event:` and the `data:` JSON (`None`
 /// for `[DONE]`), and when it arrived.
 #[derive(Debug)]
@@ -23,26 +34,11 @@ struct Frame {
     at: Instant,
 }
 
-/// A streamed answer: status, content type and frames. The body is read
-/// chunk by chunk and split at blank lines here, independently of the
-/// gateway's own reader.
-async fn stream(g: &ImageGateway, body: Value) -> (u16, String, Vec<Frame>) {
-    let (status, headers, frames) = stream_with_headers(g, body).await;
-    let ctype = headers["content-type"].to_str().unwrap().to_string();
-    (status, ctype, frames)
-}
-
-async fn stream_with_headers(
-    g: &ImageGateway,
-    body: Value,
-) -> (u16, reqwest::header::HeaderMap, Vec<Frame>) {
-    let r = client()
-        .post(g.gw.url("/v1/images/generations"))
-        .header("authorization", bearer(KEY))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+/// A streamed answer: status, headers and frames. The body is read chunk
+/// by chunk and split at blank lines here, independently of the gateway's
+/// own reader.
+async fn stream(g: &ImageGateway, body: Value) -> (u16, reqwest::header::HeaderMap, Vec<Frame>) {
+    let r = send(g, &body).await;
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let mut frames = Vec::new();
@@ -108,6 +104,13 @@ fn check_shape(frames: &[Frame], model: &str) -> Vec<Value> {
     events
 }
 
+/// A streamed answer that must be a 200 of well-formed frames; its events.
+async fn streamed(g: &ImageGateway, body: Value, model: &str) -> Vec<Value> {
+    let (st, _, frames) = stream(g, body).await;
+    assert_eq!(st, 200);
+    check_shape(&frames, model)
+}
+
 fn succeeded(events: &[Value]) -> usize {
     events
         .iter()
@@ -126,7 +129,7 @@ fn batch(prompt: &str, n: u32) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_four_image_batch_streams_in_order_as_images_finish() {
     let g = images::start("image_interval_ms: 400", "", 100);
-    let (st, headers, frames) = stream_with_headers(&g, batch("four lighthouses", 4)).await;
+    let (st, headers, frames) = stream(&g, batch("four lighthouses", 4)).await;
     assert_eq!(st, 200);
     assert_eq!(headers["content-type"], "text/event-stream");
     assert_eq!(headers["transfer-encoding"], "chunked");
@@ -162,9 +165,7 @@ async fn a_four_image_batch_streams_in_order_as_images_finish() {
     // b64_json streams too; one image without batch mode.
     let body = json!({"model": "seedream-4.0", "prompt": "one", "size": "1K",
         "response_format": "b64_json", "stream": true});
-    let (st, _, frames) = stream(&g, body).await;
-    assert_eq!(st, 200);
-    let events = check_shape(&frames, "seedream-4-0-250828");
+    let events = streamed(&g, body, "seedream-4-0-250828").await;
     assert_eq!(events.len(), 2);
     assert!(events[0]["b64_json"].as_str().unwrap().len() > 1000);
     assert!(events[0].get("url").is_none());
@@ -175,9 +176,7 @@ async fn a_four_image_batch_streams_in_order_as_images_finish() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_short_batch_streams_its_fallback_images_next() {
     let g = images::start("auto_max_images: 2", "", 100);
-    let (st, _, frames) = stream(&g, batch("a short batch", 5)).await;
-    assert_eq!(st, 200);
-    let events = check_shape(&frames, "seedream-4-5-251128");
+    let events = streamed(&g, batch("a short batch", 5), "seedream-4-5-251128").await;
     assert_eq!(events.len(), 6, "5 images then completed");
     assert_eq!(succeeded(&events), 5, "3 made by fallback calls");
     assert_eq!(events[5]["usage"]["generated_images"], 5);
@@ -192,9 +191,7 @@ async fn a_short_batch_streams_its_fallback_images_next() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_content_filter_is_a_partial_failed_event_and_not_billed() {
     let g = images::start("", "", 100);
-    let (st, _, frames) = stream(&g, batch("FORBIDDEN scene", 3)).await;
-    assert_eq!(st, 200);
-    let events = check_shape(&frames, "seedream-4-5-251128");
+    let events = streamed(&g, batch("FORBIDDEN scene", 3), "seedream-4-5-251128").await;
     assert_eq!(events[0]["type"], "image_generation.partial_failed");
     assert_eq!(
         events[0]["error"],
@@ -214,9 +211,7 @@ async fn upstream_faults_mid_stream_become_events_not_a_torn_answer() {
         // Every call faults: the stream after its first image, each
         // fallback call at once.
         let g = images::start(&format!("fault: {fault}"), "", 100);
-        let (st, _, frames) = stream(&g, batch("a fragile batch", 3)).await;
-        assert_eq!(st, 200, "{fault}");
-        let events = check_shape(&frames, "seedream-4-5-251128");
+        let events = streamed(&g, batch("a fragile batch", 3), "seedream-4-5-251128").await;
         assert_eq!(events.len(), 4, "{fault}: {events:?}");
         assert_eq!(events[0]["type"], "image_generation.partial_succeeded");
         for e in &events[1..3] {
@@ -252,13 +247,7 @@ async fn errors_before_the_stream_are_plain_json() {
         ),
     ];
     for (body, status, code) in cases {
-        let r = client()
-            .post(g.gw.url("/v1/images/generations"))
-            .header("authorization", bearer(KEY))
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
+        let r = send(&g, &body).await;
         assert_eq!(r.status(), status, "{body}");
         assert_eq!(r.headers()["content-type"], "application/json");
         let v: Value = r.json().await.unwrap();
@@ -272,13 +261,7 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_it_received() {
     // Quota 5: the batch of 4 reserves 4; after leaving with one image,
     // another batch of 4 fits only if the other 3 were released.
     let g = images::start("image_interval_ms: 1500", "", 5);
-    let r = client()
-        .post(g.gw.url("/v1/images/generations"))
-        .header("authorization", bearer(KEY))
-        .body(batch("leave early", 4).to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&g, &batch("leave early", 4)).await;
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
     let first = body.next().await.unwrap().unwrap();
@@ -301,9 +284,9 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_it_received() {
         "The client closed the stream after 1 of 4 image(s)."
     );
     assert_eq!(g.used().await, 1);
-    let (st, _, frames) = stream(&g, batch("the rest", 4)).await;
-    assert_eq!(st, 200, "3 released + 1 never reserved");
-    assert_eq!(succeeded(&check_shape(&frames, "seedream-4-5-251128")), 4);
+    // Admitted: 3 released + 1 never reserved.
+    let events = streamed(&g, batch("the rest", 4), "seedream-4-5-251128").await;
+    assert_eq!(succeeded(&events), 4);
     assert_eq!(g.used().await, 5);
 }
 

@@ -7,7 +7,8 @@ LATENCY ms (3 s by default) to make each image: for the first LATENCY
 every request waits for its first image (nothing sent yet), for the
 second each stream is open with one event delivered. The gateway's RSS is
 sampled every 100 ms through both phases. The same N requests not
-streamed (one JSON answer after both images) are the comparison.
+streamed (one JSON answer, sent by the simulator after one LATENCY) are
+the comparison.
 
     .venv/bin/python3 benches/harness/streams.py   # updates section 7 of BENCHMARKS.md
 
@@ -112,8 +113,9 @@ def section(r):
     lines = [f"## 7. Resident memory while {r['n']} image streams are held", "",
              f"{r['n']} clients each ask at once for a batch of two images (`stream: true`); the simulator takes "
              f"{lat:g} s per image. For the first {lat:g} s every request waits for its first image; for the next "
-             f"{lat:g} s each stream is open with one event delivered. Gateway RSS sampled every 100 ms; the same "
-             "requests not streamed (one JSON answer after both images) for comparison. Idle after warm-up: "
+             f"{lat:g} s each stream is open with one event delivered. Gateway RSS sampled every 100 ms. For "
+             "comparison, the same requests not streamed: one JSON answer, which the simulator sends after one "
+             f"latency ({lat:g} s). Idle after warm-up: "
              f"{mib(r['idle'])}.", "",
              "| | before | peak, waiting for the first image | peak, second phase | after | answers whole | wall time |",
              "|---|---|---|---|---|---|---|"]

@@ -111,11 +111,12 @@ impl Drop for HeldQuota {
 }
 
 /// Who asked, when and for what: the bill, the log and the gallery's
-/// entries.
+/// entries; and until when the images may take.
 struct Who<'a> {
     subject: &'a str,
     alias: &'a str,
     started: Instant,
+    deadline: Instant,
     asked: &'a Asked,
 }
 
@@ -125,6 +126,18 @@ struct Outcome {
     images: u64,
     tokens: u64,
     error: Option<String>,
+}
+
+impl Outcome {
+    /// A 200 that delivered `images` worth `tokens`.
+    fn delivered(images: u64, tokens: u64) -> Outcome {
+        Outcome {
+            status: 200,
+            images,
+            tokens,
+            error: None,
+        }
+    }
 }
 
 impl ImageGeneration {
@@ -168,11 +181,12 @@ impl ImageGeneration {
             subject: &subject,
             alias: &alias,
             started,
+            deadline,
             asked: &asked,
         };
         let result = match admitted {
-            Ok((v, held)) if v.stream => self.stream(ex, &v, held, deadline, &who).await,
-            Ok((v, held)) => self.whole(ex, &v, held, deadline, &who).await,
+            Ok((v, held)) if v.stream => self.stream(ex, &v, held, &who).await,
+            Ok((v, held)) => self.whole(ex, &v, held, &who).await,
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
@@ -193,12 +207,11 @@ impl ImageGeneration {
         ex: &mut Exchange<'_>,
         v: &Validated,
         held: HeldQuota,
-        deadline: Instant,
         who: &Who<'_>,
     ) -> Result<(), GatewayError> {
         // A client that leaves stops the work; dropping `held` releases the quota.
         let answer = tokio::select! {
-            a = self.call(v, deadline) => a?,
+            a = self.call(v, who.deadline) => a?,
             true = client_gone(ex.session) => {
                 return Err(GatewayError::new(ErrorKind::ClientClosed, "The client closed the connection before the images were ready."));
             }
@@ -206,12 +219,7 @@ impl ImageGeneration {
         let reservation = held.reservation;
         // Bill and record before answering, so a client that asks
         // /v1/usage or /v1/logs right after its answer sees it.
-        let outcome = Outcome {
-            status: 200,
-            images: answer.images,
-            tokens: answer.tokens,
-            error: None,
-        };
+        let outcome = Outcome::delivered(answer.images, answer.tokens);
         self.record(who, outcome, Some(held)).await;
         self.keep(&answer.body, who);
         if let Err(e) = ex.send_json(200, &answer.body).await {
@@ -257,6 +265,7 @@ impl ImageGeneration {
             subject: &subject,
             alias: "-",
             started,
+            deadline: started,
             asked: &Asked::default(),
         };
         self.record(&who, outcome, None).await;

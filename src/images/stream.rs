@@ -59,11 +59,10 @@ impl ImageGeneration {
         ex: &mut Exchange<'_>,
         v: &Validated,
         held: HeldQuota,
-        deadline: Instant,
         who: &Who<'_>,
     ) -> Result<(), GatewayError> {
         let (tx, mut rx) = mpsc::channel(4);
-        let produce = self.produce(v, deadline, tx);
+        let produce = self.produce(v, who.deadline, tx);
         tokio::pin!(produce);
         let mut produced = None;
         let mut watching = true;
@@ -114,12 +113,7 @@ impl ImageGeneration {
         };
         // Bill and record before `completed`, so a client that asks
         // /v1/usage or /v1/logs when its stream ends sees it.
-        let outcome = Outcome {
-            status: 200,
-            images: out.images,
-            tokens: out.tokens,
-            error: None,
-        };
+        let outcome = Outcome::delivered(out.images, out.tokens);
         self.record(who, outcome, Some(held)).await;
         let mut completed = json!({
             "type": sse::COMPLETED,
