@@ -417,9 +417,13 @@ impl Inner {
         self.compact_if_due()
     }
 
+    /// Start a compaction in the background once enough was appended.
     pub(super) fn compact_if_due(&mut self) -> Result<(), StateError> {
-        if self.journal()?.appended >= self.compact_at {
-            self.compact(now_ms())?;
+        let due = self.compact_at;
+        let j = self.journal()?;
+        if j.appended >= due && !j.compacting() {
+            let live = self.live_records(now_ms());
+            self.journal()?.compact_in_background(live);
         }
         Ok(())
     }
@@ -466,7 +470,15 @@ impl Inner {
     }
 
     /// Drop idle buckets and rewrite the journal with the live state only.
+    /// Rewrite the journal as the live records, now (at open).
     pub(super) fn compact(&mut self, now: u64) -> Result<(), StateError> {
+        let live = self.live_records(now);
+        self.journal()?.rewrite(&live)
+    }
+
+    /// The records that rebuild today's state (expired hits and presigned
+    /// URLs dropped); sets when the next compaction is due.
+    fn live_records(&mut self, now: u64) -> Vec<Record> {
         self.buckets.retain(|_, b| !b.log.is_idle(now, b.window_ms));
         let mut live: Vec<Record> = Vec::new();
         for (name, b) in &self.buckets {
@@ -554,6 +566,6 @@ impl Inner {
         );
         live.extend(self.hosted.records());
         self.compact_at = COMPACT_EVERY.max(live.len() as u64 * COMPACT_RATIO);
-        self.journal()?.rewrite(&live)
+        live
     }
 }
