@@ -513,10 +513,12 @@ async fn three_instances_share_one_exact_rate_limit_on_the_image_route() {
 }
 
 /// Redis commands a successful image request costs, counted by Redis itself:
-/// one script for rate limit + reservation, one for the model ceiling, one
-/// to settle and log together — three round trips, none of them extra.
+/// one script for rate limit + reservation + the model ceiling, one to
+/// settle and log together — two round trips, none of them extra. (On a
+/// Cluster the ceiling's gateway-wide key lives in another slot than the
+/// key's, so admission takes two calls there: three in all.)
 #[tokio::test(flavor = "multi_thread")]
-async fn an_image_request_costs_three_redis_round_trips() {
+async fn an_image_request_costs_two_redis_round_trips() {
     let redis = RedisServer::start();
     let gw = gateway(&redis_state(&redis.url()), 1000, 100_000);
     assert_eq!(image(&gw).await, 200); // scripts loaded, caches warm
@@ -544,6 +546,6 @@ async fn an_image_request_costs_three_redis_round_trips() {
             .and_then(|l| l.split("calls=").nth(1)?.split(',').next()?.parse().ok())
             .unwrap_or(0)
     };
-    assert_eq!(calls("evalsha"), 3 * N, "{info}");
+    assert_eq!(calls("evalsha"), 2 * N, "{info}");
     assert_eq!(calls("eval") + calls("script|load"), 0, "{info}");
 }

@@ -352,9 +352,10 @@ pub trait StateStore:
     /// one), reserve `amount` of `subject`'s quota (at most `limit`), then
     /// charge `cost` to the gateway-wide `ceiling`. Each refusal ends it and
     /// takes nothing further: a reservation the ceiling refuses is released.
-    /// The default makes the calls in turn (the ceiling's key is
-    /// gateway-wide, so on a Redis Cluster it cannot join the key's script);
-    /// the embedded backend does it all under one lock, in one journal write.
+    /// The default makes the calls in turn ([`admit_in_turns`]: the
+    /// ceiling's key is gateway-wide, so on a Redis Cluster it cannot join
+    /// the key's script); one Redis runs it all as one script, and the
+    /// embedded backend under one lock, in one journal write.
     async fn admit_within_ceiling(
         &self,
         rate: Option<&PendingRateLimit>,
@@ -364,42 +365,56 @@ pub trait StateStore:
         ceiling: &PendingRateLimit,
         cost: u32,
     ) -> Result<Admission, StateError> {
-        let (rate, reservation) = match rate {
-            Some(r) => {
-                let (d, res) = self.admit_and_reserve(r, subject, amount, limit).await?;
-                (Some(d), res)
-            }
-            None => (None, self.quota_reserve(subject, amount, limit).await?),
-        };
-        let Some(reservation) = reservation else {
-            return Ok(Admission {
-                rate,
-                ceiling: None,
-                reservation: None,
-            });
-        };
-        let checked = self
-            .rate_limit(&ceiling.bucket, cost, ceiling.limit, ceiling.window)
-            .await;
-        if let Ok(c) = checked {
-            if c.allowed {
-                return Ok(Admission {
-                    rate,
-                    ceiling: Some(c),
-                    reservation: Some(reservation),
-                });
-            }
-        }
-        // Nothing was billed. Should the release fail too, the hold lapses
-        // with the reservation's lifetime.
-        let _ = self.quota_settle(subject, reservation, 0).await;
-        checked.map(|c| Admission {
-            rate,
-            ceiling: Some(c),
-            reservation: None,
-        })
+        admit_in_turns(self, rate, subject, amount, limit, ceiling, cost).await
     }
 
     /// `embedded` or `redis`, for logs and metrics.
     fn backend_name(&self) -> &'static str;
+}
+
+/// [`StateStore::admit_within_ceiling`] as calls in turn: rate limit and
+/// reservation, then the ceiling, releasing the reservation it refuses.
+pub async fn admit_in_turns<S: StateStore + ?Sized>(
+    store: &S,
+    rate: Option<&PendingRateLimit>,
+    subject: &str,
+    amount: u64,
+    limit: u64,
+    ceiling: &PendingRateLimit,
+    cost: u32,
+) -> Result<Admission, StateError> {
+    let (rate, reservation) = match rate {
+        Some(r) => {
+            let (d, res) = store.admit_and_reserve(r, subject, amount, limit).await?;
+            (Some(d), res)
+        }
+        None => (None, store.quota_reserve(subject, amount, limit).await?),
+    };
+    let Some(reservation) = reservation else {
+        return Ok(Admission {
+            rate,
+            ceiling: None,
+            reservation: None,
+        });
+    };
+    let checked = store
+        .rate_limit(&ceiling.bucket, cost, ceiling.limit, ceiling.window)
+        .await;
+    if let Ok(c) = checked {
+        if c.allowed {
+            return Ok(Admission {
+                rate,
+                ceiling: Some(c),
+                reservation: Some(reservation),
+            });
+        }
+    }
+    // Nothing was billed. Should the release fail too, the hold lapses
+    // with the reservation's lifetime.
+    let _ = store.quota_settle(subject, reservation, 0).await;
+    checked.map(|c| Admission {
+        rate,
+        ceiling: Some(c),
+        reservation: None,
+    })
 }

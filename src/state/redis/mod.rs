@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kikaku_filters::state::SlidingLog;
+use kikaku_filters::state::{PendingRateLimit, SlidingLog};
 use parking_lot::Mutex;
 use rand::Rng;
 use redis::{IntoConnectionInfo, RedisResult};
@@ -38,7 +38,8 @@ use logs::LogEntry;
 pub use crate::config::{Fallback, RedisConfig};
 use scripts::Scripts;
 
-use super::{RequestLog, Reservation, StateError, StateStore};
+use super::contract::admit_in_turns;
+use super::{Admission, RequestLog, Reservation, StateError, StateStore};
 
 #[derive(Clone)]
 enum Conn {
@@ -255,6 +256,24 @@ impl RedisState {
 
 #[async_trait]
 impl StateStore for RedisState {
+    async fn admit_within_ceiling(
+        &self,
+        rate: Option<&PendingRateLimit>,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+        ceiling: &PendingRateLimit,
+        cost: u32,
+    ) -> Result<Admission, StateError> {
+        match rate {
+            Some(r) if self.cfg.cluster.is_empty() => {
+                self.admit_in_one_call(r, subject, amount, limit, ceiling, cost)
+                    .await
+            }
+            _ => admit_in_turns(self, rate, subject, amount, limit, ceiling, cost).await,
+        }
+    }
+
     async fn ready(&self) -> bool {
         self.run(|c, _| async move { c.query::<String>(redis::cmd("PING")).await })
             .await

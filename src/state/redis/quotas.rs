@@ -8,7 +8,63 @@ use kikaku_filters::state::PendingRateLimit;
 use rand::Rng;
 
 use super::{key, RedisState};
-use crate::state::{QuotaUsage, Quotas, RateDecision, Reservation, StateError};
+use crate::state::{Admission, QuotaUsage, Quotas, RateDecision, Reservation, StateError};
+
+/// What one admission script answers: the key's rate limit, the
+/// reservation, and the ceiling (when it was reached).
+type Admitted = (u32, u64, i64, u32, u32, u32, u64, i64);
+
+impl RedisState {
+    /// Rate limit, reservation and the model's ceiling in one script: one
+    /// round trip per image admission on one Redis. (On a Cluster the
+    /// ceiling's key lives in another slot; the calls go in turn there.)
+    pub(super) async fn admit_in_one_call(
+        &self,
+        rate: &PendingRateLimit,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+        ceiling: &PendingRateLimit,
+        cost: u32,
+    ) -> Result<Admission, StateError> {
+        let rl = format!("kikaku:{}", rate.bucket);
+        let cl = format!("kikaku:{}", ceiling.bucket);
+        let (q, h) = (key(subject, "quota"), key(subject, "held"));
+        let id = rand::thread_rng().gen::<u64>();
+        let member = format!("{id:016x}");
+        let ttl = self.cfg.reservation_ttl_seconds * 1000;
+        let (window_ms, rate_limit) = (rate.window.as_millis() as u64, rate.limit);
+        let (c_window_ms, c_limit) = (ceiling.window.as_millis() as u64, ceiling.limit);
+        let (allowed, held, reset, reserved, checked, c_allowed, c_held, c_reset): Admitted = self
+            .run(move |c, s| async move {
+                let mut inv = s.admit_ceiling.prepare_invoke();
+                inv.key(rl).key(q).key(h).key(cl);
+                inv.arg(window_ms)
+                    .arg(rate_limit)
+                    .arg(member)
+                    .arg(amount)
+                    .arg(limit)
+                    .arg(id)
+                    .arg(ttl)
+                    .arg(c_window_ms)
+                    .arg(c_limit)
+                    .arg(cost);
+                c.invoke(inv).await
+            })
+            .await?;
+        let decision = |allowed: u32, limit: u32, held: u64, reset: i64| RateDecision {
+            allowed: allowed == 1,
+            limit,
+            remaining: u64::from(limit).saturating_sub(held) as u32,
+            reset_after: Duration::from_millis(reset.max(0) as u64),
+        };
+        Ok(Admission {
+            rate: Some(decision(allowed, rate.limit, held, reset)),
+            ceiling: (checked == 1).then(|| decision(c_allowed, ceiling.limit, c_held, c_reset)),
+            reservation: (reserved == 1).then_some(Reservation { id, amount }),
+        })
+    }
+}
 
 #[async_trait]
 impl Quotas for RedisState {

@@ -45,6 +45,13 @@ pub(super) struct Scripts {
     /// window_ms, limit, member, amount, quota limit, id, ttl_ms. Returns
     /// {allowed, held, reset, reserved (1/0)}.
     pub admit_reserve: Script,
+    /// `admit_reserve`, then (only when reserved) the model's ceiling, one
+    /// call on one Redis: KEYS as `admit_reserve` plus the ceiling's zset
+    /// (another slot: never on a Cluster); ARGV as `admit_reserve` plus the
+    /// ceiling's window_ms, limit and cost. Returns {allowed, held, reset,
+    /// reserved, ceiling checked, ceiling allowed, ceiling held, ceiling
+    /// reset}; a reservation the ceiling refuses is not kept.
+    pub admit_ceiling: Script,
     /// KEYS[1] gallery list (newest first), KEYS[2] id counter, KEYS[3]
     /// this call's marker (a minute); ARGV json with `"id":0` first, keep.
     /// Returns the id, then the records pushed out; a retry adds nothing and
@@ -101,7 +108,8 @@ impl Scripts {
             usage: lua!("now", "usage"),
             log: lua!("log_fn", "log"),
             settle_log: lua!("settle_fn", "log_fn", "settle_log"),
-            admit_reserve: lua!("now", "admit_reserve"),
+            admit_reserve: lua!("now", "admit_reserve_fn", "admit_reserve"),
+            admit_ceiling: lua!("now", "admit_reserve_fn", "admit_ceiling"),
             gallery: lua!("gallery_add"),
             key_rotate: lua!("key_rotate"),
             file_put: lua!("file_put"),
