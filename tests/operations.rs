@@ -233,3 +233,29 @@ fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Access-log lines wait in memory for the writer thread (written every
+/// 100 ms); a clean shutdown (SIGTERM) writes out every one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_shutdown_writes_every_access_log_line() {
+    let mut gw = Gateway::with(&config());
+    let http = client();
+    let n = 300;
+    for _ in 0..n {
+        let r = http.get(gw.url("/v1/x")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    gw.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = gw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let out = gw.stdout();
+    let lines = out.lines().filter(|l| l.contains("\"status\":401")).count();
+    assert_eq!(lines, n, "every request's line, none lost at exit");
+}

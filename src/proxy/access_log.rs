@@ -1,9 +1,20 @@
-//! One JSON line per request, written by a background thread so a slow disk
-//! or pipe never stalls a request. Keys appear only as their `key_ref`.
+//! One JSON line per request. Keys appear only as their `key_ref`.
+//!
+//! A request serializes its line into a buffer of its thread's and appends
+//! it to one shared buffer: no write, no allocation of its own, and no
+//! wake-up of another thread. A writer thread takes the shared buffer every
+//! [`FLUSH_EVERY`] (sooner once it is half full) and writes it out, so a
+//! slow disk or pipe stalls only that thread. Memory is bounded: past
+//! [`MAX_PENDING`] bytes waiting, lines are dropped and counted
+//! (`kikaku_access_log_dropped_total`). At a clean exit (Pingora's graceful
+//! shutdown ends in `exit`) an `atexit` hook writes out what is waiting.
 
+use std::cell::RefCell;
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
 use crate::proxy::metrics::ACCESS_LOG_DROPPED;
@@ -29,17 +40,58 @@ pub struct AccessRecord<'a> {
 
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: Option<SyncSender<Vec<u8>>>,
+    shared: Option<Arc<Shared>>,
 }
 
-/// Lines buffered before new ones are dropped (and counted).
-const QUEUE: usize = 16 * 1024;
+/// How often the writer wakes to write what is waiting.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Bytes waiting past which lines are dropped (and counted).
+pub const MAX_PENDING: usize = 8 << 20;
+
+struct Shared {
+    /// Lines waiting for the writer.
+    pending: Mutex<Vec<u8>>,
+    /// Wakes the writer early, when `pending` passes half its bound.
+    nudge: Condvar,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl Shared {
+    /// Write out what is waiting; `spare` is the writer's own buffer,
+    /// swapped with the shared one so appends go on meanwhile.
+    fn drain(&self, spare: &mut Vec<u8>) {
+        std::mem::swap(&mut *self.pending.lock(), spare);
+        if spare.is_empty() {
+            return;
+        }
+        let mut out = self.out.lock();
+        let _ = out.write_all(spare);
+        let _ = out.flush();
+        spare.clear();
+    }
+}
+
+/// Every log opened, for the exit hook.
+static OPEN: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+extern "C" fn write_out_at_exit() {
+    let logs: Vec<Arc<Shared>> = OPEN.lock().iter().filter_map(Weak::upgrade).collect();
+    let mut spare = Vec::new();
+    for log in logs {
+        log.drain(&mut spare);
+    }
+}
+
+thread_local! {
+    /// A line being serialized, reused by each request of this thread.
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 impl AccessLog {
     /// `stdout`, `off`, or a file path (appended to).
     pub fn open(target: &str) -> std::io::Result<AccessLog> {
-        let mut out: Box<dyn Write + Send> = match target {
-            "off" => return Ok(AccessLog { tx: None }),
+        let out: Box<dyn Write + Send> = match target {
+            "off" => return Ok(AccessLog { shared: None }),
             "stdout" => Box::new(std::io::stdout()),
             path => Box::new(
                 std::fs::OpenOptions::new()
@@ -48,35 +100,62 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
-        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Vec::with_capacity(64 << 10)),
+            nudge: Condvar::new(),
+            out: Mutex::new(out),
+        });
+        let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                while let Ok(line) = rx.recv() {
-                    let _ = out.write_all(&line);
-                    // Drain what is queued, then flush once.
-                    while let Ok(more) = rx.try_recv() {
-                        let _ = out.write_all(&more);
+                let mut spare = Vec::with_capacity(64 << 10);
+                // Ends once every handle of the log is gone.
+                while let Some(log) = weak.upgrade() {
+                    {
+                        let mut pending = log.pending.lock();
+                        if pending.len() < MAX_PENDING / 2 {
+                            log.nudge.wait_for(&mut pending, FLUSH_EVERY);
+                        }
                     }
-                    let _ = out.flush();
+                    log.drain(&mut spare);
                 }
             })?;
-        Ok(AccessLog { tx: Some(tx) })
+        let mut open = OPEN.lock();
+        if open.is_empty() {
+            // SAFETY: registers a plain function with the C runtime, once.
+            unsafe { libc::atexit(write_out_at_exit) };
+        }
+        open.retain(|w| w.strong_count() > 0);
+        open.push(Arc::downgrade(&shared));
+        Ok(AccessLog {
+            shared: Some(shared),
+        })
     }
 
     /// Whether lines are written at all (`access_log: off` skips building them).
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.shared.is_some()
     }
 
     pub fn write(&self, rec: &AccessRecord<'_>) {
-        let Some(tx) = &self.tx else { return };
-        let Ok(mut line) = serde_json::to_vec(rec) else {
-            return;
-        };
-        line.push(b'\n');
-        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
-            ACCESS_LOG_DROPPED.inc();
-        }
+        let Some(shared) = &self.shared else { return };
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if serde_json::to_writer(&mut *line, rec).is_err() {
+                return;
+            }
+            line.push(b'\n');
+            let mut pending = shared.pending.lock();
+            if pending.len() + line.len() > MAX_PENDING {
+                ACCESS_LOG_DROPPED.inc();
+                return;
+            }
+            let before = pending.len();
+            pending.extend_from_slice(line);
+            if before < MAX_PENDING / 2 && pending.len() >= MAX_PENDING / 2 {
+                shared.nudge.notify_one();
+            }
+        });
     }
 }
