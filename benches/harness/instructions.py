@@ -29,40 +29,40 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
+import support  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("route", choices=["image", "pass"])
     ap.add_argument("-n", type=int, default=2000, help="requests counted")
-    ap.add_argument("--bin", default=str(run.BIN))
+    ap.add_argument("--bin", default=str(support.BIN))
     args = ap.parse_args()
-    out = run.ROOT / "target" / f"callgrind.{args.route}.out"
+    out = support.ROOT / "target" / f"callgrind.{args.route}.out"
     for f in glob.glob(f"{out}*"):
         os.remove(f)
     tmp = tempfile.mkdtemp(prefix="kikaku-callgrind-")
     procs = []
     try:
-        sim = run.free_port()
-        procs.append(run.Proc([args.bin, "sim-ark", "--listen", f"127.0.0.1:{sim}"]))
-        run.wait_port(sim)
-        pub, adm = run.free_port(), run.free_port()
+        sim = support.free_port()
+        procs.append(support.Proc([args.bin, "sim-ark", "--listen", f"127.0.0.1:{sim}"]))
+        support.wait_port(sim)
+        pub, adm = support.free_port(), support.free_port()
         d = Path(tmp) / "gw"
         d.mkdir()
-        conf = run.gateway_conf(d, pub, adm, sim)
+        conf = support.gateway_conf(d, pub, adm, sim)
         cfg = yaml.safe_load(conf.read_text())
         cfg["server"] = {"threads": 1}
         conf.write_text(yaml.safe_dump(cfg))
-        gw = run.Proc(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+        gw = support.Proc(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                        args.bin, "serve", "-c", str(conf)])
         procs.append(gw)
-        run.wait_port(pub, timeout=120)
+        support.wait_port(pub, timeout=120)
         if args.route == "pass":
             target = ["-m", "GET", f"http://127.0.0.1:{pub}/healthz"]
         else:
-            target = ["-m", "POST", "-d", run.BODY_GATEWAY, "-T", "application/json",
-                      "-H", f"Authorization: Bearer {run.KEY}",
+            target = ["-m", "POST", "-d", support.BODY_GATEWAY, "-T", "application/json",
+                      "-H", f"Authorization: Bearer {support.KEY}",
                       f"http://127.0.0.1:{pub}/v1/images/generations"]
 
         def load(n):

@@ -16,7 +16,8 @@ Scenarios (issue 6): (1) image route with every filter, at full speed;
 (4) 256 MiB PUT and GET through `/s3` and the S3 endpoint against the same
 backend directly and through nginx (curl, SigV4 by `--aws-sigv4`); (5) a config reload every
 second under load; (6) RSS idle and with 1,000 open keep-alive connections;
-(7) RSS while 500 image streams are held open (streams.py, which also runs alone).
+(7) RSS while 500 image streams are held open (streams.py, which also runs alone);
+(8) the access log on against off (access_log.py, which also runs alone).
 """
 
 import argparse
@@ -34,91 +35,18 @@ from pathlib import Path
 
 import yaml
 
-from support import (BIN, KEY, ROOT, Proc, cpu_seconds, free_port, gateway_conf, rss_kib,
-                     wait_port, write_gateway_conf)
+import access_log
+import streams
+from support import (BIN, BODY_GATEWAY, BODY_UPSTREAM, KEY, ROOT, Proc, free_port, gateway_conf, measured,
+                     oha, rounds, rss_kib, summarize, wait_port, write_gateway_conf)
 
 # scripts/harness-prereqs.sh installs LiteLLM into its own venv.
 LITELLM = ROOT / ".venv-litellm" / "bin" / "litellm"
-BODY_GATEWAY = json.dumps({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"})
-# What the gateway sends upstream for that body (alias resolved, defaults filled):
-# the direct and nginx runs send it as is.
-BODY_UPSTREAM = json.dumps({"model": "seedream-4-0-250828", "prompt": "a cat", "size": "1024x1024"})
 # The one-worker rows of scenarios 1 and 3.
 NGINX_1, KIKAKU_1 = "nginx, 1 worker", "kikaku-edge, 1 thread"
 # A bare Pingora proxy (benches/harness/pingora_baseline.rs), same build and
 # allocator: what Pingora itself costs, so the gap to nginx splits in two.
 PINGORA_2, PINGORA_1 = "bare Pingora", "bare Pingora, 1 thread"
-
-
-def oha(url, seconds, conns, body=None, headers=(), rate=None, method="POST"):
-    """Run oha; returns its JSON summary."""
-    args = ["oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(conns),
-            "-m", method, url]
-    for h in headers:
-        args += ["-H", h]
-    if body is not None:
-        args += ["-d", body, "-T", "application/json"]
-    if rate:
-        args += ["-q", str(rate)]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120)
-    if out.returncode != 0:
-        raise RuntimeError(f"oha failed: {out.stderr[-500:]}")
-    return json.loads(out.stdout)
-
-
-def summarize(j):
-    s = j["summary"]
-    p = j.get("latencyPercentiles", {})
-    codes = j.get("statusCodeDistribution", {})
-    # Requests still in flight when the duration ends are cut off by oha
-    # itself ("aborted due to deadline"): not failures of the target.
-    failed = {k: v for k, v in j.get("errorDistribution", {}).items() if "aborted due to deadline" not in k}
-    errors = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(failed.values())
-    return {
-        "rps": s.get("requestsPerSec") or 0.0,
-        "p50": (p.get("p50") or 0) * 1000,
-        "p90": (p.get("p90") or 0) * 1000,
-        "p99": (p.get("p99") or 0) * 1000,
-        "errors": errors,
-        "requests": sum(codes.values()) + sum(failed.values()),
-    }
-
-
-def measured(proc, run):
-    """Summarize one oha run, with the CPU time `proc` spent per request."""
-    pids = proc.pids() if proc else []
-    before = cpu_seconds(pids)
-    r = summarize(run())
-    if pids and r["requests"]:
-        r["cpu_us"] = (cpu_seconds(pids) - before) * 1e6 / r["requests"]
-    return r
-
-
-def median_of(runs):
-    """One row from several rounds of the same point: the median of each
-    figure, errors and requests summed."""
-    if len(runs) == 1:
-        return runs[0]
-    out = {}
-    for field in ("rps", "p50", "p90", "p99", "cpu_us"):
-        vals = sorted(r[field] for r in runs if field in r)
-        if vals:
-            out[field] = vals[len(vals) // 2]
-    out["errors"] = sum(r["errors"] for r in runs)
-    out["requests"] = sum(r["requests"] for r in runs)
-    out["rounds"] = len(runs)
-    return out
-
-
-def rounds(points, n, measure):
-    """Measure every point once per round, round after round (so a slow
-    minute on the shared machine hits every target alike); the median row
-    of each point."""
-    got = {key: [] for key in points}
-    for _ in range(n):
-        for key in points:
-            got[key].append(measure(key))
-    return {key: median_of(runs) for key, runs in got.items()}
 
 
 def nginx_conf(dir_, port, upstream_port, location_extra="", workers=2):
@@ -320,7 +248,7 @@ def multipart_direct(endpoint, blob, mib, reps):
     return mib / times[len(times) // 2]
 
 
-def smoke_check(results, storage, held_streams):
+def smoke_check(results, storage, held_streams, log_rows):
     """What the CI smoke asserts: every target started and answered."""
     missing = [f"{key} {name}" for key in ("1", "3")
                for name in ("direct", "nginx", "kikaku-edge", NGINX_1, KIKAKU_1, PINGORA_2, PINGORA_1)
@@ -329,6 +257,8 @@ def smoke_check(results, storage, held_streams):
         missing.append("4 storage")
     if any(r["whole"] != r["n"] for r in held_streams["rows"].values()):
         missing.append("7 streams")
+    if not all(r.get("requests") for r in log_rows.values()):
+        missing.append("8 access log")
     if missing:
         sys.exit(f"harness smoke: no answers from {', '.join(missing)}")
     print("harness smoke: every target started and answered")
@@ -519,18 +449,18 @@ def main():
             held[name] = rss_kib(t[3].pids())
             loader.communicate(timeout=secs + 120)
         storage = None if args.no_storage else storage_scenario(tmp, procs, args.quick)
-        import streams  # (7); it imports this file's helpers
         held_streams = streams.scenario(BIN, tmp, procs, *((50, 500) if args.quick else (500, 3000)))
-        write_report(args, results, idle, held, secs, storage, n_rounds, held_streams)
+        log_rows = access_log.scenario({"kikaku-edge": BIN}, tmp, procs, secs, n_rounds)
+        write_report(args, results, idle, held, secs, storage, n_rounds, held_streams, log_rows)
         if args.smoke:
-            smoke_check(results, storage, held_streams)
+            smoke_check(results, storage, held_streams, log_rows)
     finally:
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_report(args, results, idle, held, secs, storage, n_rounds, held_streams):
+def write_report(args, results, idle, held, secs, storage, n_rounds, held_streams, log_rows):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
@@ -614,8 +544,8 @@ def write_report(args, results, idle, held, secs, storage, n_rounds, held_stream
         if n in idle:
             lines.append(f"| {n} | {idle[n] / 1024:.1f} MiB | {held.get(n, 0) / 1024:.1f} MiB |")
     lines.append("")
-    import streams
     lines += [streams.MARK_BEGIN, *streams.section(held_streams), streams.MARK_END, ""]
+    lines += [access_log.MARK_BEGIN, *access_log.section(log_rows), access_log.MARK_END, ""]
     lines += goals(results, idle, held, storage)
     lines += pingora_share(results)
     # Findings of the last profiling session (kept by hand, not measured here).

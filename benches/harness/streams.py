@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import datetime
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -149,16 +148,7 @@ def main():
     block = [MARK_BEGIN, *section(r),
              f"_Section 7 measured separately by `benches/harness/streams.py` on {when}, kikaku-edge `{rev}` "
              f"(`{Path(args.bin).name}` of `{Path(args.bin).parent.name}`)._", MARK_END]
-    out = Path(args.out)
-    text = out.read_text() if out.exists() else ""
-    pattern = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: "\n".join(block), text)
-    else:
-        # After section 6.
-        at = text.find("## Goals")
-        text = (text[:at] + "\n".join(block) + "\n\n" + text[at:]) if at >= 0 else text + "\n".join(block) + "\n"
-    out.write_text(text)
+    h.replace_section(args.out, MARK_BEGIN, MARK_END, block)
     print("\n".join(block))
 
 

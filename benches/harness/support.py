@@ -1,8 +1,11 @@
-"""What the harness scripts share (run.py, streams.py): the paths, the
-bench key, processes and their ports, memory and CPU read from /proc, and
-the gateway's config derived from conf/bench.yaml."""
+"""What the harness scripts share (run.py, streams.py, access_log.py): the
+paths, the bench key and bodies, processes and their ports, memory and CPU
+read from /proc, the gateway's config derived from conf/bench.yaml, oha
+runs and their medians, and a report section replaced in place."""
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +17,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "target" / "release" / "kikaku-edge"  # --bin overrides
 KEY = "kikaku_bench_key"
+BODY_GATEWAY = json.dumps({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"})
+# What the gateway sends upstream for that body (alias resolved, defaults filled):
+# the direct and nginx runs send it as is.
+BODY_UPSTREAM = json.dumps({"model": "seedream-4-0-250828", "prompt": "a cat", "size": "1024x1024"})
 
 
 def free_port():
@@ -88,19 +95,20 @@ class Proc:
                 pass
 
 
-def write_gateway_conf(cfg, dir_, public, admin, name):
+def write_gateway_conf(cfg, dir_, public, admin, name, access_log="off"):
     """Point a bench.yaml-derived config at the harness's ports and data
-    directory, access log off, and write it to `dir_/name`."""
+    directory, access log off (or to `access_log`), and write it to
+    `dir_/name`."""
     cfg["listeners"] = {"public": {"address": f"127.0.0.1:{public}"},
                         "admin": {"address": f"127.0.0.1:{admin}"}}
     cfg["data_dir"] = str(Path(dir_) / "data")
-    cfg["logging"] = {"access_log": "off"}
+    cfg["logging"] = {"access_log": access_log}
     path = Path(dir_) / name
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
-def gateway_conf(dir_, public, admin, sim_port, threads=None):
+def gateway_conf(dir_, public, admin, sim_port, threads=None, access_log="off"):
     """conf/bench.yaml, pointed at the external simulator, plus a pass-through
     route; `threads` overrides its `server.threads`."""
     cfg = yaml.safe_load((ROOT / "conf" / "bench.yaml").read_text())
@@ -114,4 +122,90 @@ def gateway_conf(dir_, public, admin, sim_port, threads=None):
                                 "keepalive": {"enabled": True, "idle_seconds": 60}}}
     cfg["routes"].append({"name": "passthrough", "match": {"path_prefix": "/healthz"},
                           "upstream": "ark"})
-    return write_gateway_conf(cfg, dir_, public, admin, "gateway.yaml")
+    return write_gateway_conf(cfg, dir_, public, admin, "gateway.yaml", access_log)
+
+
+def oha(url, seconds, conns, body=None, headers=(), rate=None, method="POST"):
+    """Run oha; returns its JSON summary."""
+    args = ["oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(conns),
+            "-m", method, url]
+    for h in headers:
+        args += ["-H", h]
+    if body is not None:
+        args += ["-d", body, "-T", "application/json"]
+    if rate:
+        args += ["-q", str(rate)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"oha failed: {out.stderr[-500:]}")
+    return json.loads(out.stdout)
+
+
+def summarize(j):
+    s = j["summary"]
+    p = j.get("latencyPercentiles", {})
+    codes = j.get("statusCodeDistribution", {})
+    # Requests still in flight when the duration ends are cut off by oha
+    # itself ("aborted due to deadline"): not failures of the target.
+    failed = {k: v for k, v in j.get("errorDistribution", {}).items() if "aborted due to deadline" not in k}
+    errors = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(failed.values())
+    return {
+        "rps": s.get("requestsPerSec") or 0.0,
+        "p50": (p.get("p50") or 0) * 1000,
+        "p90": (p.get("p90") or 0) * 1000,
+        "p99": (p.get("p99") or 0) * 1000,
+        "errors": errors,
+        "requests": sum(codes.values()) + sum(failed.values()),
+    }
+
+
+def measured(proc, run):
+    """Summarize one oha run, with the CPU time `proc` spent per request."""
+    pids = proc.pids() if proc else []
+    before = cpu_seconds(pids)
+    r = summarize(run())
+    if pids and r["requests"]:
+        r["cpu_us"] = (cpu_seconds(pids) - before) * 1e6 / r["requests"]
+    return r
+
+
+def median_of(runs):
+    """One row from several rounds of the same point: the median of each
+    figure, errors and requests summed."""
+    if len(runs) == 1:
+        return runs[0]
+    out = {}
+    for field in ("rps", "p50", "p90", "p99", "cpu_us"):
+        vals = sorted(r[field] for r in runs if field in r)
+        if vals:
+            out[field] = vals[len(vals) // 2]
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["requests"] = sum(r["requests"] for r in runs)
+    out["rounds"] = len(runs)
+    return out
+
+
+def rounds(points, n, measure):
+    """Measure every point once per round, round after round (so a slow
+    minute on the shared machine hits every target alike); the median row
+    of each point."""
+    got = {key: [] for key in points}
+    for _ in range(n):
+        for key in points:
+            got[key].append(measure(key))
+    return {key: median_of(runs) for key, runs in got.items()}
+
+
+def replace_section(out, begin, end, block, before="## Goals"):
+    """Put `block` (lines, markers included) into the report at `out`:
+    over the part between the markers when there is one, else before the
+    heading `before` (or at the end)."""
+    out = Path(out)
+    text = out.read_text() if out.exists() else ""
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: "\n".join(block), text)
+    else:
+        at = text.find(before)
+        text = (text[:at] + "\n".join(block) + "\n\n" + text[at:]) if at >= 0 else text + "\n".join(block) + "\n"
+    out.write_text(text)
