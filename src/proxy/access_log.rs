@@ -21,9 +21,9 @@ use crate::proxy::metrics::ACCESS_LOG_DROPPED;
 
 #[derive(Serialize)]
 pub struct AccessRecord<'a> {
-    pub ts: String,
+    pub ts: Timestamp,
     pub request_id: Option<&'a str>,
-    pub client_ip: Option<String>,
+    pub client_ip: Option<std::net::IpAddr>,
     pub method: &'a str,
     /// Path only: query strings may carry signatures or tokens.
     pub path: &'a str,
@@ -36,6 +36,34 @@ pub struct AccessRecord<'a> {
     pub upstream_ms: Option<f64>,
     pub rejected_by: Option<&'a str>,
     pub error: Option<&'a str>,
+}
+
+/// The time of a line, written as RFC 3339 in UTC with milliseconds
+/// (`2026-12-06T09:30:00.123Z`). Lines of the same millisecond on a thread
+/// share one formatting.
+pub struct Timestamp(pub std::time::SystemTime);
+
+thread_local! {
+    /// The last millisecond formatted on this thread, and its text.
+    static LAST_TS: RefCell<(u128, String)> = const { RefCell::new((u128::MAX, String::new())) };
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ms = self
+            .0
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        LAST_TS.with_borrow_mut(|(at, text)| {
+            if *at != ms {
+                *at = ms;
+                *text = chrono::DateTime::<chrono::Utc>::from(self.0)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            }
+            s.serialize_str(text)
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -157,5 +185,23 @@ impl AccessLog {
                 shared.nudge.notify_one();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        let at = |ms: u64| {
+            serde_json::to_string(&Timestamp(UNIX_EPOCH + Duration::from_millis(ms))).unwrap()
+        };
+        assert_eq!(at(1_765_013_400_123), "\"2025-12-06T09:30:00.123Z\"");
+        // The same millisecond again, then the next: each its own text.
+        assert_eq!(at(1_765_013_400_123), "\"2025-12-06T09:30:00.123Z\"");
+        assert_eq!(at(1_765_013_400_124), "\"2025-12-06T09:30:00.124Z\"");
+        assert_eq!(at(0), "\"1970-01-01T00:00:00.000Z\"");
     }
 }

@@ -12,7 +12,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::proxy::access_log::{AccessLog, AccessRecord};
+use crate::proxy::access_log::{AccessLog, AccessRecord, Timestamp};
 use crate::proxy::metrics;
 use crate::proxy::reload::ConfigHolder;
 use crate::proxy::routing::{Route, RouteMatch, Signals, Target};
@@ -378,9 +378,9 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         self.access_log.write(&AccessRecord {
-            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ts: Timestamp(std::time::SystemTime::now()),
             request_id: ctx.req.request_id.as_deref(),
-            client_ip: ctx.req.client_ip.map(|ip| ip.to_string()),
+            client_ip: ctx.req.client_ip,
             method: req.method.as_str(),
             path: req.uri.path(),
             route,
