@@ -17,7 +17,9 @@ Scenarios (issue 6): (1) image route with every filter, at full speed;
 backend directly and through nginx (curl, SigV4 by `--aws-sigv4`); (5) a config reload every
 second under load; (6) RSS idle and with 1,000 open keep-alive connections;
 (7) RSS while 500 image streams are held open (streams.py, which also runs alone);
-(8) the access log on against off (access_log.py, which also runs alone).
+(8) the access log on against off (access_log.py, which also runs alone);
+(9) RSS per idle connection (10,000) and 5,000 image requests in flight
+(connections.py, which also runs alone).
 """
 
 import argparse
@@ -36,8 +38,9 @@ from pathlib import Path
 import yaml
 
 import access_log
+import connections
 import streams
-from support import (BIN, BODY_GATEWAY, BODY_UPSTREAM, KEY, ROOT, Proc, free_port, gateway_conf, measured,
+from support import (BIN, BODY_GATEWAY, BODY_UPSTREAM, KEY, ROOT, Proc, free_port, gateway_conf, measured, nginx_conf,
                      oha, rounds, rss_kib, summarize, wait_port, write_gateway_conf)
 
 # scripts/harness-prereqs.sh installs LiteLLM into its own venv.
@@ -47,35 +50,6 @@ NGINX_1, KIKAKU_1 = "nginx, 1 worker", "kikaku-edge, 1 thread"
 # A bare Pingora proxy (benches/harness/pingora_baseline.rs), same build and
 # allocator: what Pingora itself costs, so the gap to nginx splits in two.
 PINGORA_2, PINGORA_1 = "bare Pingora", "bare Pingora, 1 thread"
-
-
-def nginx_conf(dir_, port, upstream_port, location_extra="", workers=2):
-    conf = f"""
-worker_processes {workers};
-pid {dir_}/nginx.pid;
-error_log {dir_}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir_}/body;
-  proxy_temp_path {dir_}/proxy;
-  fastcgi_temp_path {dir_}/fastcgi;
-  uwsgi_temp_path {dir_}/uwsgi;
-  scgi_temp_path {dir_}/scgi;
-  upstream sim {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://sim;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";{location_extra}
-    }}
-  }}
-}}
-"""
-    path = Path(dir_) / "nginx.conf"
-    path.write_text(conf)
-    return path
 
 
 def litellm_conf(dir_, sim_port):
@@ -248,7 +222,7 @@ def multipart_direct(endpoint, blob, mib, reps):
     return mib / times[len(times) // 2]
 
 
-def smoke_check(results, storage, held_streams, log_rows):
+def smoke_check(results, storage, held_streams, log_rows, conns):
     """What the CI smoke asserts: every target started and answered."""
     missing = [f"{key} {name}" for key in ("1", "3")
                for name in ("direct", "nginx", "kikaku-edge", NGINX_1, KIKAKU_1, PINGORA_2, PINGORA_1)
@@ -259,6 +233,8 @@ def smoke_check(results, storage, held_streams, log_rows):
         missing.append("7 streams")
     if not all(r.get("requests") for r in log_rows.values()):
         missing.append("8 access log")
+    if any(r["held"] != conns["n"] for r in conns["idle"].values()) or conns["held"]["errors"]:
+        missing.append("9 connections")
     if missing:
         sys.exit(f"harness smoke: no answers from {', '.join(missing)}")
     print("harness smoke: every target started and answered")
@@ -451,16 +427,17 @@ def main():
         storage = None if args.no_storage else storage_scenario(tmp, procs, args.quick)
         held_streams = streams.scenario(BIN, tmp, procs, *((50, 500) if args.quick else (500, 3000)))
         log_rows = access_log.scenario({"kikaku-edge": BIN}, tmp, procs, secs, n_rounds)
-        write_report(args, results, idle, held, secs, storage, n_rounds, held_streams, log_rows)
+        conns = connections.scenario(BIN, tmp, procs, *((200, 100, 500) if args.quick else (10_000, 5_000, 3000)))
+        write_report(args, results, idle, held, secs, storage, n_rounds, held_streams, log_rows, conns)
         if args.smoke:
-            smoke_check(results, storage, held_streams, log_rows)
+            smoke_check(results, storage, held_streams, log_rows, conns)
     finally:
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_report(args, results, idle, held, secs, storage, n_rounds, held_streams, log_rows):
+def write_report(args, results, idle, held, secs, storage, n_rounds, held_streams, log_rows, conns):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
@@ -546,6 +523,7 @@ def write_report(args, results, idle, held, secs, storage, n_rounds, held_stream
     lines.append("")
     lines += [streams.MARK_BEGIN, *streams.section(held_streams), streams.MARK_END, ""]
     lines += [access_log.MARK_BEGIN, *access_log.section(log_rows), access_log.MARK_END, ""]
+    lines += [connections.MARK_BEGIN, *connections.section(conns), connections.MARK_END, ""]
     lines += goals(results, idle, held, storage)
     lines += pingora_share(results)
     # Findings of the last profiling session (kept by hand, not measured here).

@@ -209,3 +209,32 @@ def replace_section(out, begin, end, block, before="## Goals"):
         at = text.find(before)
         text = (text[:at] + "\n".join(block) + "\n\n" + text[at:]) if at >= 0 else text + "\n".join(block) + "\n"
     out.write_text(text)
+
+
+def nginx_conf(dir_, port, upstream_port, location_extra="", workers=2, connections=4096):
+    conf = f"""
+worker_processes {workers};
+pid {dir_}/nginx.pid;
+error_log {dir_}/nginx-error.log;
+events {{ worker_connections {connections}; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir_}/body;
+  proxy_temp_path {dir_}/proxy;
+  fastcgi_temp_path {dir_}/fastcgi;
+  uwsgi_temp_path {dir_}/uwsgi;
+  scgi_temp_path {dir_}/scgi;
+  upstream sim {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://sim;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";{location_extra}
+    }}
+  }}
+}}
+"""
+    path = Path(dir_) / "nginx.conf"
+    path.write_text(conf)
+    return path
