@@ -524,7 +524,8 @@ def write_report(args, results, idle, held, secs, storage, n_rounds, held_stream
     lines += [streams.MARK_BEGIN, *streams.section(held_streams), streams.MARK_END, ""]
     lines += [access_log.MARK_BEGIN, *access_log.section(log_rows), access_log.MARK_END, ""]
     lines += [connections.MARK_BEGIN, *connections.section(conns), connections.MARK_END, ""]
-    lines += goals(results, idle, held, storage)
+    lines += goals(results, storage, log_rows, conns)
+    lines += our_cost(results)
     lines += pingora_share(results)
     # Findings of the last profiling session (kept by hand, not measured here).
     notes = Path(__file__).with_name("profile.md")
@@ -556,72 +557,70 @@ def pingora_share(results):
             "|---|---|---|---|"] + rows + [""]
 
 
-def goals(results, idle, held, storage):
-    """Issue 6's goals, read against this run."""
-    def get(key, name, field="rps"):
-        r = results.get((key, name, "0ms"))
-        return r[field] if r else None
+def our_cost(results):
+    """Our cost over bare Pingora, per route: CPU µs per request first,
+    requests/s beside."""
+    rows = []
+    for key, route in (("1", "image route"), ("3", "pass-through")):
+        for workers, pg, kk in (("2 threads each", PINGORA_2, "kikaku-edge"), ("1 thread each", PINGORA_1, KIKAKU_1)):
+            p, k = results.get((key, pg, "0ms")), results.get((key, kk, "0ms"))
+            if not (p and k and "cpu_us" in p and "cpu_us" in k):
+                continue
+            rows.append(f"| {route}, {workers} | {k['cpu_us']:.1f} | {p['cpu_us']:.1f} | "
+                        f"**{k['cpu_us'] / p['cpu_us']:.2f}×** | {k['rps']:.0f} | {p['rps']:.0f} |")
+    if not rows:
+        return []
+    return ["## Our cost over bare Pingora", "",
+            "The image rows of bare Pingora forward the already-rewritten body: the ratio is what the image "
+            "route's whole work costs on top of Pingora's proxying.", "",
+            "| route | kikaku-edge CPU µs/request | bare Pingora CPU µs/request | ratio | kikaku-edge requests/s "
+            "| bare Pingora requests/s |", "|---|---|---|---|---|---|"] + rows + [""]
 
+
+def goals(results, storage, log_rows, conns):
+    """Issue 20's goals, read against this run."""
     rows = []
 
     def row(goal, value, ok):
         rows.append(f"| {goal} | {value} | {'met' if ok else 'not met'} |")
 
-    k, n, ll = get("1", "kikaku-edge"), get("1", "nginx"), get("1", "LiteLLM")
-    if k and n:
-        row("image route ≥ 60% of nginx requests/s (2 workers each)", f"{k / n:.0%}", k / n >= 0.6)
-    k1, n1 = get("1", KIKAKU_1), get("1", NGINX_1)
-    if k1 and n1:
-        row("image route ≥ 60% of nginx requests/s (1 worker each)", f"{k1 / n1:.0%}", k1 / n1 >= 0.6)
-    r = results.get(("2@1000", "kikaku-edge", "0ms"))
-    d = results.get(("2@1000", "direct", "0ms"))
-    if r and d:
-        added = r["p99"] - d["p99"]
-        row("added p99 ≤ 1 ms at 1,000 requests/s", f"{added:.2f} ms", added <= 1.0)
-    if k and ll:
-        row("≥ 20× LiteLLM's requests/s", f"{k / ll:.0f}×", k / ll >= 20)
-    kl = results.get(("2@1000", "kikaku-edge", "0ms"))
-    ll2 = results.get(("2@1000", "LiteLLM", "0ms"))
-    if kl and ll2 and d:
-        ka, la = kl["p50"] - d["p50"], ll2["p50"] - d["p50"]
-        if ka > 0:
-            row("≤ 1/20 of LiteLLM's added latency (p50)", f"1/{la / ka:.0f}", la / ka >= 20)
-    kp, np_ = get("3", "kikaku-edge"), get("3", "nginx")
-    if kp and np_:
-        row("pass-through ≥ 85% of nginx requests/s (2 workers each)", f"{kp / np_:.0%}", kp / np_ >= 0.85)
-    kp, np_ = get("3", KIKAKU_1), get("3", NGINX_1)
-    if kp and np_:
-        row("pass-through ≥ 85% of nginx requests/s (1 worker each)", f"{kp / np_:.0%}", kp / np_ >= 0.85)
+    for key, route, bound in (("3", "pass-through", 1.1), ("1", "image route, every filter", 1.5)):
+        for workers, pg, kk in (("1 thread each", PINGORA_1, KIKAKU_1), ("2 threads each", PINGORA_2, "kikaku-edge")):
+            p, k = results.get((key, pg, "0ms")), results.get((key, kk, "0ms"))
+            if p and k and "cpu_us" in p and "cpu_us" in k:
+                ratio = k["cpu_us"] / p["cpu_us"]
+                row(f"{route} ≤ {bound}× bare Pingora's CPU per request ({workers})",
+                    f"{ratio:.2f}× ({k['cpu_us']:.1f} vs {p['cpu_us']:.1f} µs)", ratio <= bound)
+    costs = [(route, r["rps"] / log_rows[(n, route, "off")]["rps"] - 1)
+             for (n, route, log), r in log_rows.items() if log == "on" and log_rows.get((n, route, "off"))]
+    if costs:
+        route, worst = min(costs, key=lambda c: c[1])
+        row("access log on costs ≤ 5% of requests/s (worst route)", f"{worst:+.1%} ({route})", worst >= -0.05)
+    k, n, d = (results.get(("2@1000", x, "0ms")) for x in ("kikaku-edge", "nginx", "direct"))
+    if k and n and d:
+        ka, na = k["p99"] - d["p99"], n["p99"] - d["p99"]
+        row("added p99 at 1,000 requests/s ≤ nginx's", f"{ka:.2f} ms (nginx {na:.2f} ms)", ka <= na)
+    idle = conns["idle"].get("kikaku-edge")
+    if idle:
+        row(f"RSS ≤ 20 KiB per idle keep-alive connection ({conns['n']:,})", f"{idle['per']:.1f} KiB",
+            idle["per"] <= 20)
+    held = conns["held"]
+    row(f"{held['m']:,} image requests in flight, 0 errors", f"{held['errors']} errors", held["errors"] == 0)
     if storage:
-        base = storage["rows"]["direct"]
-        rows_ = storage["rows"]
-        ng = rows_.get("nginx")
-        # nginx's figure beside ours: what one plain proxy hop costs here.
-        hop = (lambda op: f" (nginx {ng[op] / base[op]:.0%})") if ng else (lambda op: "")
-        worst = min(("PUT", "GET"), key=lambda op: rows_["S3 endpoint"][op] / base[op])
-        ep = rows_["S3 endpoint"][worst] / base[worst]
-        row(f"S3 streaming ≥ 80% of direct: S3 endpoint (worst of PUT/GET: {worst})", f"{ep:.0%}{hop(worst)}",
-            ep >= 0.8)
-        get = rows_["/s3 API"]["GET"] / base["GET"]
-        row("S3 streaming ≥ 80% of direct: `/s3` GET", f"{get:.0%}{hop('GET')}", get >= 0.8)
-        mp = storage.get("multipart_direct_put")
-        put = rows_["/s3 API"]["PUT"] / base["PUT"]
-        row("S3 streaming ≥ 80% of direct: `/s3/upload` PUT vs a direct single PUT", f"{put:.0%}{hop('PUT')}",
-            put >= 0.8)
-        if mp:
-            put = rows_["/s3 API"]["PUT"] / mp
-            row("S3 streaming ≥ 80% of direct: `/s3/upload` PUT vs direct multipart", f"{put:.0%}", put >= 0.8)
-    if "kikaku-edge" in idle:
-        row("RSS ≤ 50 MiB idle", f"{idle['kikaku-edge'] / 1024:.1f} MiB", idle["kikaku-edge"] <= 50 * 1024)
-    if "kikaku-edge" in held:
-        row("RSS ≤ 150 MiB with 1,000 connections", f"{held['kikaku-edge'] / 1024:.1f} MiB",
-            held["kikaku-edge"] <= 150 * 1024)
+        base, got = storage["rows"]["direct"], storage["rows"]
+        for name, op in (("S3 endpoint", "PUT"), ("S3 endpoint", "GET"), ("/s3 API", "GET")):
+            ratio = got[name][op] / base[op]
+            row(f"S3 {op} through the {name} ≥ 0.9× direct", f"{ratio:.2f}×", ratio >= 0.9)
+    k, ll = results.get(("1", "kikaku-edge", "0ms")), results.get(("1", "LiteLLM", "0ms"))
+    if k and ll and ll["rps"]:
+        row("≥ 100× LiteLLM's requests/s", f"{k['rps'] / ll['rps']:.0f}×", k["rps"] / ll["rps"] >= 100)
     r5 = results.get(("5", "kikaku-edge", "0ms"))
     if r5:
         row("zero failed requests during reloads", str(r5["errors"]), r5["errors"] == 0)
-    if not rows:
-        return []
-    return ["## Goals (issue 6), read against this run", "", "| goal | this run | |", "|---|---|---|"] + rows + [""]
+    return ["## Goals (issue 20), read against this run", "",
+            "One Redis round trip per image admission is counted by the test suite, not here "
+            "(`tests/state_backends.rs`: 2 EVALSHA per image request on one Redis, 3 on a Cluster).", "",
+            "| goal | this run | |", "|---|---|---|"] + rows + [""]
 
 
 if __name__ == "__main__":
