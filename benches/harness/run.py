@@ -240,10 +240,12 @@ def smoke_check(results, storage, held_streams, log_rows, conns):
     print("harness smoke: every target started and answered")
 
 
-def version(args):
+def version(args, containing=""):
+    """The first line of a tool's version output (that holds `containing`)."""
     try:
         out = subprocess.run(args, capture_output=True, text=True, timeout=60)
-        return (out.stdout + out.stderr).strip().splitlines()[0]
+        lines = [l for l in (out.stdout + out.stderr).strip().splitlines() if containing in l]
+        return lines[0].strip()
     except Exception as e:
         return f"not available ({e.__class__.__name__})"
 
@@ -449,7 +451,7 @@ def write_report(args, results, idle, held, secs, storage, n_rounds, held_stream
         "",
         f"- Machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}",
         f"- kikaku-edge `{rev}` (`{BIN.relative_to(ROOT) if BIN.is_relative_to(ROOT) else BIN}`), {version(['nginx', '-v'])}, {version(['oha', '--version'])}, "
-        f"LiteLLM {version(['litellm', '--version'])}",
+        f"LiteLLM {version([str(LITELLM) if LITELLM.exists() else 'litellm', '--version'], 'Version')}",
         f"- Load: oha, {secs} s per point; scenarios 1-3 in {n_rounds} round(s), every target once per round, "
         "each figure the median of its rounds. The client, the proxies and the simulator share the machine.",
         "- Proxy CPU µs/request: user + system CPU time of the proxy's processes (all threads, all "
