@@ -13,8 +13,6 @@ before/after comparison) and the table is printed, not written.
 """
 
 import argparse
-import datetime
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -105,12 +103,7 @@ def main():
     if len(bins) > 1:
         print("\n".join(lines))
         return
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=h.ROOT, capture_output=True,
-                         text=True).stdout.strip()
-    when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    block = [MARK_BEGIN, *lines, f"_Section 8 measured separately by `benches/harness/access_log.py` on {when}, "
-             f"kikaku-edge `{rev}`, {args.rounds} rounds of {args.seconds} s._", MARK_END]
-    h.replace_section(args.out, MARK_BEGIN, MARK_END, block)
+    block = h.write_section(args.out, MARK_BEGIN, MARK_END, lines, 8, "access_log.py", f", {args.rounds} rounds of {args.seconds} s")
     print("\n".join(block))
 
 

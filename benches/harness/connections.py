@@ -15,10 +15,8 @@ the client raises its own limit to that.
 
 import argparse
 import asyncio
-import datetime
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -176,12 +174,7 @@ def main():
     finally:
         for p in reversed(procs):
             p.stop()
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=h.ROOT, capture_output=True,
-                         text=True).stdout.strip()
-    when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    block = [MARK_BEGIN, *section(r), f"_Section 9 measured separately by `benches/harness/connections.py` on "
-             f"{when}, kikaku-edge `{rev}`._", MARK_END]
-    h.replace_section(args.out, MARK_BEGIN, MARK_END, block)
+    block = h.write_section(args.out, MARK_BEGIN, MARK_END, section(r), 9, "connections.py")
     print("\n".join(block))
     print(json.dumps(r), file=sys.stderr)
 

@@ -18,9 +18,7 @@ streams at 500 ms).
 
 import argparse
 import asyncio
-import datetime
 import json
-import subprocess
 import sys
 import tempfile
 import threading
@@ -142,13 +140,7 @@ def main():
     finally:
         for p in reversed(procs):
             p.stop()
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=h.ROOT, capture_output=True,
-                         text=True).stdout.strip()
-    when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    block = [MARK_BEGIN, *section(r),
-             f"_Section 7 measured separately by `benches/harness/streams.py` on {when}, kikaku-edge `{rev}` "
-             f"(`{Path(args.bin).name}` of `{Path(args.bin).parent.name}`)._", MARK_END]
-    h.replace_section(args.out, MARK_BEGIN, MARK_END, block)
+    block = h.write_section(args.out, MARK_BEGIN, MARK_END, section(r), 7, "streams.py", f" (`{Path(args.bin).name}` of `{Path(args.bin).parent.name}`)")
     print("\n".join(block))
 
 

@@ -3,6 +3,7 @@ paths, the bench key and bodies, processes and their ports, memory and CPU
 read from /proc, the gateway's config derived from conf/bench.yaml, oha
 runs and their medians, and a report section replaced in place."""
 
+import datetime
 import json
 import os
 import re
@@ -194,6 +195,19 @@ def rounds(points, n, measure):
         for key in points:
             got[key].append(measure(key))
     return {key: median_of(runs) for key, runs in got.items()}
+
+
+def write_section(out, begin, end, lines, number, script, detail=""):
+    """A section measured on its own: `lines` with a footer naming the
+    script, the time, the revision (and `detail`), put in place in the
+    report at `out`; returns the block."""
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
+    when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    block = [begin, *lines, f"_Section {number} measured separately by `benches/harness/{script}` on {when}, "
+             f"kikaku-edge `{rev}`{detail}._", end]
+    replace_section(out, begin, end, block)
+    return block
 
 
 def replace_section(out, begin, end, block, before="## Goals"):

@@ -18,7 +18,7 @@ use kikaku_filters::state::PendingRateLimit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::state::{RequestLog, Reservation, StateStore};
+use crate::state::{ImageAdmission, RequestLog, Reservation, StateStore};
 use futures_util::future::join_all;
 use kikaku_filters::{ApiKey, ErrorKind, GatewayError};
 use pingora::proxy::Session;
@@ -359,14 +359,14 @@ impl ImageGeneration {
         let rate = asked.rate.take();
         let admitted = self
             .state
-            .admit_within_ceiling(
-                rate.as_ref(),
+            .admit_within_ceiling(&ImageAdmission {
+                rate: rate.as_ref(),
                 subject,
-                n,
-                key.quota,
-                &ceiling,
-                v.expected_images,
-            )
+                amount: n,
+                limit: key.quota,
+                ceiling: &ceiling,
+                cost: v.expected_images,
+            })
             .await
             .map_err(|e| GatewayError::unavailable("Quota accounting", e))?;
         asked.decision = admitted.rate;

@@ -18,6 +18,21 @@ pub struct Admission {
     pub reservation: Option<Reservation>,
 }
 
+/// What an image request asks of the state when it is admitted
+/// ([`StateStore::admit_within_ceiling`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ImageAdmission<'a> {
+    /// The key's rate limit, when the route has one.
+    pub rate: Option<&'a PendingRateLimit>,
+    pub subject: &'a str,
+    /// Images to reserve of the key's quota, `limit`.
+    pub amount: u64,
+    pub limit: u64,
+    /// The model's gateway-wide ceiling, charged `cost`.
+    pub ceiling: &'a PendingRateLimit,
+    pub cost: u32,
+}
+
 /// A quota reservation: units held for one request until it settles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
@@ -358,14 +373,9 @@ pub trait StateStore:
     /// embedded backend under one lock, in one journal write.
     async fn admit_within_ceiling(
         &self,
-        rate: Option<&PendingRateLimit>,
-        subject: &str,
-        amount: u64,
-        limit: u64,
-        ceiling: &PendingRateLimit,
-        cost: u32,
+        asked: &ImageAdmission<'_>,
     ) -> Result<Admission, StateError> {
-        admit_in_turns(self, rate, subject, amount, limit, ceiling, cost).await
+        admit_in_turns(self, asked).await
     }
 
     /// `embedded` or `redis`, for logs and metrics.
@@ -376,13 +386,16 @@ pub trait StateStore:
 /// reservation, then the ceiling, releasing the reservation it refuses.
 pub async fn admit_in_turns<S: StateStore + ?Sized>(
     store: &S,
-    rate: Option<&PendingRateLimit>,
-    subject: &str,
-    amount: u64,
-    limit: u64,
-    ceiling: &PendingRateLimit,
-    cost: u32,
+    asked: &ImageAdmission<'_>,
 ) -> Result<Admission, StateError> {
+    let ImageAdmission {
+        rate,
+        subject,
+        amount,
+        limit,
+        ceiling,
+        cost,
+    } = *asked;
     let (rate, reservation) = match rate {
         Some(r) => {
             let (d, res) = store.admit_and_reserve(r, subject, amount, limit).await?;

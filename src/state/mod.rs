@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 pub use self::redis::{RedisConfig, RedisState};
 pub use contract::{
-    Admission, Galleries, GalleryRecord, LedgerSlot, LogPage, LogQuery, OpenUpload,
+    Admission, Galleries, GalleryRecord, ImageAdmission, LedgerSlot, LogPage, LogQuery, OpenUpload,
     PresignedRecord, PresignedUrls, QuotaUsage, Quotas, RequestLog, RequestLogs, RequestStats,
     Reservation, StateStore, StorageLedger,
 };

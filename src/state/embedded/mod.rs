@@ -5,7 +5,6 @@ use kikaku_filters::clock::now_ms;
 use std::path::Path;
 
 use async_trait::async_trait;
-use kikaku_filters::state::PendingRateLimit;
 use parking_lot::Mutex;
 
 use super::journal::Journal;
@@ -25,7 +24,7 @@ mod tests;
 
 use memory::{Inner, Record};
 
-use super::{Admission, RequestLog, Reservation, StateError, StateStore};
+use super::{Admission, ImageAdmission, RequestLog, Reservation, StateError, StateStore};
 
 const DEFAULT_LOGS_PER_KEY: u64 = 10_000;
 
@@ -90,13 +89,16 @@ impl StateStore for EmbeddedState {
 
     async fn admit_within_ceiling(
         &self,
-        rate: Option<&PendingRateLimit>,
-        subject: &str,
-        amount: u64,
-        limit: u64,
-        ceiling: &PendingRateLimit,
-        cost: u32,
+        asked: &ImageAdmission<'_>,
     ) -> Result<Admission, StateError> {
+        let ImageAdmission {
+            rate,
+            subject,
+            amount,
+            limit,
+            ceiling,
+            cost,
+        } = *asked;
         let now = now_ms();
         let mut inner = self.inner.lock();
         let mut hits = Vec::with_capacity(2);

@@ -90,7 +90,18 @@ async fn admission_charges_ceiling_and_reserves_only_when_everything_allows() {
     };
     let s = EmbeddedState::open(&path).unwrap();
     let admit = |amount: u64, quota: u64| {
-        s.admit_within_ceiling(Some(&rate), "a", amount, quota, &ceiling, amount as u32)
+        let (s, rate, ceiling) = (&s, &rate, &ceiling);
+        async move {
+            s.admit_within_ceiling(&ImageAdmission {
+                rate: Some(rate),
+                subject: "a",
+                amount,
+                limit: quota,
+                ceiling,
+                cost: amount as u32,
+            })
+            .await
+        }
     };
     // Admitted: both hits in the journal, 4 units held.
     let a = admit(4, 10).await.unwrap();

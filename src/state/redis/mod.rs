@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kikaku_filters::state::{PendingRateLimit, SlidingLog};
+use kikaku_filters::state::SlidingLog;
 use parking_lot::Mutex;
 use rand::Rng;
 use redis::{IntoConnectionInfo, RedisResult};
@@ -39,7 +39,7 @@ pub use crate::config::{Fallback, RedisConfig};
 use scripts::Scripts;
 
 use super::contract::admit_in_turns;
-use super::{Admission, RequestLog, Reservation, StateError, StateStore};
+use super::{Admission, ImageAdmission, RequestLog, Reservation, StateError, StateStore};
 
 #[derive(Clone)]
 enum Conn {
@@ -258,19 +258,11 @@ impl RedisState {
 impl StateStore for RedisState {
     async fn admit_within_ceiling(
         &self,
-        rate: Option<&PendingRateLimit>,
-        subject: &str,
-        amount: u64,
-        limit: u64,
-        ceiling: &PendingRateLimit,
-        cost: u32,
+        asked: &ImageAdmission<'_>,
     ) -> Result<Admission, StateError> {
-        match rate {
-            Some(r) if self.cfg.cluster.is_empty() => {
-                self.admit_in_one_call(r, subject, amount, limit, ceiling, cost)
-                    .await
-            }
-            _ => admit_in_turns(self, rate, subject, amount, limit, ceiling, cost).await,
+        match asked.rate {
+            Some(rate) if self.cfg.cluster.is_empty() => self.admit_in_one_call(rate, asked).await,
+            _ => admit_in_turns(self, asked).await,
         }
     }
 

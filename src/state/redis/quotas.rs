@@ -8,11 +8,73 @@ use kikaku_filters::state::PendingRateLimit;
 use rand::Rng;
 
 use super::{key, RedisState};
-use crate::state::{Admission, QuotaUsage, Quotas, RateDecision, Reservation, StateError};
+use crate::state::{
+    Admission, ImageAdmission, QuotaUsage, Quotas, RateDecision, Reservation, StateError,
+};
 
 /// What one admission script answers: the key's rate limit, the
 /// reservation, and the ceiling (when it was reached).
 type Admitted = (u32, u64, i64, u32, u32, u32, u64, i64);
+
+/// The keys and arguments `admit_reserve` takes (and `admit_ceiling`
+/// begins with): the key's rate limit and the reservation asked for.
+struct Admit {
+    rl: String,
+    quota: String,
+    held: String,
+    window_ms: u64,
+    rate_limit: u32,
+    member: String,
+    amount: u64,
+    limit: u64,
+    id: u64,
+    ttl_ms: u64,
+}
+
+impl Admit {
+    fn new(
+        state: &RedisState,
+        rate: &PendingRateLimit,
+        subject: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Admit {
+        let id = rand::thread_rng().gen::<u64>();
+        Admit {
+            rl: format!("kikaku:{}", rate.bucket),
+            quota: key(subject, "quota"),
+            held: key(subject, "held"),
+            window_ms: rate.window.as_millis() as u64,
+            rate_limit: rate.limit,
+            member: format!("{id:016x}"),
+            amount,
+            limit,
+            id,
+            ttl_ms: state.cfg.reservation_ttl_seconds * 1000,
+        }
+    }
+
+    fn add_to(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        inv.key(&self.rl).key(&self.quota).key(&self.held);
+        inv.arg(self.window_ms)
+            .arg(self.rate_limit)
+            .arg(&self.member)
+            .arg(self.amount)
+            .arg(self.limit)
+            .arg(self.id)
+            .arg(self.ttl_ms);
+    }
+}
+
+/// A sliding window's answer as a decision.
+pub(super) fn decision(allowed: u32, limit: u32, held: u64, reset_ms: i64) -> RateDecision {
+    RateDecision {
+        allowed: allowed == 1,
+        limit,
+        remaining: u64::from(limit).saturating_sub(held) as u32,
+        reset_after: Duration::from_millis(reset_ms.max(0) as u64),
+    }
+}
 
 impl RedisState {
     /// Rate limit, reservation and the model's ceiling in one script: one
@@ -21,47 +83,28 @@ impl RedisState {
     pub(super) async fn admit_in_one_call(
         &self,
         rate: &PendingRateLimit,
-        subject: &str,
-        amount: u64,
-        limit: u64,
-        ceiling: &PendingRateLimit,
-        cost: u32,
+        asked: &ImageAdmission<'_>,
     ) -> Result<Admission, StateError> {
-        let rl = format!("kikaku:{}", rate.bucket);
+        let (amount, ceiling, cost) = (asked.amount, asked.ceiling, asked.cost);
+        let admit = Admit::new(self, rate, asked.subject, amount, asked.limit);
+        let asked = Reservation {
+            id: admit.id,
+            amount,
+        };
         let cl = format!("kikaku:{}", ceiling.bucket);
-        let (q, h) = (key(subject, "quota"), key(subject, "held"));
-        let id = rand::thread_rng().gen::<u64>();
-        let member = format!("{id:016x}");
-        let ttl = self.cfg.reservation_ttl_seconds * 1000;
-        let (window_ms, rate_limit) = (rate.window.as_millis() as u64, rate.limit);
         let (c_window_ms, c_limit) = (ceiling.window.as_millis() as u64, ceiling.limit);
         let (allowed, held, reset, reserved, checked, c_allowed, c_held, c_reset): Admitted = self
             .run(move |c, s| async move {
                 let mut inv = s.admit_ceiling.prepare_invoke();
-                inv.key(rl).key(q).key(h).key(cl);
-                inv.arg(window_ms)
-                    .arg(rate_limit)
-                    .arg(member)
-                    .arg(amount)
-                    .arg(limit)
-                    .arg(id)
-                    .arg(ttl)
-                    .arg(c_window_ms)
-                    .arg(c_limit)
-                    .arg(cost);
+                admit.add_to(&mut inv);
+                inv.key(cl).arg(c_window_ms).arg(c_limit).arg(cost);
                 c.invoke(inv).await
             })
             .await?;
-        let decision = |allowed: u32, limit: u32, held: u64, reset: i64| RateDecision {
-            allowed: allowed == 1,
-            limit,
-            remaining: u64::from(limit).saturating_sub(held) as u32,
-            reset_after: Duration::from_millis(reset.max(0) as u64),
-        };
         Ok(Admission {
             rate: Some(decision(allowed, rate.limit, held, reset)),
             ceiling: (checked == 1).then(|| decision(c_allowed, ceiling.limit, c_held, c_reset)),
-            reservation: (reserved == 1).then_some(Reservation { id, amount }),
+            reservation: (reserved == 1).then_some(asked),
         })
     }
 }
@@ -130,35 +173,21 @@ impl Quotas for RedisState {
         amount: u64,
         limit: u64,
     ) -> Result<(RateDecision, Option<Reservation>), StateError> {
-        let rl = format!("kikaku:{}", rate.bucket);
-        let (q, h) = (key(subject, "quota"), key(subject, "held"));
-        let window_ms = rate.window.as_millis() as u64;
-        let (rate_limit, id) = (rate.limit, rand::thread_rng().gen::<u64>());
-        let member = format!("{id:016x}");
-        let ttl = self.cfg.reservation_ttl_seconds * 1000;
+        let admit = Admit::new(self, rate, subject, amount, limit);
+        let asked = Reservation {
+            id: admit.id,
+            amount,
+        };
         let (allowed, held, reset, reserved): (u32, u64, i64, u32) = self
             .run(move |c, s| async move {
                 let mut inv = s.admit_reserve.prepare_invoke();
-                inv.key(rl).key(q).key(h);
-                inv.arg(window_ms)
-                    .arg(rate_limit)
-                    .arg(member)
-                    .arg(amount)
-                    .arg(limit)
-                    .arg(id)
-                    .arg(ttl);
+                admit.add_to(&mut inv);
                 c.invoke(inv).await
             })
             .await?;
-        let decision = RateDecision {
-            allowed: allowed == 1,
-            limit: rate.limit,
-            remaining: u64::from(rate.limit).saturating_sub(held) as u32,
-            reset_after: Duration::from_millis(reset.max(0) as u64),
-        };
         Ok((
-            decision,
-            (reserved == 1).then_some(Reservation { id, amount }),
+            decision(allowed, rate.limit, held, reset),
+            (reserved == 1).then_some(asked),
         ))
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 
+use super::quotas::decision;
 use super::{Fallback, RedisState};
 use crate::state::{RateDecision, RateLimits, StateError};
 use kikaku_filters::clock::now_ms;
@@ -30,12 +31,7 @@ impl RateLimits for RedisState {
             })
             .await;
         match result {
-            Ok((allowed, held, reset)) => Ok(RateDecision {
-                allowed: allowed == 1,
-                limit,
-                remaining: u64::from(limit).saturating_sub(held) as u32,
-                reset_after: Duration::from_millis(reset.max(0) as u64),
-            }),
+            Ok((allowed, held, reset)) => Ok(decision(allowed, limit, held, reset)),
             Err(e) if self.cfg.rate_limit_when_unavailable == Fallback::Local => {
                 log::warn!("{e}; rate limiting locally on this instance");
                 let mut local = self.local.lock();

@@ -101,7 +101,7 @@ pub(super) struct LedgerScripts {
 impl Scripts {
     pub fn new() -> Scripts {
         Scripts {
-            rate: lua!("now", "rate"),
+            rate: lua!("now", "rate_fn", "rate"),
             reserve: lua!("now", "reserve"),
             settle: lua!("settle_fn", "settle"),
             refund: lua!("refund"),
@@ -109,7 +109,7 @@ impl Scripts {
             log: lua!("log_fn", "log"),
             settle_log: lua!("settle_fn", "log_fn", "settle_log"),
             admit_reserve: lua!("now", "admit_reserve_fn", "admit_reserve"),
-            admit_ceiling: lua!("now", "admit_reserve_fn", "admit_ceiling"),
+            admit_ceiling: lua!("now", "admit_reserve_fn", "rate_fn", "admit_ceiling"),
             gallery: lua!("gallery_add"),
             key_rotate: lua!("key_rotate"),
             file_put: lua!("file_put"),
