@@ -20,15 +20,38 @@ pub const DONE: &[u8] = b"data: [DONE]\n\n";
 /// its `type` itself; JSON never holds a raw newline, so one line suffices.
 pub fn frame(data: &Value) -> Bytes {
     let json = serde_json::to_vec(data).unwrap_or_default();
-    let kind = data["type"].as_str();
-    let mut out = BytesMut::with_capacity(json.len() + 64);
+    assemble(data["type"].as_str(), &[&json])
+}
+
+/// [`frame`] of `head` with the fields of `more` after its own (both JSON
+/// objects; `more` may be empty), written without merging them first.
+pub fn frame_with(head: &Value, more: &Value) -> Bytes {
+    let head_json = serde_json::to_vec(head).unwrap_or_default();
+    let more_json = serde_json::to_vec(more).unwrap_or_default();
+    let joinable = head_json.len() > 2
+        && head_json.ends_with(b"}")
+        && more_json.len() > 2
+        && more_json.starts_with(b"{");
+    if !joinable {
+        return assemble(head["type"].as_str(), &[&head_json]);
+    }
+    let parts: [&[u8]; 3] = [&head_json[..head_json.len() - 1], b",", &more_json[1..]];
+    assemble(head["type"].as_str(), &parts)
+}
+
+/// `event: <kind>` (when there is one), then `data: ` and the JSON in parts.
+fn assemble(kind: Option<&str>, json: &[&[u8]]) -> Bytes {
+    let len: usize = json.iter().map(|p| p.len()).sum();
+    let mut out = BytesMut::with_capacity(len + 64);
     if let Some(kind) = kind {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\n");
     }
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&json);
+    for part in json {
+        out.extend_from_slice(part);
+    }
     out.extend_from_slice(b"\n\n");
     out.freeze()
 }
@@ -189,6 +212,22 @@ mod tests {
             assert!(got[3].is_done() && got[3].event.is_none());
             assert_eq!(p.pending(), 0);
         }
+    }
+
+    #[test]
+    fn a_frame_with_more_fields_is_the_merged_object() {
+        let head = json!({"type": PARTIAL_SUCCEEDED, "image_index": 2});
+        let more = json!({"url": "http://x/1.jpeg", "size": "1x1"});
+        let mut p = Parser::new(1 << 20);
+        p.feed(&frame_with(&head, &more));
+        let e = p.next_event().unwrap().unwrap();
+        assert_eq!(e.event.as_deref(), Some(PARTIAL_SUCCEEDED));
+        let v: Value = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": PARTIAL_SUCCEEDED, "image_index": 2, "url": "http://x/1.jpeg", "size": "1x1"})
+        );
+        assert_eq!(frame_with(&head, &json!({})), frame(&head));
     }
 
     #[test]

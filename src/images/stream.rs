@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::api::models::output_tokens;
@@ -154,20 +154,20 @@ impl ImageGeneration {
         } else {
             sse::PARTIAL_FAILED
         };
-        let mut event = json!({
+        let head = json!({
             "type": kind,
             "model": v.model.upstream_id,
             "created": now_s(),
             "image_index": out.events,
         });
-        if let (Some(e), Value::Object(fields)) = (event.as_object_mut(), &item.value) {
-            e.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
+        // The item's fields (a b64_json image is megabytes) are written
+        // after the head's, not copied into it: the gallery keeps the item.
+        let frame = sse::frame_with(&head, &item.value);
         if !out.started {
             open(ex).await?;
             out.started = true;
         }
-        ex.write_chunk(sse::frame(&event), false).await?;
+        ex.write_chunk(frame, false).await?;
         out.events += 1;
         if let Some((w, h)) = item.size {
             out.images += 1;
