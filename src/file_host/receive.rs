@@ -260,7 +260,8 @@ async fn read_form(
     out: &mut Option<Received>,
 ) -> Result<(), GatewayError> {
     let malformed = |e: multer::Error| bad(format!("The form is malformed: {e}."));
-    let mut form = crate::storage::upload::form(session, boundary, MAX_TEXT_FIELD);
+    let mut form =
+        crate::storage::upload::form(session, bytes::Bytes::new(), boundary, MAX_TEXT_FIELD);
     while let Some(mut field) = form.next_field().await.map_err(malformed)? {
         if field.name() != Some("file") {
             while field.chunk().await.map_err(malformed)?.is_some() {}

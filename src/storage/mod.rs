@@ -1,11 +1,13 @@
 //! Storage for storage keys (DESIGN §4): the S3-compatible endpoint
 //! (`s3_endpoint`), the simple storage API (`storage_api`), and what they
 //! share — the signed client for the backend (`backend`), payload
-//! verification of client uploads (`payload`), and streaming uploads under
-//! the byte quota (`upload`).
+//! verification of client uploads (`payload`), streaming uploads under
+//! the byte quota (`upload`), and a form's file of known size as one PUT
+//! (`form_put`).
 
 pub mod backend;
 pub mod capped;
+pub mod form_put;
 pub mod mime;
 pub mod payload;
 pub mod reconcile;

@@ -27,7 +27,7 @@ use crate::state::{LedgerSlot, OpenUpload};
 
 /// Bytes buffered before a part goes to the backend (S3's minimum part is
 /// 5 MiB); also the size under which a file goes up as one PutObject.
-const PART_SIZE: usize = 8 << 20;
+pub const PART_SIZE: usize = 8 << 20;
 /// The most a file staged before its name is known may hold: it is copied
 /// to its name at the end, and S3 copies at most 5 GiB in one call.
 const MAX_STAGED: u64 = 5 << 30;
@@ -68,12 +68,17 @@ pub enum Staged {
         size: u64,
         meta: FileMeta,
     },
+    /// Already stored under its name, whole, as one PutObject
+    /// ([`StagedWriter::put_known`]), once the form has been read to its end.
+    Stored { size: u64, meta: FileMeta },
 }
 
 impl Staged {
     pub fn meta(&self) -> &FileMeta {
         match self {
-            Staged::Small { meta, .. } | Staged::Parts { meta, .. } => meta,
+            Staged::Small { meta, .. }
+            | Staged::Parts { meta, .. }
+            | Staged::Stored { meta, .. } => meta,
         }
     }
 
@@ -81,7 +86,7 @@ impl Staged {
     pub fn size(&self) -> u64 {
         match self {
             Staged::Small { data, .. } => data.len() as u64,
-            Staged::Parts { size, .. } => *size,
+            Staged::Parts { size, .. } | Staged::Stored { size, .. } => *size,
         }
     }
 }
@@ -89,14 +94,14 @@ impl Staged {
 /// Writes one account's uploads into one backend bucket, charged to the
 /// account's byte ledger.
 pub struct StagedWriter<'a> {
-    storage: &'a Storage,
+    pub(super) storage: &'a Storage,
     /// Whose ledger, and its quota.
     subject: String,
     limit: u64,
     /// The backend bucket written to.
-    bucket: String,
+    pub(super) bucket: String,
     /// The bucket name objects have in the ledger (`bucket/object`).
-    ledger_bucket: String,
+    pub(super) ledger_bucket: String,
 }
 
 impl<'a> StagedWriter<'a> {
@@ -286,7 +291,7 @@ impl<'a> StagedWriter<'a> {
         }
     }
 
-    fn budget(&self, slot: LedgerSlot) -> Budget<'_> {
+    pub(super) fn budget(&self, slot: LedgerSlot) -> Budget<'_> {
         Budget {
             state: &self.storage.state,
             subject: &self.subject,
@@ -314,6 +319,7 @@ impl<'a> StagedWriter<'a> {
                 result.map_err(backend_unavailable)?;
                 Ok(size)
             }
+            Staged::Stored { size, .. } => Ok(size),
             Staged::Parts {
                 backend_key,
                 upload_id,
@@ -343,7 +349,9 @@ impl<'a> StagedWriter<'a> {
         }
     }
 
-    /// Throw away a file that will not be stored.
+    /// Throw away a file that will not be stored. (A `Stored` file is only
+    /// made once the whole form has been read and checked: nothing follows
+    /// that could refuse it.)
     pub async fn discard(&self, staged: Staged) {
         if let Staged::Parts {
             backend_key,

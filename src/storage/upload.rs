@@ -20,6 +20,8 @@ use super::payload::PayloadVerifier;
 
 /// How many body pieces may wait between the client and the backend.
 const PIPE_DEPTH: usize = 4;
+/// The most a form's parser reads from the client in one go.
+const FORM_READ_RUN: usize = 256 << 10;
 
 /// Whose bytes, against which limit, where they are counted.
 pub struct Budget<'a> {
@@ -232,15 +234,37 @@ pub async fn form_boundary(session: &mut Session) -> Option<String> {
 }
 
 /// The request body as a multipart form: text fields of at most `max_text`
-/// bytes, the `file` field unbounded (its reader caps it).
-pub fn form(session: &mut Session, boundary: String, max_text: u64) -> multer::Multipart<'_> {
-    let body = futures_util::stream::unfold(session, |s| async move {
+/// bytes, the `file` field unbounded (its reader caps it). `head` is what
+/// was already read of the body (may be empty).
+pub fn form(
+    session: &mut Session,
+    head: Bytes,
+    boundary: String,
+    max_text: u64,
+) -> multer::Multipart<'_> {
+    let head =
+        futures_util::stream::iter((!head.is_empty()).then_some(Ok::<Bytes, std::io::Error>(head)));
+    // multer reads its source until it is not ready before it yields
+    // anything: a client faster than the consumer would pile megabytes into
+    // its buffer. A pause (one `Pending`) after every FORM_READ_RUN bytes
+    // bounds that, and with it the size of the pieces it hands on.
+    let rest = futures_util::stream::unfold((session, 0usize), |(s, run)| async move {
+        let run = if run >= FORM_READ_RUN {
+            tokio::task::yield_now().await;
+            0
+        } else {
+            run
+        };
         match s.read_request_body().await {
-            Ok(Some(b)) => Some((Ok::<Bytes, std::io::Error>(b), s)),
+            Ok(Some(b)) => {
+                let run = run + b.len();
+                Some((Ok::<Bytes, std::io::Error>(b), (s, run)))
+            }
             Ok(None) => None,
-            Err(e) => Some((Err(std::io::Error::other(e.to_string())), s)),
+            Err(e) => Some((Err(std::io::Error::other(e.to_string())), (s, run))),
         }
     });
+    let body = futures_util::StreamExt::chain(head, rest);
     let limits = multer::SizeLimit::new()
         .per_field(max_text)
         .for_field("file", u64::MAX);

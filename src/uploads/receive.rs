@@ -282,7 +282,8 @@ async fn read_form(
     form: &mut Form,
     max: u64,
 ) -> Result<(), GatewayError> {
-    let mut multipart = crate::storage::upload::form(session, boundary, MAX_TEXT_FIELD);
+    let mut multipart =
+        crate::storage::upload::form(session, bytes::Bytes::new(), boundary, MAX_TEXT_FIELD);
     while let Some(mut field) = multipart
         .next_field()
         .await

@@ -12,7 +12,6 @@ use crate::reply::Exchange;
 use std::sync::Arc;
 
 use kikaku_filters::{ApiKey, ErrorKind, GatewayError};
-use pingora::proxy::Session;
 use serde_json::json;
 
 use super::{bad, StorageApi};
@@ -31,9 +30,11 @@ impl StorageApi {
         let boundary = crate::storage::upload::form_boundary(ex.session)
             .await
             .ok_or_else(|| bad("POST /s3/upload takes multipart/form-data with a `file` field"))?;
+        let head = crate::storage::form_put::read_head(ex.session, &boundary).await?;
         let writer = StagedWriter::new(&self.storage, key);
         let mut staged = None;
-        let read = Self::read_form(&writer, ex.session, boundary, &mut staged).await;
+        let form = crate::storage::upload::form(ex.session, head.bytes, boundary, MAX_TEXT_FIELD);
+        let read = Self::read_form(&writer, form, head.file_size, &mut staged).await;
         let (name, staged) = match (read, staged) {
             (Ok(name), Some(s)) => (name.or_else(|| s.meta().file_name.clone()), s),
             (Ok(_), None) => {
@@ -72,15 +73,15 @@ impl StorageApi {
         .await
     }
 
-    /// Read the whole form; the file goes into `staged` as it streams.
-    /// Returns the `key` field, when there was one.
+    /// Read the whole form; the file goes into `staged` as it streams
+    /// (one PUT under its name when `file_size` is known and the key came
+    /// first). Returns the `key` field, when there was one.
     async fn read_form(
         writer: &StagedWriter<'_>,
-        session: &mut Session,
-        boundary: String,
+        mut form: multer::Multipart<'_>,
+        file_size: Option<u64>,
         staged: &mut Option<Staged>,
     ) -> Result<Option<String>, GatewayError> {
-        let mut form = crate::storage::upload::form(session, boundary, MAX_TEXT_FIELD);
         let mut object: Option<String> = None;
         while let Some(mut field) = form
             .next_field()
@@ -115,6 +116,11 @@ impl StorageApi {
                         file_name: field.file_name().map(str::to_string),
                         detect: None,
                     };
+                    if let (Some(name), Some(size)) = (object.as_deref(), file_size) {
+                        // The form ends with this file: it is read whole here.
+                        *staged = Some(writer.put_known(name, meta, field, &mut form, size).await?);
+                        return Ok(object);
+                    }
                     writer
                         .stage(object.as_deref(), meta, &mut field, staged)
                         .await?;
