@@ -149,6 +149,22 @@ fn pid_alive(pid: i32) -> bool {
             .contains(") Z ")
 }
 
+/// Listening TCP sockets on `port` (any process), from /proc/net/tcp{,6}.
+fn listening_sockets(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|cols| cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "0A")
+        .count()
+}
+
 #[test]
 fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
     let dir = tempfile::tempdir().unwrap();
@@ -173,6 +189,8 @@ fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(wait_serving(public, "/v1/x", 401), "daemon not serving");
+    // `server.reuse_port` (default) with the default 2 threads: a socket each.
+    assert_eq!(listening_sockets(public), 2);
     let pid_file = dir.path().join("data/kikaku-edge.pid");
     let old_pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
@@ -223,6 +241,8 @@ fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
         .unwrap();
     assert_ne!(new_pid, old_pid);
     assert!(pid_alive(new_pid));
+    // Both sockets were handed over, none left behind or bound anew.
+    assert_eq!(listening_sockets(public), 2);
     eprintln!("{answered} requests answered during the hand-over");
     Command::new("kill")
         .args(["-TERM", &new_pid.to_string()])

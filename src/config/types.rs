@@ -181,9 +181,15 @@ pub struct ListenerTls {
 pub struct ServerSettings {
     /// Worker threads of the public listener.
     pub threads: usize,
-    /// Let idle worker threads take tasks from busy ones (one shared tokio
-    /// runtime). `false` gives each thread its own runtime, like nginx's
-    /// workers: less cross-thread waking, but no balancing of hot connections.
+    /// Each thread of the public listener has its own listening socket
+    /// (`SO_REUSEPORT`, the kernel spreads new connections over them) and its
+    /// own single-threaded runtime, like nginx's workers with `reuseport`.
+    /// `false`: one socket whose connections the threads share through one
+    /// runtime (see `work_stealing`).
+    pub reuse_port: bool,
+    /// With `reuse_port: false`: let idle worker threads take tasks from
+    /// busy ones (one shared tokio runtime). `false` gives each thread its
+    /// own runtime.
     pub work_stealing: bool,
     /// Seconds to keep serving after SIGTERM/SIGQUIT before closing listeners.
     pub grace_period_seconds: u64,
@@ -205,6 +211,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             threads: 2,
+            reuse_port: true,
             work_stealing: true,
             grace_period_seconds: 0,
             graceful_shutdown_timeout_seconds: 10,

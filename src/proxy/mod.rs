@@ -1,4 +1,5 @@
 //! The request path: the Pingora server and its services (`server`), the
+//! public listener's sockets, one per thread (`public_listener`), the
 //! proxy phases (`phases`), route matching (`routing`), the compiled config
 //! (`snapshot`) and its hot reloads (`reload`), the handler registry
 //! (`handlers`), upstream health checks (`health`), the access log,
@@ -11,6 +12,7 @@ pub mod health;
 pub mod jobs;
 pub mod metrics;
 pub mod phases;
+pub mod public_listener;
 pub mod reload;
 pub mod routing;
 pub mod server;

@@ -20,6 +20,7 @@ use crate::proxy::snapshot::Snapshot;
 use crate::reply::error;
 use crate::reply::Exchange;
 
+#[derive(Clone)]
 pub struct Gateway {
     pub holder: Arc<ConfigHolder>,
     pub access_log: AccessLog,

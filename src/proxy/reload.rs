@@ -141,11 +141,12 @@ fn warn_fixed_settings(old: &crate::config::Config, new: &crate::config::Config)
         log::warn!("state/data_dir changed: they take effect at the next start");
     }
     if old.server.threads != new.server.threads
+        || old.server.reuse_port != new.server.reuse_port
         || old.server.work_stealing != new.server.work_stealing
         || old.server.ca_file != new.server.ca_file
     {
         log::warn!(
-            "server.threads/work_stealing/ca_file changed: they take effect at the next start"
+            "server.threads/reuse_port/work_stealing/ca_file changed: they take effect at the next start"
         );
     }
 }

@@ -171,21 +171,7 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), ServeError> {
         holder: holder.clone(),
         access_log,
     };
-    let mut public = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "kikaku-edge public",
-    );
-    match &cfg.listeners.public.tls {
-        Some(tls) => public
-            .add_tls(&cfg.listeners.public.address, &tls.cert_file, &tls.key_file)
-            .map_err(|e| ServeError::Listener {
-                at: "listeners.public.tls".into(),
-                why: e.to_string(),
-            })?,
-        None => public.add_tcp(&cfg.listeners.public.address),
-    }
-    server.add_service(public);
+    super::public_listener::add(&mut server, cfg, gateway)?;
 
     if let Some(admin) = &cfg.listeners.admin {
         let app = pingora::apps::http_app::HttpServer::new_app(AdminApp {
