@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 /// (Pingora allocates and frees buffers per request); mimalloc serves those
 /// from thread-local pages: 19% fewer instructions per image request. See
 /// BENCHMARKS.md, "Profile", and `kikaku_edge::alloc` for its settings.
+/// `--features system-allocator` keeps glibc's, for heap profilers that
+/// hook malloc (heaptrack): BENCHMARKS.md, "What a connection holds".
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
