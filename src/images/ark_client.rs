@@ -12,7 +12,8 @@
 //! body (a Pingora `RequestHeader` built, cloned for the retry and
 //! serialised cost ~8,000 instructions per call).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
@@ -69,9 +70,26 @@ pub struct ArkClient {
     upstream: Arc<Upstream>,
     /// `Bearer <Ark key>`, checked to be a valid header value.
     authorization: String,
-    /// Pingora's transport connector: TLS with the server's CA file, and a
-    /// pool of idle connections per endpoint.
-    connector: TransportConnector,
+    /// Pingora's transport connectors (TLS with the server's CA file, and a
+    /// pool of idle connections per endpoint), one per worker thread: a
+    /// connection is registered with the reactor of the runtime that opened
+    /// it, and with `server.reuse_port` each thread has its own runtime: a
+    /// connection taken from another thread's pool would be driven by that
+    /// thread's reactor, its reads waiting until that thread polls.
+    connectors: Box<[OnceLock<TransportConnector>]>,
+    options: ConnectorOptions,
+}
+
+/// Connector slots; threads beyond it share (a shared runtime does not care).
+const CONNECTOR_SLOTS: usize = 16;
+
+/// A small number of this thread's own, for its connector slot.
+fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % CONNECTOR_SLOTS;
+    }
+    SLOT.with(|s| *s)
 }
 
 /// A finished exchange: status and the whole body.
@@ -96,8 +114,15 @@ impl ArkClient {
         Ok(ArkClient {
             upstream,
             authorization,
-            connector: TransportConnector::new(Some(opts)),
+            connectors: (0..CONNECTOR_SLOTS).map(|_| OnceLock::new()).collect(),
+            options: opts,
         })
+    }
+
+    /// This thread's connector.
+    fn connector(&self) -> &TransportConnector {
+        self.connectors[thread_slot()]
+            .get_or_init(|| TransportConnector::new(Some(self.options.clone())))
     }
 
     pub(super) fn upstream(&self) -> &Upstream {
@@ -162,7 +187,7 @@ impl ArkClient {
         wire: &[u8],
     ) -> Result<HttpSession, ArkFailure> {
         let (stream, reused) = self
-            .connector
+            .connector()
             .get_stream(peer)
             .await
             .map_err(|e| failure(&e))?;
@@ -170,7 +195,7 @@ impl ArkClient {
             Err(e) if reused => {
                 log::debug!("pooled Ark connection failed before an answer ({e}); retrying");
                 let stream = self
-                    .connector
+                    .connector()
                     .new_stream(peer)
                     .await
                     .map_err(|e| failure(&e))?;
@@ -201,7 +226,7 @@ impl ArkClient {
         s.respect_keepalive();
         // The session never saw our `Connection: close`, so ask the pool too.
         if let Some(stream) = s.reuse().await.filter(|_| self.upstream.keepalive()) {
-            self.connector
+            self.connector()
                 .release_stream(stream, peer.reuse_hash(), peer.options.idle_timeout);
         }
     }
