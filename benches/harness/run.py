@@ -601,9 +601,9 @@ def goals(results, storage, log_rows, conns):
     rows = []
     notes = yaml.safe_load(Path(__file__).with_name("goal_notes.yaml").read_text()) or {}
 
-    def row(goal, value, ok, note):
+    def row(goal, value, ok, note, status=None):
         why = "" if ok else notes.get(note, "").strip().replace("\n", " ")
-        rows.append(f"| {goal} | {value} | {'met' if ok else 'not met'} | {why} |")
+        rows.append(f"| {goal} | {value} | {status or ('met' if ok else 'not met')} | {why} |")
 
     for key, route, bound, note in (("3", "pass-through", 1.1, "pass-through"),
                                     ("1", "image route, every filter", 1.5, "image-route")):
@@ -631,9 +631,12 @@ def goals(results, storage, log_rows, conns):
     if storage:
         base, got = storage["rows"]["direct"], storage["rows"]
         for name, op in (("S3 endpoint", "PUT"), ("S3 endpoint", "GET"), ("/s3 API", "PUT"), ("/s3 API", "GET")):
-            ratio = got[name][op] / base[op]
-            row(f"S3 {op} through the {name} ≥ 0.9× direct", f"{ratio:.2f}×", ratio >= 0.9,
-                f"s3-{'api' if name.startswith('/') else 'endpoint'}-{op.lower()}")
+            ratio, hop = got[name][op] / base[op], got["nginx"][op] / base[op]
+            # The floor: at least the nginx hop where 0.9× is out of reach.
+            status = "met" if ratio >= 0.9 else ("not met (at the nginx hop)" if ratio >= hop else None)
+            row(f"S3 {op} through the {name} ≥ 0.9× direct (at least the nginx hop)",
+                f"{ratio:.2f}× (nginx {hop:.2f}×)", ratio >= 0.9,
+                f"s3-{'api' if name.startswith('/') else 'endpoint'}-{op.lower()}", status)
     k, ll = results.get(("1", "kikaku-edge", "0ms")), results.get(("1", "LiteLLM", "0ms"))
     if k and ll and ll["rps"]:
         row("≥ 100× LiteLLM's requests/s", f"{k['rps'] / ll['rps']:.0f}×", k["rps"] / ll["rps"] >= 100, "litellm")
