@@ -204,4 +204,88 @@ mod tests {
         assert_eq!(at(1_765_013_400_124), "\"2025-12-06T09:30:00.124Z\"");
         assert_eq!(at(0), "\"1970-01-01T00:00:00.000Z\"");
     }
+
+    /// A disk that takes nothing (a FIFO nobody reads): requests never wait,
+    /// the waiting lines stay under MAX_PENDING, the rest are dropped and
+    /// counted, and what waited comes out whole once the reader is back.
+    #[test]
+    fn a_stalled_disk_never_blocks_a_request_and_memory_stays_bounded() {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("access.fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a plain libc call on a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // A reader must exist for the log's open not to block; it reads
+        // nothing until the end.
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let log = AccessLog::open(fifo.to_str().unwrap()).unwrap();
+        let path = "/v1/".to_string() + &"x".repeat(900);
+        fn record(path: &str) -> AccessRecord<'_> {
+            AccessRecord {
+                ts: Timestamp(std::time::SystemTime::now()),
+                request_id: Some("req-1"),
+                client_ip: None,
+                method: "GET",
+                path,
+                route: Some("r"),
+                upstream: None,
+                status: 200,
+                key: None,
+                total_ms: 1.0,
+                upstream_ms: None,
+                rejected_by: None,
+                error: None,
+            }
+        }
+        let line_len = serde_json::to_vec(&record(&path)).unwrap().len() + 1;
+        let lines = 3 * MAX_PENDING / line_len;
+        let dropped_before = ACCESS_LOG_DROPPED.get();
+        // 3 × 8 MiB of lines against a pipe of 64 KiB, on a thread of their
+        // own: a write that waited on the pipe would never return.
+        let (done, finished) = std::sync::mpsc::channel();
+        let writer = log.clone();
+        std::thread::spawn(move || {
+            for _ in 0..lines {
+                writer.write(&record(&path));
+            }
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a write waited on the stalled disk");
+        let waiting = log.shared.as_ref().unwrap().pending.lock().len();
+        let dropped = (ACCESS_LOG_DROPPED.get() - dropped_before) as usize;
+        assert!(waiting <= MAX_PENDING, "{waiting} bytes waiting");
+        assert!(
+            dropped > 0 && dropped < lines,
+            "{dropped} of {lines} dropped"
+        );
+        // The reader comes back: every line kept arrives whole.
+        let kept = lines - dropped;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while got.iter().filter(|&&b| b == b'\n').count() < kept {
+            assert!(std::time::Instant::now() < deadline, "lines did not arrive");
+            match reader.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let parsed: Vec<serde_json::Value> = got
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("a whole JSON line"))
+            .collect();
+        assert_eq!(parsed.len(), kept);
+    }
 }
