@@ -43,15 +43,22 @@ fn stand_in_gateway(port: u16, upstream_extra: &str) -> Gateway {
     } else {
         format!("    {upstream_extra}\n")
     };
-    Gateway::with(&format!(
-        "upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{port}'}}]\n{extra}routes:\n  - name: images\n    match: {{methods: [POST], path_prefix: /v1/images/generations}}\n    filters: [{{request_id: {{}}}}, {{key_auth: {{}}}}, {{key_type: {{require: image}}}}]\n    handler: {{type: image_generation, upstream: ark, api_key: {ARK_KEY}}}\nkeys:\n  - {{key: {KEY}, owner: Img Tester, quota: 100, rate_limit_per_minute: 100000}}\n"
+    // One worker thread: each thread keeps its own pool of Ark connections,
+    // and these tests count the connections of one pool.
+    let header = header().replace("threads: 2", "threads: 1");
+    Gateway::start(&format!(
+        "{header}upstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{port}'}}]\n{extra}routes:\n  - name: images\n    match: {{methods: [POST], path_prefix: /v1/images/generations}}\n    filters: [{{request_id: {{}}}}, {{key_auth: {{}}}}, {{key_type: {{require: image}}}}]\n    handler: {{type: image_generation, upstream: ark, api_key: {ARK_KEY}}}\nkeys:\n  - {{key: {KEY}, owner: Img Tester, quota: 100, rate_limit_per_minute: 100000}}\n"
     ))
 }
 
 async fn post_a_cat(gw: &Gateway) -> reqwest::Response {
+    post_a_cat_with(&client(), gw).await
+}
+
+/// The same on `c`'s connections (one kept-alive connection for calls in turn).
+async fn post_a_cat_with(c: &reqwest::Client, gw: &Gateway) -> reqwest::Response {
     let body = json!({"model": "seedream-4.0", "prompt": "a cat", "size": "1K"}).to_string();
-    client()
-        .post(gw.url("/v1/images/generations"))
+    c.post(gw.url("/v1/images/generations"))
         .header("authorization", bearer(KEY))
         .header("content-type", "application/json")
         .body(body)
@@ -159,13 +166,19 @@ async fn ark_keepalive_on_reuses_one_connection_and_off_opens_one_per_call() {
     for keepalive in [true, false] {
         let (port, conns, heads) = keep_open_upstream().await;
         let gw = stand_in_gateway(port, &format!("keepalive: {{enabled: {keepalive}}}"));
+        // One client connection: one worker thread serves all three calls
+        // (each thread keeps its own pool of Ark connections, and with
+        // `server.reuse_port` a new client connection may land on either).
+        let c = client();
         for i in 0..3 {
-            let r = post_a_cat(&gw).await;
+            let r = post_a_cat_with(&c, &gw).await;
             assert_eq!(
                 r.status().as_u16(),
                 200,
                 "keepalive {keepalive}, request {i}"
             );
+            // Read whole, the client connection goes back to reqwest's pool.
+            r.bytes().await.unwrap();
         }
         let heads = heads.lock().unwrap().clone();
         assert_eq!(heads.len(), 3, "{heads:?}");
