@@ -108,13 +108,7 @@ impl FileHost {
         ex: &mut Exchange<'_>,
         holder: Holder,
     ) -> Result<(), GatewayError> {
-        let declared = ex
-            .session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared = crate::reply::declared_length(ex.session);
         if declared.is_some_and(|n| n > holder.max_bytes.saturating_add(FORM_SLACK)) {
             return Err(too_large(holder.max_bytes));
         }

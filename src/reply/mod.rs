@@ -159,14 +159,19 @@ pub fn public_base(session: &Session, configured: Option<&str>) -> String {
     format!("{}://{host}", if tls { "https" } else { "http" })
 }
 
-/// Read the whole request body, refusing past `max` bytes.
-pub async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, GatewayError> {
-    let declared = session
+/// The request's `Content-Length`, when it has a valid one.
+pub fn declared_length(session: &Session) -> Option<u64> {
+    session
         .req_header()
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Read the whole request body, refusing past `max` bytes.
+pub async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, GatewayError> {
+    let declared = declared_length(session).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let too_large = || {
         GatewayError::new(
             ErrorKind::PayloadTooLarge,

@@ -41,12 +41,7 @@ pub struct Head {
 /// Read up to [`READ_AHEAD`] bytes of the form, until the `file` field's
 /// data starts; the parser is then given these bytes first.
 pub async fn read_head(session: &mut Session, boundary: &str) -> Result<Head, GatewayError> {
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = crate::reply::declared_length(session);
     let mut buf = BytesMut::new();
     let file_at = loop {
         match file_data_at(&buf, boundary) {
