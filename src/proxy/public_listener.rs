@@ -20,11 +20,17 @@ use pingora::listeners::TcpSocketOptions;
 use pingora::server::Server;
 
 use super::phases::Gateway;
-use super::server::ServeError;
 use crate::config::Config;
 
+/// A listener that could not be set up: where in the config, and why.
+#[derive(Debug)]
+pub struct ListenerError {
+    pub at: String,
+    pub why: String,
+}
+
 /// Add the public listener's services to `server`.
-pub fn add(server: &mut Server, cfg: &Config, gateway: Gateway) -> Result<(), ServeError> {
+pub fn add(server: &mut Server, cfg: &Config, gateway: Gateway) -> Result<(), ListenerError> {
     let listener = &cfg.listeners.public;
     let sockets = if cfg.server.reuse_port {
         cfg.server.threads.max(1)
@@ -47,7 +53,7 @@ pub fn add(server: &mut Server, cfg: &Config, gateway: Gateway) -> Result<(), Se
             Some(tls) => {
                 let settings =
                     TlsSettings::intermediate(&tls.cert_file, &tls.key_file).map_err(|e| {
-                        ServeError::Listener {
+                        ListenerError {
                             at: "listeners.public.tls".into(),
                             why: e.to_string(),
                         }

@@ -171,7 +171,10 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), ServeError> {
         holder: holder.clone(),
         access_log,
     };
-    super::public_listener::add(&mut server, cfg, gateway)?;
+    super::public_listener::add(&mut server, cfg, gateway).map_err(|e| ServeError::Listener {
+        at: e.at,
+        why: e.why,
+    })?;
 
     if let Some(admin) = &cfg.listeners.admin {
         let app = pingora::apps::http_app::HttpServer::new_app(AdminApp {
