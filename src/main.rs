@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "kikaku-edge",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KIKAKU_COMMIT"), ")"),
     about = "Edge gateway for SeedDream image generation and S3 storage"
 )]
 struct Cli {

@@ -224,3 +224,27 @@ routes:
         "{err}"
     );
 }
+
+/// `--version` names the release and the commit the binary was built from,
+/// so an operator can tell which build is running.
+#[test]
+fn version_names_the_release_and_the_commit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kikaku-edge"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    assert_eq!(
+        printed.trim(),
+        format!("kikaku-edge {} (commit {head})", env!("CARGO_PKG_VERSION"))
+    );
+}
