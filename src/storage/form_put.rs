@@ -28,8 +28,6 @@ use crate::state::LedgerSlot;
 const READ_AHEAD: usize = 64 << 10;
 /// The most one PutObject takes (S3's limit); larger files go multipart.
 const MAX_PUT: u64 = 5 << 30;
-/// How many body pieces may wait between the client and the backend.
-const PIPE_DEPTH: usize = 4;
 
 /// The form's first bytes, read before it is parsed, and the file's size
 /// when the form tells it.
@@ -179,14 +177,11 @@ impl StagedWriter<'_> {
         let ledger_name = Storage::ledger_name(&self.ledger_bucket, name);
         let budget = self.budget(LedgerSlot::Object(ledger_name));
         let reservation = budget.reserve(size).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PIPE_DEPTH);
-        let body = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
+        let (tx, body) = super::upload::body_pipe();
         let mut req = BackendRequest::object(http::Method::PUT, &self.bucket, name)
             .with_header("content-type", &meta.content_type)
             .with_header("content-length", &size.to_string());
-        req.body = Some(reqwest::Body::wrap_stream(body));
+        req.body = Some(body);
         let send = self.storage.backend.call(req);
         let feed = async {
             let fed = feed(field, form, &tx, size).await;

@@ -119,10 +119,7 @@ async fn pump_and_send(
     session: &mut Session,
     verifier: &mut PayloadVerifier,
 ) -> Result<reqwest::Response, UploadError> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PIPE_DEPTH);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    let (tx, body) = body_pipe();
     req.headers
         .push(("content-length".into(), verifier.declared().to_string()));
     let outgoing = BackendRequest {
@@ -131,7 +128,7 @@ async fn pump_and_send(
         key: req.key.clone(),
         query: std::mem::take(&mut req.query),
         headers: std::mem::take(&mut req.headers),
-        body: Some(reqwest::Body::wrap_stream(stream)),
+        body: Some(body),
     };
     if expects_continue(session) {
         let _ = session.write_continue_response().await;
@@ -152,6 +149,19 @@ async fn pump_and_send(
         (Ok(()), Ok(resp)) => Ok(resp),
         (Ok(()), Err(e)) => Err(UploadError::Backend(e)),
     }
+}
+
+/// A backend request body fed through a channel of at most PIPE_DEPTH
+/// pieces; an `Err` sent into it breaks the request off before its end.
+pub fn body_pipe() -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PIPE_DEPTH);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (tx, reqwest::Body::wrap_stream(stream))
 }
 
 /// The client sent `Expect: 100-continue` and waits (curl: one second) for
