@@ -149,19 +149,11 @@ fn pid_alive(pid: i32) -> bool {
             .contains(") Z ")
 }
 
-/// Listening TCP sockets on `port` (any process), from /proc/net/tcp{,6}.
+/// Listening TCP sockets on `port` (any process).
 fn listening_sockets(port: u16) -> usize {
-    let local = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"]
+    common::listening_sockets()
         .iter()
-        .filter_map(|f| std::fs::read_to_string(f).ok())
-        .flat_map(|t| {
-            t.lines()
-                .skip(1)
-                .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-                .collect::<Vec<_>>()
-        })
-        .filter(|cols| cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "0A")
+        .filter(|(p, _)| *p == port)
         .count()
 }
 

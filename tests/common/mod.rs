@@ -60,12 +60,63 @@ pub fn aws(endpoint: &str, id: &str, secret: &str, args: &[&str]) -> std::proces
         .unwrap()
 }
 
+/// A port nothing listens on now, never handed out before in this test
+/// process: tests of one binary run in parallel, and two gateways given the
+/// same port would meet on it (the public listener's `SO_REUSEPORT` shares
+/// it silently; Pingora retries a refused bind for 30 s while the other
+/// gateway answers in its place).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Listening TCP sockets (any process), from /proc/net/tcp{,6}: each
+/// socket's local port and inode.
+pub fn listening_sockets() -> Vec<(u16, u64)> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    if cols.len() < 10 || cols[3] != "0A" {
+                        return None;
+                    }
+                    let port = u16::from_str_radix(cols[1].rsplit(':').next()?, 16).ok()?;
+                    Some((port, cols[9].parse().ok()?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether process `pid` holds a listening socket on `port`.
+pub fn listens(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: std::collections::HashSet<u64> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect();
+    listening_sockets()
+        .iter()
+        .any(|(p, inode)| *p == port && inodes.contains(inode))
 }
 
 /// The keys every test config carries.
@@ -151,7 +202,10 @@ impl Gateway {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("gateway exited early ({status}):\n{}", self.stderr());
             }
-            if http_get_status(self.admin, "/healthz") == Some(200)
+            // Ours, not another test's gateway on a port it was also given.
+            if listens(self.pid(), self.admin)
+                && listens(self.pid(), self.public)
+                && http_get_status(self.admin, "/healthz") == Some(200)
                 && std::net::TcpStream::connect(("127.0.0.1", self.public)).is_ok()
             {
                 return;
