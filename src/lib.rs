@@ -33,6 +33,7 @@ pub mod s3_xml;
 pub mod standins;
 pub mod state;
 pub mod storage;
+pub mod tls;
 pub mod uploads;
 pub mod upstreams;
 pub mod web;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kikaku_edge::config::ConfigErrors;
 
 /// glibc's allocator took ~14% of the gateway's CPU on the proxy path
 /// (Pingora allocates and frees buffers per request); mimalloc serves those
@@ -82,7 +83,14 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     match cli.command {
-        Command::Check { config } => match kikaku_edge::config::load_file(&config) {
+        Command::Check { config } => match kikaku_edge::config::load_file(&config).and_then(|c| {
+            // The listeners' certificate files, as start and reload read them.
+            let warnings = kikaku_edge::tls::check_listeners(&c).map_err(ConfigErrors)?;
+            for w in warnings {
+                eprintln!("  warning: {w}");
+            }
+            Ok(c)
+        }) {
             Ok(c) => {
                 println!(
                     "{}: ok ({} routes, {} upstreams, {} keys)",

@@ -14,6 +14,7 @@ mod load;
 pub mod names;
 mod simulator;
 mod state;
+mod tls;
 mod types;
 mod uploads;
 mod validate;
@@ -25,6 +26,7 @@ pub use images::{
 pub use load::{load_file, load_str};
 pub use simulator::{Fault, SimConfig};
 pub use state::{Fallback, RedisConfig};
+pub use tls::{ListenerTls, SniCertificate};
 pub use types::*;
 pub use uploads::{
     parse_allow_entry, parse_span, AllowEntry, AnonymousUploads, ByteSize, FileHostConfig, Span,

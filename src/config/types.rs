@@ -165,15 +165,12 @@ pub struct Listeners {
 pub struct ListenerConfig {
     /// `IP:PORT` to bind.
     pub address: String,
-    /// Serve HTTPS with this certificate (PEM chain) and key (PEM).
-    pub tls: Option<ListenerTls>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerTls {
-    pub cert_file: String,
-    pub key_file: String,
+    /// Serve HTTPS (see `config::tls`): certificates by SNI, HTTP/2 by ALPN.
+    pub tls: Option<super::ListenerTls>,
+    /// Plain-text HTTP/2 with prior knowledge (h2c) beside HTTP/1.1, for a
+    /// listener without `tls` behind a load balancer that speaks h2c.
+    #[serde(default)]
+    pub h2c: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -19,16 +19,22 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             "must be IP:PORT, e.g. 127.0.0.1:8080",
         );
     }
-    if let Some(tls) = &c.listeners.public.tls {
-        for (field, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
-            if std::fs::metadata(path).is_err() {
-                err(
-                    format!("listeners.public.tls.{field}"),
-                    "cannot be read (no such file)",
-                );
+    for (name, l, admin) in [
+        ("public", Some(&c.listeners.public), false),
+        ("admin", c.listeners.admin.as_ref(), true),
+    ] {
+        let Some(l) = l else { continue };
+        if let Some(tls) = &l.tls {
+            super::tls::validate(&format!("listeners.{name}.tls"), tls, admin, &mut errs);
+            if l.h2c {
+                errs.push(ConfigError::new(
+                    format!("listeners.{name}.h2c"),
+                    "is for plain-text listeners: with `tls`, HTTP/2 is `tls.http2`",
+                ));
             }
         }
     }
+    let mut err = |path: String, msg: &str| errs.push(ConfigError::new(path, msg));
     if let Some(admin) = &c.listeners.admin {
         if admin.address.parse::<SocketAddr>().is_err() {
             err(

@@ -15,12 +15,13 @@
 //! port 8080): one socket per string, each handed over to the new process
 //! under the same string.
 
-use pingora::listeners::tls::TlsSettings;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::TcpSocketOptions;
 use pingora::server::Server;
 
 use super::phases::Gateway;
 use crate::config::Config;
+use crate::tls::SniResolver;
 
 /// A listener that could not be set up: where in the config, and why.
 #[derive(Debug)]
@@ -51,16 +52,23 @@ pub fn add(server: &mut Server, cfg: &Config, gateway: Gateway) -> Result<(), Li
         }
         match &listener.tls {
             Some(tls) => {
+                let holder = gateway.holder.clone();
+                let resolver = SniResolver::new(move || holder.current().tls.public.clone());
                 let settings =
-                    TlsSettings::intermediate(&tls.cert_file, &tls.key_file).map_err(|e| {
-                        ListenerError {
-                            at: "listeners.public.tls".into(),
-                            why: e.to_string(),
-                        }
+                    crate::tls::settings(tls, resolver).map_err(|why| ListenerError {
+                        at: "listeners.public.tls".into(),
+                        why,
                     })?;
                 service.add_tls_with_settings(&address, Some(options), settings);
             }
             None => service.add_tcp_with_settings(&address, options),
+        }
+        if listener.h2c {
+            let mut h2c = HttpServerOptions::default();
+            h2c.h2c = true;
+            if let Some(app) = service.app_logic_mut() {
+                app.server_options = Some(h2c);
+            }
         }
         server.add_service(service);
     }

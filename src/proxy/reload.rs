@@ -1,5 +1,6 @@
 //! Hot reload: the holder of the serving snapshot, and the watcher that
-//! reloads on SIGHUP and when the file's content changes.
+//! reloads on SIGHUP and when the file's content, or a listener's
+//! certificate or key file, changes.
 //!
 //! A reload parses and compiles a whole new snapshot off the request path and
 //! swaps it in atomically; requests in flight keep the snapshot they started
@@ -25,6 +26,7 @@ use pingora::services::background::BackgroundService;
 use crate::config::{load_str, ConfigError, ConfigErrors};
 use crate::proxy::metrics::{CONFIG_GENERATION, RELOADS};
 use crate::proxy::snapshot::Snapshot;
+use crate::tls::{file_stamps, FileStamp};
 
 pub struct ConfigHolder {
     path: PathBuf,
@@ -32,8 +34,9 @@ pub struct ConfigHolder {
     state: Arc<dyn StateStore>,
     /// Keys in the state store, cached for `STORED_KEY_TTL`; shared by every snapshot.
     stored_keys: Arc<StoredKeys>,
-    /// Serialises reloads; holds the text of the last file tried.
-    last_text: Mutex<String>,
+    /// Serialises reloads; holds the text of the last file tried and the
+    /// stamps of the certificate files it read.
+    last_tried: Mutex<(String, Vec<FileStamp>)>,
 }
 
 impl ConfigHolder {
@@ -47,6 +50,7 @@ impl ConfigHolder {
         let state = state_for(&config)
             .map_err(|e| ConfigErrors(vec![ConfigError::new("state", e.to_string())]))?;
         let stored_keys = Arc::new(StoredKeys::new(state.clone(), STORED_KEY_TTL));
+        let snapshot_config = config.clone();
         let snapshot =
             Snapshot::compile(config, state.clone(), Some(stored_keys.clone()), None, 1)?;
         CONFIG_GENERATION.set(1);
@@ -55,7 +59,7 @@ impl ConfigHolder {
             current: ArcSwap::from_pointee(snapshot),
             state,
             stored_keys,
-            last_text: Mutex::new(text),
+            last_tried: Mutex::new((text, file_stamps(&snapshot_config))),
         })
     }
 
@@ -67,19 +71,21 @@ impl ConfigHolder {
         &self.state
     }
 
-    /// Re-read the file and swap in a new snapshot when it is valid.
-    /// `only_if_changed`: skip when the text equals the last one tried.
+    /// Re-read the file (and the certificate files) and swap in a new
+    /// snapshot when it is valid. `only_if_changed`: skip when the text and
+    /// the certificate files' stamps equal the last ones tried.
     /// Blocking (file read, name resolution): call from a blocking context.
     pub fn reload(&self, only_if_changed: bool) -> Option<Result<u64, ConfigErrors>> {
-        let mut last = self.last_text.lock();
+        let mut last = self.last_tried.lock();
         let text = match read(&self.path) {
             Ok(t) => t,
             Err(e) => return Some(self.rejected(e)),
         };
-        if only_if_changed && text == *last {
+        let stamps = file_stamps(&self.current().config);
+        if only_if_changed && text == last.0 && stamps == last.1 {
             return None;
         }
-        *last = text.clone();
+        *last = (text.clone(), stamps);
         let result = load_str(&text, &env_lookup).and_then(|config| {
             let old = self.current();
             warn_fixed_settings(&old.config, &config);
@@ -132,9 +138,20 @@ fn read(path: &Path) -> Result<String, ConfigErrors> {
 
 /// Listeners, threads, data dir and state backend are bound at start.
 fn warn_fixed_settings(old: &crate::config::Config, new: &crate::config::Config) {
-    if old.listeners.public != new.listeners.public || old.listeners.admin != new.listeners.admin {
+    // Certificate and key files reload; the rest of a listener is bound.
+    let bound = |l: &crate::config::ListenerConfig| {
+        let tls = l.tls.as_ref();
+        (
+            l.address.clone(),
+            l.h2c,
+            tls.map(|t| (t.http2, t.client_ca_file.clone())),
+        )
+    };
+    if bound(&old.listeners.public) != bound(&new.listeners.public)
+        || old.listeners.admin.as_ref().map(bound) != new.listeners.admin.as_ref().map(bound)
+    {
         log::warn!(
-            "listener addresses changed: they take effect at the next start or upgrade (-u)"
+            "listener address, TLS on/off, http2, h2c or client_ca_file changed: they take effect at the next start or upgrade (-u)"
         );
     }
     if old.state != new.state || old.data_dir != new.data_dir {

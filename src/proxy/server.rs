@@ -16,6 +16,7 @@ use crate::proxy::access_log::AccessLog;
 use crate::proxy::admin::AdminApp;
 use crate::proxy::health;
 use crate::proxy::reload::{ConfigHolder, Watcher};
+use crate::tls::SniResolver;
 
 /// Bind a loopback service's port before the server starts, so that the
 /// first health check (which runs at once) never finds it closed.
@@ -182,13 +183,24 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), ServeError> {
         });
         let mut svc = Service::new("kikaku-edge admin".to_string(), app);
         match &admin.tls {
-            Some(tls) => svc
-                .add_tls(&admin.address, &tls.cert_file, &tls.key_file)
-                .map_err(|e| ServeError::Listener {
-                    at: "listeners.admin.tls".into(),
-                    why: e.to_string(),
-                })?,
+            Some(tls) => {
+                let h = holder.clone();
+                let resolver = SniResolver::new(move || h.current().tls.admin.clone());
+                let settings =
+                    crate::tls::settings(tls, resolver).map_err(|why| ServeError::Listener {
+                        at: "listeners.admin.tls".into(),
+                        why,
+                    })?;
+                svc.add_tls_with_settings(&admin.address, None, settings);
+            }
             None => svc.add_tcp(&admin.address),
+        }
+        if admin.h2c {
+            let mut h2c = pingora::apps::HttpServerOptions::default();
+            h2c.h2c = true;
+            if let Some(app) = svc.app_logic_mut() {
+                app.server_options = Some(h2c);
+            }
         }
         server.add_service(svc);
     }

@@ -18,6 +18,7 @@ use crate::proxy::handlers::{Handler, HandlerEnv};
 use crate::proxy::routing::{Route, Router, Target};
 use crate::storage::backend::S3Backend;
 use crate::storage::Storage;
+use crate::tls::ListenerCerts;
 use crate::upstreams::Upstream;
 
 pub struct Snapshot {
@@ -29,6 +30,9 @@ pub struct Snapshot {
     pub keys: Arc<KeyDirectory>,
     /// The storage backend and ledger, when `storage` is configured.
     pub storage: Option<Arc<Storage>>,
+    /// The TLS listeners' certificates, read from their files with this
+    /// config (the listeners' resolvers serve the current snapshot's).
+    pub tls: ListenerCerts,
 }
 
 /// Defaults from DESIGN §2 and the issue: 1000 images, 1 GiB.
@@ -46,6 +50,12 @@ impl Snapshot {
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
         let mut errors = Vec::new();
+        let tls = ListenerCerts::load(&config, chrono::Utc::now().timestamp())
+            .map_err(|mut e| errors.append(&mut e))
+            .unwrap_or_default();
+        for w in tls.warnings() {
+            log::warn!("{w}");
+        }
 
         let mut upstreams = HashMap::new();
         for (name, ucfg) in &config.upstreams {
@@ -183,6 +193,7 @@ impl Snapshot {
             upstreams,
             keys,
             storage,
+            tls,
         })
     }
 }

@@ -16,6 +16,16 @@ pub struct ImageGateway {
 /// A gateway whose image route calls an in-process simulator.
 /// `sim` and `handler` are extra YAML flow-map entries (`latency_ms: 5, ...`).
 pub fn start(sim: &str, handler: &str, quota: u64) -> ImageGateway {
+    let (yaml, sim_port) = config(sim, handler, quota);
+    let gw = Gateway::with(&yaml);
+    // The simulator starts beside the listeners; wait for it too.
+    wait_for_port(sim_port);
+    ImageGateway { gw, sim: sim_port }
+}
+
+/// The simulator, routes and keys of [`start`] (no listeners), and the
+/// simulator's port.
+pub fn config(sim: &str, handler: &str, quota: u64) -> (String, u16) {
     let sim_port = free_port();
     let sep = |s: &str| {
         if s.is_empty() {
@@ -54,10 +64,7 @@ pub fn start(sim: &str, handler: &str, quota: u64) -> ImageGateway {
     yaml += &format!(
         "keys:\n  - {{key: {KEY}, owner: Img Tester, email: img@example.com, quota: {quota}, rate_limit_per_minute: 100000}}\n  - {{key: kikaku_s3_nope, owner: S3}}\n"
     );
-    let gw = Gateway::with(&yaml);
-    // The simulator starts beside the listeners; wait for it too.
-    wait_for_port(sim_port);
-    ImageGateway { gw, sim: sim_port }
+    (yaml, sim_port)
 }
 
 impl ImageGateway {

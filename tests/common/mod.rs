@@ -6,6 +6,7 @@ pub mod admin;
 pub mod images;
 pub mod redis;
 pub mod s3;
+pub mod tls;
 pub mod uploads;
 pub mod upstream;
 
@@ -205,7 +206,7 @@ impl Gateway {
             // Ours, not another test's gateway on a port it was also given.
             if listens(self.pid(), self.admin)
                 && listens(self.pid(), self.public)
-                && http_get_status(self.admin, "/healthz") == Some(200)
+                && (self.admin_tls() || http_get_status(self.admin, "/healthz") == Some(200))
                 && std::net::TcpStream::connect(("127.0.0.1", self.public)).is_ok()
             {
                 return;
@@ -213,6 +214,15 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("gateway did not become ready:\n{}", self.stderr());
+    }
+
+    /// Whether the config's admin listener speaks TLS (plain-text
+    /// readiness probes cannot reach it then).
+    fn admin_tls(&self) -> bool {
+        std::fs::read_to_string(&self.config_path)
+            .ok()
+            .and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(&t).ok())
+            .is_some_and(|v| !v["listeners"]["admin"]["tls"].is_null())
     }
 
     pub fn stderr(&self) -> String {
