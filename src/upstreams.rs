@@ -184,7 +184,15 @@ impl Upstream {
             peer.options.verify_cert = false;
             peer.options.verify_hostname = false;
         }
+        if self.http2() {
+            peer.options.alpn = pingora::protocols::ALPN::H2H1;
+        }
         Some((peer, ep.host_header.as_str()))
+    }
+
+    /// HTTP/2 is offered (TLS upstreams with `tls.http2`, the default).
+    pub fn http2(&self) -> bool {
+        self.config.tls.as_ref().is_some_and(|t| t.http2)
     }
 
     pub fn keepalive(&self) -> bool {
@@ -226,6 +234,9 @@ impl Upstream {
             }
             if !self.config.keepalive.enabled {
                 b = b.pool_max_idle_per_host(0);
+            }
+            if !self.http2() {
+                b = b.http1_only();
             }
             clients.insert(ep.addr, b.build().map_err(|e| e.to_string())?);
         }

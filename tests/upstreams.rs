@@ -167,6 +167,22 @@ async fn tls_upstreams_use_sni_and_verify_certificates() {
     assert_eq!(r.status(), 200);
     let b: serde_json::Value = r.json().await.unwrap();
     assert_eq!(b["server"], "tls");
+    // The upstream offers h2 by ALPN: the gateway speaks it, unless told not to.
+    assert_eq!(b["version"], "HTTP/2.0", "{b}");
+    let gw = with(&ca_line, "{sni: localhost, http2: false}");
+    let b: serde_json::Value = client()
+        .get(gw.url("/echo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (b["server"].as_str(), b["version"].as_str()),
+        (Some("tls"), Some("HTTP/1.1")),
+        "{b}"
+    );
     // Trusted CA but a name the certificate does not carry: refused.
     assert_eq!(status(with(&ca_line, "{sni: other.example}")).await, 502);
     // Explicitly unverified (test rigs only): served.

@@ -1,7 +1,8 @@
-//! A real HTTP/1.1 upstream for tests, served by hyper in the test process.
+//! A real HTTP/1.1 and HTTP/2 upstream for tests, served by hyper in the
+//! test process (TLS ones offer `h2` by ALPN).
 //!
 //! Verbs may follow any prefix (`/v1/echo`).
-//! - `GET /echo...`      → JSON of method, path and request headers, plus `server` id
+//! - `GET /echo...`      → JSON of method, path, HTTP version and request headers, plus `server` id
 //! - `PUT|POST /sink`    → reads the body as it streams, answers `{"received": N}`
 //! - `GET /bytes/N`      → N bytes, streamed in 64 KiB chunks
 //! - `GET /slow/MS`      → waits MS milliseconds, then answers
@@ -89,6 +90,7 @@ async fn handle(id: &'static str, req: Request<Incoming>) -> Result<Response<Bod
         let body = serde_json::json!({
             "server": id,
             "method": req.method().as_str(),
+            "version": format!("{:?}", req.version()),
             "path": path,
             "query": req.uri().query(),
             "headers": headers,
@@ -151,6 +153,8 @@ pub async fn start_tls(id: &'static str, name: &str) -> (Upstream, String) {
     .with_no_client_auth()
     .with_single_cert(vec![cert.cert.der().clone()], key)
     .unwrap();
+    let mut config = config;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(StdArc::new(config));
     (Upstream::listen(id, Some(acceptor)).await, pem)
 }
@@ -163,7 +167,8 @@ where
         counter.fetch_add(1, Ordering::Relaxed);
         handle(id, req)
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    // HTTP/1.1, or HTTP/2 when the client opens with its preface.
+    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
         .serve_connection(TokioIo::new(io), svc)
         .await;
 }
