@@ -271,3 +271,97 @@ async fn a_clean_shutdown_writes_every_access_log_line() {
     let lines = out.lines().filter(|l| l.contains("\"status\":401")).count();
     assert_eq!(lines, n, "every request's line, none lost at exit");
 }
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// SIGUSR2 (the systemd unit's documented upgrade): the daemon starts the
+/// binary now at its path with `-u` and hands its sockets over; a new
+/// process that cannot start cancels the upgrade.
+#[test]
+fn sigusr2_upgrades_to_the_binary_now_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, admin) = (free_port(), free_port());
+    let body = format!("{}{}", header(), config())
+        .replace("{PUBLIC}", &public.to_string())
+        .replace("{ADMIN}", &admin.to_string())
+        .replace("{DATA}", &dir.path().join("data").to_string_lossy());
+    let cfg = dir.path().join("kikaku.yaml");
+    std::fs::write(&cfg, &body).unwrap();
+    // The binary as installed, at a path of its own.
+    let bin = dir.path().join("kikaku-edge");
+    std::fs::copy(env!("CARGO_BIN_EXE_kikaku-edge"), &bin).unwrap();
+    let out = Command::new(&bin)
+        .args(["serve", "-d", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_serving(public, "/v1/x", 401), "daemon not serving");
+    let pid_file = dir.path().join("data/kikaku-edge.pid");
+    let first = read_pid(&pid_file);
+    let kill = |sig: &str, pid: i32| {
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+
+    // A config that no longer loads: the new process exits, the upgrade is
+    // cancelled and the old process keeps serving.
+    std::fs::write(&cfg, body.replace("routes:", "routes: [")).unwrap();
+    kill("-USR2", first);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        pid_alive(first),
+        "the old process quit for a failed upgrade"
+    );
+    assert_eq!(read_pid(&pid_file), first);
+    assert_eq!(http_get_status(public, "/v1/x"), Some(401));
+    let log = std::fs::read_to_string(dir.path().join("data/error.log")).unwrap_or_default();
+    assert!(log.contains("upgrade cancelled"), "{log}");
+    std::fs::write(&cfg, &body).unwrap();
+
+    // Install a new binary (a new file renamed over the old, as package
+    // managers do), then USR2: the new file takes over.
+    let staged = dir.path().join("kikaku-edge.new");
+    std::fs::copy(env!("CARGO_BIN_EXE_kikaku-edge"), &staged).unwrap();
+    std::fs::rename(&staged, &bin).unwrap();
+    kill("-USR2", first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut answered = 0;
+    while pid_alive(first) {
+        assert!(Instant::now() < deadline, "old process never exited");
+        assert_eq!(
+            http_get_status(public, "/v1/x"),
+            Some(401),
+            "a request failed during the upgrade"
+        );
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        wait_serving(public, "/v1/x", 401),
+        "new process not serving"
+    );
+    let second = read_pid(&pid_file);
+    assert!(second != first && pid_alive(second), "pid file: {second}");
+    let exe = std::fs::read_link(format!("/proc/{second}/exe")).unwrap();
+    assert_eq!(exe, bin, "the new process runs the file now at the path");
+    assert_eq!(listening_sockets(public), 2);
+    eprintln!("{answered} requests answered during the USR2 upgrade");
+    kill("-TERM", second);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pid_alive(second) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

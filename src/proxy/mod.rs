@@ -3,7 +3,8 @@
 //! proxy phases (`phases`), route matching (`routing`), the compiled config
 //! (`snapshot`) and its hot reloads (`reload`), the handler registry
 //! (`handlers`), upstream health checks (`health`), the access log,
-//! metrics, and the admin listener (`admin`).
+//! metrics, the admin listener (`admin`) and the binary upgrade on
+//! SIGUSR2 (`upgrade`).
 
 pub mod access_log;
 pub mod admin;
@@ -17,3 +18,4 @@ pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
+pub mod upgrade;

@@ -216,6 +216,9 @@ pub fn serve(args: ServeArgs<'_>) -> Result<(), ServeError> {
             holder: holder.clone(),
         },
     ));
+    if let Some(upgrader) = super::upgrade::Upgrader::here(args.config, args.daemon) {
+        server.add_service(background_service("upgrader", upgrader));
+    }
     server.add_service(background_service(
         "upload sweeper",
         crate::proxy::jobs::UploadSweeper {
