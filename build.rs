@@ -1,6 +1,7 @@
 //! Names the commit a build comes from, for `kikaku-edge --version`:
 //! `KIKAKU_COMMIT` is the short hash of HEAD, or `unknown` outside a git
-//! checkout (a source tarball).
+//! checkout (a source tarball). A build without `.git` (the container
+//! build) may name it in the environment: `KIKAKU_COMMIT=<hash>`.
 
 use std::path::Path;
 use std::process::Command;
@@ -25,7 +26,10 @@ fn watch(path: &str) {
 }
 
 fn main() {
-    let commit = git(&["rev-parse", "--short=12", "HEAD"])
+    println!("cargo:rerun-if-env-changed=KIKAKU_COMMIT");
+    let commit = std::env::var("KIKAKU_COMMIT")
+        .ok()
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=KIKAKU_COMMIT={commit}");

@@ -2,8 +2,10 @@
 # What `make test` needs besides the build (scripts/prereqs.sh), all of it
 # inside the project except Debian's packages:
 #   - redis-server (the Redis tests start their own), curl (a storage test
-#     sends `Expect: 100-continue`), Node.js and npm, and Chromium (the
-#     portal and console run in it, tests/browser.rs): from apt when missing;
+#     sends `Expect: 100-continue`; the TLS tests), openssl (s_client tries
+#     TLS 1.1), systemd-analyze (verifies the systemd unit), Node.js and npm,
+#     and Chromium (the portal and console run in it, tests/browser.rs):
+#     from apt when missing;
 #   - .venv/: a virtual environment the project makes with the machine's
 #     python3, holding the pinned Python test tools of tests/requirements.txt
 #     (boto3, the AWS CLI, moto's server, PyYAML, openapi-spec-validator,
@@ -24,6 +26,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 apt_install test-prereqs "${missing[@]}"
 
