@@ -1,7 +1,7 @@
 # The two commands of the README, and a few more for developers.
 # scripts/prereqs.sh: what the build needs (apt). scripts/test-prereqs.sh:
 # the test tools, inside the project (.venv/, tests/node/node_modules).
-.PHONY: run test bench harness harness-smoke lint prereqs test-prereqs
+.PHONY: run test bench harness harness-smoke lint fuzz prereqs test-prereqs
 
 PY := .venv/bin/python3
 
@@ -30,6 +30,12 @@ harness-smoke: prereqs
 	./scripts/harness-prereqs.sh
 	cargo build --bins --features harness-baseline
 	$(PY) benches/harness/run.py --smoke
+
+# Every fuzz target of fuzz/ for FUZZ_SECONDS each (default 600; CI runs 30).
+# Needs the nightly toolchain; installs cargo-fuzz when missing.
+FUZZ_SECONDS ?= 600
+fuzz: prereqs
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 lint: prereqs
 	cargo fmt --all --check

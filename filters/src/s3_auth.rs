@@ -87,17 +87,31 @@ fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 type Query = Vec<(String, String)>;
 
 /// A request's signature, as presented.
-enum Signed {
+pub enum Signed {
     /// The V4 signature, the query pairs it signs, and the payload mode.
     V4(Presented, Query, PayloadMode),
     V2(V2Presented),
 }
 
 impl Signed {
-    fn access_key_id(&self) -> &str {
+    pub fn access_key_id(&self) -> &str {
         match self {
             Signed::V4(p, ..) => &p.credential.access_key_id,
             Signed::V2(p) => &p.access_key_id,
+        }
+    }
+
+    /// Check the signature with the credential's `secret`, at `now`.
+    pub fn verify(
+        &self,
+        req: &RequestHeader,
+        secret: &str,
+        region: &str,
+        now: i64,
+    ) -> Result<VerifiedSignature, SigError> {
+        match self {
+            Signed::V4(p, query, mode) => verify(req, p, query, mode, secret, region, now),
+            Signed::V2(p) => sigv2::verify(req, p, secret, now),
         }
     }
 }
@@ -113,7 +127,9 @@ fn v4_date(req: &RequestHeader) -> Option<String> {
         .map(sigv4::format_amz_date)
 }
 
-fn presented(req: &RequestHeader) -> Result<Signed, SigError> {
+/// The signature a request presents: V4 header auth, a V4 presigned
+/// query, or V2 (header or query).
+pub fn presented(req: &RequestHeader) -> Result<Signed, SigError> {
     let raw_query = req.uri.query().unwrap_or("");
     let query = sigv4::parse_query(raw_query).ok_or_else(|| {
         SigError::Malformed("the query string is not valid percent-encoding".into())
@@ -307,11 +323,9 @@ impl Filter for S3Auth {
             .map(|c| c.secret_access_key.clone())
             .ok_or_else(|| sig_error(SigError::UnknownAccessKey))?;
         let now = now_unix();
-        let verified = match &signed {
-            Signed::V4(p, query, mode) => verify(req, p, query, mode, &secret, &self.region, now),
-            Signed::V2(p) => sigv2::verify(req, p, &secret, now),
-        }
-        .map_err(sig_error)?;
+        let verified = signed
+            .verify(req, &secret, &self.region, now)
+            .map_err(sig_error)?;
         check_usable(&key).map_err(|e| {
             let msg = e.message.clone();
             GatewayError::new(e.kind, msg).with_s3(403, "AccessDenied")
@@ -353,10 +367,7 @@ mod tests {
     }
 
     fn check(req: &RequestHeader, now: i64) -> Result<VerifiedSignature, SigError> {
-        match presented(req)? {
-            Signed::V4(p, q, mode) => verify(req, &p, &q, &mode, SECRET, "us-east-1", now),
-            Signed::V2(p) => sigv2::verify(req, &p, SECRET, now),
-        }
+        presented(req)?.verify(req, SECRET, "us-east-1", now)
     }
 
     #[test]

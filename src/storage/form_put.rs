@@ -76,7 +76,7 @@ pub async fn read_head(session: &mut Session, boundary: &str) -> Result<Head, Ga
 
 /// What the first bytes of a form show.
 #[derive(Debug, PartialEq)]
-enum Scan {
+pub enum Scan {
     /// The `file` field's data starts here (`Some`) when a `key` field
     /// came before it; `None` when it came first.
     File(Option<usize>),
@@ -87,7 +87,9 @@ enum Scan {
     NoPlainLayout,
 }
 
-fn file_data_at(head: &[u8], boundary: &str) -> Scan {
+/// Where the `file` field's data starts in the first bytes of a form with
+/// this boundary (public for the `multipart_form` fuzz target).
+pub fn file_data_at(head: &[u8], boundary: &str) -> Scan {
     let delim = format!("--{boundary}");
     let Some(mut pos) = find(head, delim.as_bytes(), 0) else {
         return Scan::More;
