@@ -196,3 +196,65 @@ async fn ark_keepalive_on_reuses_one_connection_and_off_opens_one_per_call() {
         }
     }
 }
+
+/// Ark over HTTPS as its endpoint serves it, HTTP/2 by ALPN: the gateway
+/// speaks HTTP/2 to it (the default `tls.http2`), or HTTP/1.1 when told
+/// not to; whole answers and streamed ones come back either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn ark_over_tls_is_called_over_http2_when_it_offers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = common::tls::Ca::new(d);
+    let leaf = ca.leaf(d, "ark", &["ark.test"], -1, 365);
+    for (http2, want) in [("", "HTTP/2.0"), (", http2: false", "HTTP/1.1")] {
+        let sim = free_port();
+        let header = header().replace(
+            "watch_interval_ms: 200}",
+            &format!("watch_interval_ms: 200, ca_file: '{}'}}", ca.file.display()),
+        );
+        let gw = Gateway::start(&format!(
+            "{header}simulators:\n  ark: {{listen: '127.0.0.1:{sim}', api_key: {ARK_KEY}, tls_cert_file: '{}', tls_key_file: '{}'}}\nupstreams:\n  ark:\n    endpoints: [{{address: '127.0.0.1:{sim}'}}]\n    tls: {{sni: ark.test{http2}}}\nroutes:\n  - name: images\n    match: {{methods: [POST], path_prefix: /v1/images/generations}}\n    filters: [{{request_id: {{}}}}, {{key_auth: {{}}}}, {{key_type: {{require: image}}}}]\n    handler: {{type: image_generation, upstream: ark, api_key: {ARK_KEY}}}\nkeys:\n  - {{key: {KEY}, owner: Img Tester, quota: 100, rate_limit_per_minute: 100000}}\n",
+            leaf.cert.display(),
+            leaf.key.display()
+        ));
+        wait_for_port(sim);
+        let r = post_a_cat(&gw).await;
+        assert_eq!(r.status(), 200, "{want}: {}", r.text().await.unwrap());
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["data"].as_array().map(Vec::len), Some(1), "{v}");
+        // Streamed: two images, then completed.
+        let body = json!({"model": "seedream-4.0", "prompt": "two cats", "size": "1K", "n": 2, "stream": true});
+        let text = client()
+            .post(gw.url("/v1/images/generations"))
+            .header("authorization", bearer(KEY))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            text.matches("event: image_generation.partial_succeeded").count(),
+            2,
+            "{text}"
+        );
+        assert!(text.contains("image_generation.completed"), "{text}");
+        // What the simulator was asked in.
+        let pem = std::fs::read(&ca.file).unwrap();
+        let version = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .resolve("ark.test", ([127, 0, 0, 1], sim).into())
+            .build()
+            .unwrap()
+            .get(format!("https://ark.test:{sim}/_sim/last-version"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(version, want);
+    }
+}

@@ -43,6 +43,15 @@ pub struct SimConfig {
     #[serde(default = "one")]
     #[arg(long, default_value_t = 1)]
     pub fault_every: u64,
+    /// Serve HTTPS with this certificate (PEM chain), offering HTTP/2 and
+    /// HTTP/1.1 by ALPN as Ark's endpoint does (with `tls_key_file`).
+    #[serde(default)]
+    #[arg(long)]
+    pub tls_cert_file: Option<String>,
+    /// The certificate's key (PEM).
+    #[serde(default)]
+    #[arg(long)]
+    pub tls_key_file: Option<String>,
     /// Generated images are served at their URL for this long.
     #[serde(default = "day")]
     #[arg(long, default_value_t = 86_400)]

@@ -323,9 +323,9 @@ pub struct TlsConfig {
     /// off is for test rigs only and is logged as a warning.
     #[serde(default = "yes")]
     pub verify: bool,
-    /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`): proxied routes and the
-    /// storage backend's client speak it when the upstream picks it.
-    /// Default true. (The image route's Ark client speaks HTTP/1.1.)
+    /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`): proxied routes, the
+    /// image route's Ark client and the storage backend's client speak it
+    /// when the upstream picks it. Default true.
     #[serde(default = "yes")]
     pub http2: bool,
 }

@@ -11,18 +11,26 @@
 //! its four header lines written straight into the buffer that carries the
 //! body (a Pingora `RequestHeader` built, cloned for the retry and
 //! serialised cost ~8,000 instructions per call).
+//!
+//! A TLS upstream with `tls.http2` (the default) is offered HTTP/2 by ALPN,
+//! as Ark's endpoint serves it: those calls go through Pingora's HTTP
+//! connector, which pools HTTP/2 connections and their streams
+//! (`ark_session`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector as HttpConnector;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType};
+use pingora_http::RequestHeader;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
+use super::ark_session::{send_negotiated, ArkSession};
 use crate::upstreams::Upstream;
 
 pub const PATH: &str = "/api/v3/images/generations";
@@ -77,6 +85,8 @@ pub struct ArkClient {
     /// connection taken from another thread's pool would be driven by that
     /// thread's reactor, its reads waiting until that thread polls.
     connectors: Box<[OnceLock<TransportConnector>]>,
+    /// The same per thread for negotiated (HTTP/2) calls.
+    http_connectors: Box<[OnceLock<HttpConnector>]>,
     options: ConnectorOptions,
 }
 
@@ -115,6 +125,7 @@ impl ArkClient {
             upstream,
             authorization,
             connectors: (0..CONNECTOR_SLOTS).map(|_| OnceLock::new()).collect(),
+            http_connectors: (0..CONNECTOR_SLOTS).map(|_| OnceLock::new()).collect(),
             options: opts,
         })
     }
@@ -125,6 +136,12 @@ impl ArkClient {
             .get_or_init(|| TransportConnector::new(Some(self.options.clone())))
     }
 
+    /// This thread's HTTP connector (negotiated calls).
+    fn http_connector(&self) -> &HttpConnector {
+        self.http_connectors[thread_slot()]
+            .get_or_init(|| HttpConnector::new(Some(self.options.clone())))
+    }
+
     pub(super) fn upstream(&self) -> &Upstream {
         &self.upstream
     }
@@ -132,8 +149,7 @@ impl ArkClient {
     pub async fn generate(&self, body: &Value) -> Result<Value, ArkFailure> {
         let (peer, host) = self.upstream.select().ok_or(ArkFailure::NoEndpoint)?;
         let payload = serde_json::to_vec(body).map_err(|e| ArkFailure::BadBody(e.to_string()))?;
-        let wire = self.request_wire(host, &payload)?;
-        let ex = self.exchange(&peer, &wire).await?;
+        let ex = self.exchange(&peer, host, payload).await?;
         if ex.status != 200 {
             return Err(ArkFailure::from_error_body(ex.status, &ex.body));
         }
@@ -184,8 +200,64 @@ impl ArkClient {
     pub(super) async fn start(
         &self,
         peer: &HttpPeer,
-        wire: &[u8],
-    ) -> Result<HttpSession, ArkFailure> {
+        host: &str,
+        payload: Vec<u8>,
+    ) -> Result<ArkSession, ArkFailure> {
+        if self.upstream.http2() {
+            return self.start_negotiated(peer, host, payload).await;
+        }
+        let wire = self.request_wire(host, &payload)?;
+        self.start_h1(peer, &wire).await.map(ArkSession::H1)
+    }
+
+    /// [`start`](Self::start) over a negotiated protocol: the same request
+    /// as a `RequestHeader`, on Pingora's HTTP connector.
+    async fn start_negotiated(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        payload: Vec<u8>,
+    ) -> Result<ArkSession, ArkFailure> {
+        let bad = |e: Box<Error>| ArkFailure::Transport(format!("the request to Ark: {e}"));
+        let mut req = RequestHeader::build("POST", PATH.as_bytes(), Some(4)).map_err(bad)?;
+        let len = payload.len().to_string();
+        for (name, value) in [
+            ("host", host),
+            ("authorization", self.authorization.as_str()),
+            ("content-type", "application/json"),
+            ("content-length", len.as_str()),
+        ] {
+            req.insert_header(name, value).map_err(bad)?;
+        }
+        let payload = Bytes::from(payload);
+        let (mut s, reused) = self
+            .http_connector()
+            .get_http_session(peer)
+            .await
+            .map_err(|e| failure(&e))?;
+        match send_negotiated(&mut s, peer, &req, &payload).await {
+            // A pooled connection the server has meanwhile closed: once more
+            // on a new one (the request never reached Ark).
+            Err(e) if reused => {
+                log::debug!("pooled Ark connection failed before an answer ({e}); retrying");
+                let (mut s, _) = self
+                    .http_connector()
+                    .get_http_session(peer)
+                    .await
+                    .map_err(|e| failure(&e))?;
+                send_negotiated(&mut s, peer, &req, &payload)
+                    .await
+                    .map_err(|e| failure(&e))?;
+                Ok(ArkSession::Negotiated(s))
+            }
+            r => r
+                .map(|()| ArkSession::Negotiated(s))
+                .map_err(|e| failure(&e)),
+        }
+    }
+
+    /// [`start`](Self::start) over HTTP/1.1 on the client's own connections.
+    async fn start_h1(&self, peer: &HttpPeer, wire: &[u8]) -> Result<HttpSession, ArkFailure> {
         let (stream, reused) = self
             .connector()
             .get_stream(peer)
@@ -206,15 +278,20 @@ impl ArkClient {
     }
 
     /// One request and its whole answer.
-    async fn exchange(&self, peer: &HttpPeer, wire: &[u8]) -> Result<Exchange, ArkFailure> {
-        let mut s = self.start(peer, wire).await?;
-        let status = s.get_status().map(|c| c.as_u16()).unwrap_or(0);
+    async fn exchange(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        payload: Vec<u8>,
+    ) -> Result<Exchange, ArkFailure> {
+        let mut s = self.start(peer, host, payload).await?;
+        let status = s.status();
         let mut body = BytesMut::new();
-        while let Some(chunk) = s.read_body_ref().await.map_err(|e| failure(&e))? {
+        while let Some(chunk) = s.read_body().await.map_err(|e| failure(&e))? {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                 return Err(ArkFailure::BadBody("answer larger than 512 MiB".into()));
             }
-            body.extend_from_slice(chunk);
+            body.extend_from_slice(&chunk);
         }
         self.release(s, peer).await;
         Ok(Exchange { status, body })
@@ -222,7 +299,18 @@ impl ArkClient {
 
     /// Give a finished session's connection back to the pool when it can
     /// be reused.
-    pub(super) async fn release(&self, mut s: HttpSession, peer: &HttpPeer) {
+    pub(super) async fn release(&self, s: ArkSession, peer: &HttpPeer) {
+        let mut s = match s {
+            ArkSession::H1(s) => s,
+            ArkSession::Negotiated(s) => {
+                if self.upstream.keepalive() {
+                    self.http_connector()
+                        .release_http_session(s, peer, peer.options.idle_timeout)
+                        .await;
+                }
+                return;
+            }
+        };
         s.respect_keepalive();
         // The session never saw our `Connection: close`, so ask the pool too.
         if let Some(stream) = s.reuse().await.filter(|_| self.upstream.keepalive()) {

@@ -7,11 +7,11 @@
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
-use pingora::protocols::http::v1::client::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
 use serde_json::{json, Value};
 
 use super::ark_client::{failure, ArkClient, ArkFailure, MAX_ANSWER_BYTES};
+use super::ark_session::ArkSession;
 use super::sse::{self, Parser, SseError};
 
 /// The largest single event accepted (one 4K PNG as base64 fits several
@@ -22,7 +22,7 @@ pub struct ArkStream<'a> {
     client: &'a ArkClient,
     peer: HttpPeer,
     /// `None` once the answer has been read to its end.
-    session: Option<HttpSession>,
+    session: Option<ArkSession>,
     parser: Parser,
     /// Events of a plain JSON answer, or `None` while reading a stream.
     whole: Option<VecDeque<Value>>,
@@ -38,9 +38,8 @@ impl ArkClient {
     pub async fn open(&self, body: &Value) -> Result<ArkStream<'_>, ArkFailure> {
         let (peer, host) = self.upstream().select().ok_or(ArkFailure::NoEndpoint)?;
         let payload = serde_json::to_vec(body).map_err(|e| ArkFailure::BadBody(e.to_string()))?;
-        let wire = self.request_wire(host, &payload)?;
-        let mut s = self.start(&peer, &wire).await?;
-        let status = s.get_status().map(|c| c.as_u16()).unwrap_or(0);
+        let mut s = self.start(&peer, host, payload).await?;
+        let status = s.status();
         let mut stream = ArkStream {
             client: self,
             peer,
@@ -52,11 +51,11 @@ impl ArkClient {
         };
         if status != 200 {
             let mut body = BytesMut::new();
-            while let Some(chunk) = s.read_body_ref().await.map_err(|e| failure(&e))? {
+            while let Some(chunk) = s.read_body().await.map_err(|e| failure(&e))? {
                 if body.len() + chunk.len() > 1 << 20 {
                     break;
                 }
-                body.extend_from_slice(chunk);
+                body.extend_from_slice(&chunk);
             }
             return Err(ArkFailure::from_error_body(status, &body));
         }
@@ -98,9 +97,9 @@ impl ArkStream<'_> {
             let Some(s) = self.session.as_mut() else {
                 return self.end();
             };
-            match s.read_body_ref().await.map_err(|e| failure(&e))? {
+            match s.read_body().await.map_err(|e| failure(&e))? {
                 Some(chunk) if !self.sniffed && chunk.iter().all(u8::is_ascii_whitespace) => {
-                    self.parser.feed(chunk)
+                    self.parser.feed(&chunk)
                 }
                 Some(chunk) if !self.sniffed => {
                     self.sniffed = true;
@@ -112,7 +111,7 @@ impl ArkStream<'_> {
                         self.parser.feed(&chunk);
                     }
                 }
-                Some(chunk) => self.parser.feed(chunk),
+                Some(chunk) => self.parser.feed(&chunk),
                 None => {
                     self.session = None;
                     return self.end();
@@ -155,7 +154,7 @@ impl ArkStream<'_> {
     /// After `[DONE]`: read to the end so the connection can be reused.
     async fn finish(&mut self) {
         if let Some(mut s) = self.session.take() {
-            while let Ok(Some(_)) = s.read_body_ref().await {}
+            while let Ok(Some(_)) = s.read_body().await {}
             self.client.release(s, &self.peer).await;
         }
     }
@@ -163,11 +162,11 @@ impl ArkStream<'_> {
     /// A plain JSON answer: read it whole and queue it as events.
     async fn read_whole(&mut self, mut body: Vec<u8>) -> Result<(), ArkFailure> {
         if let Some(mut s) = self.session.take() {
-            while let Some(chunk) = s.read_body_ref().await.map_err(|e| failure(&e))? {
+            while let Some(chunk) = s.read_body().await.map_err(|e| failure(&e))? {
                 if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                     return Err(ArkFailure::BadBody("answer larger than 512 MiB".into()));
                 }
-                body.extend_from_slice(chunk);
+                body.extend_from_slice(&chunk);
             }
             self.client.release(s, &self.peer).await;
         }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod ark_client;
+pub mod ark_session;
 pub mod ark_stream;
 pub mod response;
 pub mod sse;

@@ -57,6 +57,8 @@ pub struct Simulator {
     pub(crate) requests: AtomicU64,
     /// The body of the last generation request (tests read it at `/_sim/last-request`).
     pub(crate) last_request: Mutex<Option<Bytes>>,
+    /// The HTTP version of the last generation request (`/_sim/last-version`).
+    pub(crate) last_version: Mutex<Option<String>>,
 }
 
 /// Largest request body accepted (14 inline images of 10 MB, base64).
@@ -71,6 +73,7 @@ impl Simulator {
             next_id: AtomicU64::new(1),
             requests: AtomicU64::new(0),
             last_request: Mutex::new(None),
+            last_version: Mutex::new(None),
         })
     }
 
@@ -94,6 +97,10 @@ impl Simulator {
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<()> {
         log::info!("sim-ark listening on {}", self.config.listen);
+        let tls = match (&self.config.tls_cert_file, &self.config.tls_key_file) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            _ => None,
+        };
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(s) => s,
@@ -104,11 +111,27 @@ impl Simulator {
                 }
             };
             let sim = self.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| sim.clone().route(req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                match tls {
+                    None => {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    }
+                    // HTTPS: HTTP/2 or HTTP/1.1, as ALPN settled it.
+                    Some(acceptor) => {
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        let _ = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                    }
+                }
             });
         }
     }
@@ -120,6 +143,7 @@ impl Simulator {
     ) -> Result<Response<Body>, ResetConnection> {
         let path = req.uri().path().to_string();
         if req.method() == hyper::Method::POST && path == "/api/v3/images/generations" {
+            *self.last_version.lock() = Some(format!("{:?}", req.version()));
             return self.generate(req).await;
         }
         if req.method() == hyper::Method::GET {
@@ -135,6 +159,10 @@ impl Simulator {
                     .header("content-type", "application/json")
                     .body(full(body))
                     .unwrap_or_else(|_| Response::new(full(Bytes::new()))));
+            }
+            if path == "/_sim/last-version" {
+                let v = self.last_version.lock().clone().unwrap_or_default();
+                return Ok(Response::new(full(Bytes::from(v))));
             }
             if path == "/healthz" {
                 return Ok(api::json(200, &serde_json::json!({"status": "ok"})));
@@ -258,4 +286,27 @@ pub fn run_standalone(config: SimConfig) -> std::io::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(Simulator::new(config).serve())
+}
+
+/// A TLS acceptor offering `h2` then `http/1.1`, on these PEM files.
+fn tls_acceptor(cert: &str, key: &str) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let pem = std::fs::read(cert)?;
+    let chain = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("{cert}: {e}")))?;
+    let pem = std::fs::read(key)?;
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| bad(format!("{key}: {e}")))?
+        .ok_or_else(|| bad(format!("{key} holds no private key")))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| bad(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
 }
