@@ -235,7 +235,8 @@ async fn ark_over_tls_is_called_over_http2_when_it_offers_it() {
             .await
             .unwrap();
         assert_eq!(
-            text.matches("event: image_generation.partial_succeeded").count(),
+            text.matches("event: image_generation.partial_succeeded")
+                .count(),
             2,
             "{text}"
         );

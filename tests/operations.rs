@@ -157,18 +157,22 @@ fn listening_sockets(port: u16) -> usize {
         .count()
 }
 
-#[test]
-fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
-    let dir = tempfile::tempdir().unwrap();
+/// A daemon (`serve -d` of `bin`) on the operations config, serving.
+struct Daemon {
+    public: u16,
+    cfg: std::path::PathBuf,
+    body: String,
+    pid_file: std::path::PathBuf,
+}
+
+fn start_daemon(dir: &std::path::Path, bin: &std::path::Path) -> Daemon {
     let (public, admin) = (free_port(), free_port());
     let body = format!("{}{}", header(), config())
         .replace("{PUBLIC}", &public.to_string())
         .replace("{ADMIN}", &admin.to_string())
-        .replace("{DATA}", &dir.path().join("data").to_string_lossy());
-    let cfg = dir.path().join("kikaku.yaml");
-    std::fs::write(&cfg, body).unwrap();
-    let bin = env!("CARGO_BIN_EXE_kikaku-edge");
-
+        .replace("{DATA}", &dir.join("data").to_string_lossy());
+    let cfg = dir.join("kikaku.yaml");
+    std::fs::write(&cfg, &body).unwrap();
     // -d: the command returns and the daemon serves.
     let out = Command::new(bin)
         .args(["serve", "-d", "-c"])
@@ -181,20 +185,68 @@ fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(wait_serving(public, "/v1/x", 401), "daemon not serving");
-    // `server.reuse_port` (default) with the default 2 threads: a socket each.
-    assert_eq!(listening_sockets(public), 2);
-    let pid_file = dir.path().join("data/kikaku-edge.pid");
-    let old_pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
+    Daemon {
+        public,
+        cfg,
+        body,
+        pid_file: dir.join("data/kikaku-edge.pid"),
+    }
+}
+
+/// Requests keep being answered while `old` hands over and exits; how many.
+fn answered_through_hand_over(public: u16, old: i32) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut answered = 0;
+    while pid_alive(old) {
+        assert!(Instant::now() < deadline, "old process never exited");
+        assert_eq!(
+            http_get_status(public, "/v1/x"),
+            Some(401),
+            "a request failed during the hand-over"
+        );
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        wait_serving(public, "/v1/x", 401),
+        "new process not serving"
+    );
+    answered
+}
+
+fn stop(pid: i32) {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pid_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
         .trim()
         .parse()
-        .unwrap();
+        .unwrap_or(0)
+}
+
+#[test]
+fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_kikaku-edge");
+    let d = start_daemon(dir.path(), std::path::Path::new(bin));
+    // `server.reuse_port` (default) with the default 2 threads: a socket each.
+    assert_eq!(listening_sockets(d.public), 2);
+    let old_pid = read_pid(&d.pid_file);
 
     // -u: the new instance waits for the sockets (before daemonizing);
     // SIGQUIT makes the old one hand them over and drain.
     let mut upgrader = Command::new(bin)
         .args(["serve", "-d", "-u", "-c"])
-        .arg(&cfg)
+        .arg(&d.cfg)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -204,46 +256,18 @@ fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
         .args(["-QUIT", &old_pid.to_string()])
         .status()
         .unwrap();
-
-    // Requests keep being answered through the hand-over.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut answered = 0;
-    while pid_alive(old_pid) {
-        assert!(Instant::now() < deadline, "old process never exited");
-        assert_eq!(
-            http_get_status(public, "/v1/x"),
-            Some(401),
-            "a request failed during the upgrade"
-        );
-        answered += 1;
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let answered = answered_through_hand_over(d.public, old_pid);
     assert!(
         upgrader.wait().unwrap().success(),
         "the upgrading command failed"
     );
-    assert!(
-        wait_serving(public, "/v1/x", 401),
-        "new process not serving"
-    );
-    let new_pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let new_pid = read_pid(&d.pid_file);
     assert_ne!(new_pid, old_pid);
     assert!(pid_alive(new_pid));
     // Both sockets were handed over, none left behind or bound anew.
-    assert_eq!(listening_sockets(public), 2);
+    assert_eq!(listening_sockets(d.public), 2);
     eprintln!("{answered} requests answered during the hand-over");
-    Command::new("kill")
-        .args(["-TERM", &new_pid.to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pid_alive(new_pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    stop(new_pid);
 }
 
 /// Access-log lines wait in memory for the writer thread (written every
@@ -272,96 +296,51 @@ async fn a_clean_shutdown_writes_every_access_log_line() {
     assert_eq!(lines, n, "every request's line, none lost at exit");
 }
 
-fn read_pid(path: &std::path::Path) -> i32 {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .trim()
-        .parse()
-        .unwrap_or(0)
-}
-
 /// SIGUSR2 (the systemd unit's documented upgrade): the daemon starts the
 /// binary now at its path with `-u` and hands its sockets over; a new
 /// process that cannot start cancels the upgrade.
 #[test]
 fn sigusr2_upgrades_to_the_binary_now_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let (public, admin) = (free_port(), free_port());
-    let body = format!("{}{}", header(), config())
-        .replace("{PUBLIC}", &public.to_string())
-        .replace("{ADMIN}", &admin.to_string())
-        .replace("{DATA}", &dir.path().join("data").to_string_lossy());
-    let cfg = dir.path().join("kikaku.yaml");
-    std::fs::write(&cfg, &body).unwrap();
     // The binary as installed, at a path of its own.
     let bin = dir.path().join("kikaku-edge");
     std::fs::copy(env!("CARGO_BIN_EXE_kikaku-edge"), &bin).unwrap();
-    let out = Command::new(&bin)
-        .args(["serve", "-d", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(wait_serving(public, "/v1/x", 401), "daemon not serving");
-    let pid_file = dir.path().join("data/kikaku-edge.pid");
-    let first = read_pid(&pid_file);
-    let kill = |sig: &str, pid: i32| {
+    let d = start_daemon(dir.path(), &bin);
+    let first = read_pid(&d.pid_file);
+    let usr2 = |pid: i32| {
         Command::new("kill")
-            .args([sig, &pid.to_string()])
+            .args(["-USR2", &pid.to_string()])
             .status()
             .unwrap()
     };
 
     // A config that no longer loads: the new process exits, the upgrade is
     // cancelled and the old process keeps serving.
-    std::fs::write(&cfg, body.replace("routes:", "routes: [")).unwrap();
-    kill("-USR2", first);
+    std::fs::write(&d.cfg, d.body.replace("routes:", "routes: [")).unwrap();
+    usr2(first);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         pid_alive(first),
         "the old process quit for a failed upgrade"
     );
-    assert_eq!(read_pid(&pid_file), first);
-    assert_eq!(http_get_status(public, "/v1/x"), Some(401));
+    assert_eq!(read_pid(&d.pid_file), first);
+    assert_eq!(http_get_status(d.public, "/v1/x"), Some(401));
     let log = std::fs::read_to_string(dir.path().join("data/error.log")).unwrap_or_default();
     assert!(log.contains("upgrade cancelled"), "{log}");
-    std::fs::write(&cfg, &body).unwrap();
+    std::fs::write(&d.cfg, &d.body).unwrap();
 
     // Install a new binary (a new file renamed over the old, as package
     // managers do), then USR2: the new file takes over.
     let staged = dir.path().join("kikaku-edge.new");
     std::fs::copy(env!("CARGO_BIN_EXE_kikaku-edge"), &staged).unwrap();
     std::fs::rename(&staged, &bin).unwrap();
-    kill("-USR2", first);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut answered = 0;
-    while pid_alive(first) {
-        assert!(Instant::now() < deadline, "old process never exited");
-        assert_eq!(
-            http_get_status(public, "/v1/x"),
-            Some(401),
-            "a request failed during the upgrade"
-        );
-        answered += 1;
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        wait_serving(public, "/v1/x", 401),
-        "new process not serving"
-    );
-    let second = read_pid(&pid_file);
+    usr2(first);
+    let answered = answered_through_hand_over(d.public, first);
+    let second = read_pid(&d.pid_file);
     assert!(second != first && pid_alive(second), "pid file: {second}");
     let exe = std::fs::read_link(format!("/proc/{second}/exe")).unwrap();
     assert_eq!(exe, bin, "the new process runs the file now at the path");
-    assert_eq!(listening_sockets(public), 2);
+    assert_eq!(listening_sockets(d.public), 2);
     eprintln!("{answered} requests answered during the USR2 upgrade");
-    kill("-TERM", second);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pid_alive(second) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    stop(second);
 }

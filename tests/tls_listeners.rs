@@ -473,46 +473,42 @@ fn check_reads_the_certificate_files() {
         "{out}"
     );
 
-    let (code, out) = check(&listeners(&expired, ""), d);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("listeners.public.tls.cert_file") && out.contains("expired on"),
-        "{out}"
-    );
-
-    let mismatched = Leaf {
-        cert: good.cert.clone(),
-        key: soon.key.clone(),
+    // Each fault: exit 1, the field's path and why.
+    let pair = |cert: &Path, key: &Path| Leaf {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
         der: vec![],
     };
-    let (code, out) = check(&listeners(&mismatched, ""), d);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("listeners.public.tls.key_file") && out.contains("is not the key"),
-        "{out}"
-    );
-
-    let missing = Leaf {
-        cert: d.join("nowhere.pem"),
-        key: good.key.clone(),
-        der: vec![],
-    };
-    let (code, out) = check(&listeners(&missing, ""), d);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("listeners.public.tls.cert_file") && out.contains("cannot read"),
-        "{out}"
-    );
-
-    // A key file that holds a certificate.
-    let swapped = Leaf {
-        cert: good.cert.clone(),
-        key: good.cert.clone(),
-        der: vec![],
-    };
-    let (code, out) = check(&listeners(&swapped, ""), d);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("holds no PEM private key"), "{out}");
+    for (leaf, path, why) in [
+        (
+            pair(&expired.cert, &expired.key),
+            "listeners.public.tls.cert_file",
+            "expired on",
+        ),
+        (
+            pair(&good.cert, &soon.key),
+            "listeners.public.tls.key_file",
+            "is not the key",
+        ),
+        (
+            pair(&d.join("nowhere.pem"), &good.key),
+            "listeners.public.tls.cert_file",
+            "cannot read",
+        ),
+        // A key file that holds a certificate.
+        (
+            pair(&good.cert, &good.cert),
+            "listeners.public.tls.key_file",
+            "holds no PEM private key",
+        ),
+    ] {
+        let (code, out) = check(&listeners(&leaf, ""), d);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(path) && out.contains(why),
+            "want {path}: {why}\n{out}"
+        );
+    }
 
     // Client certificates belong to the admin listener.
     let (code, out) = check(
