@@ -137,11 +137,13 @@ fn field_name(headers: &[u8]) -> Option<&str> {
     if !params.next()?.eq_ignore_ascii_case("form-data") {
         return None;
     }
-    params.find_map(|p| {
-        let quoted = p.strip_prefix("name=")?;
-        let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
-        (!inner.contains('"') && !inner.contains('\\')).then_some(inner)
-    })
+    // The first `name=` only, and only as a plain quoted string: a later
+    // one, or a value with `;` or quotes inside, is read otherwise by the
+    // form parser (the fuzzer found `name="ke...; name="file"`, which the
+    // parser names `ke...; name=` while a lenient scan took `file`).
+    let quoted = params.find_map(|p| p.strip_prefix("name="))?;
+    let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('"') && !inner.contains('\\')).then_some(inner)
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -305,6 +307,24 @@ mod tests {
         assert_eq!(
             field_name(b"Content-Disposition: form-data; filename=\"x\""),
             None
+        );
+    }
+
+    /// Found by the `multipart_form` fuzz target: a broken first `name`
+    /// followed by a second. The form parser names this part
+    /// `keosition: form-data; name=`; the scan must not call it `file`.
+    #[test]
+    fn only_the_first_name_counts() {
+        for header in [
+            "Content-Disposition: form-data; name=\"keosition: form-data; name=\"file\";posary7M",
+            "Content-Disposition: form-data; name=key; name=\"file\"",
+            "Content-Disposition: form-data; name=\"a;b\"; name=\"file\"",
+        ] {
+            assert_eq!(field_name(header.as_bytes()), None, "{header}");
+        }
+        assert_eq!(
+            field_name(b"Content-Disposition: form-data; filename=\"k\"; name=\"file\""),
+            Some("file")
         );
     }
 }

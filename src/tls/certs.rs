@@ -307,3 +307,113 @@ pub fn file_stamps(config: &Config) -> Vec<FileStamp> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SniCertificate;
+
+    /// A certificate for `names` (self-signed, ending in `days`), written to
+    /// `dir` as `<stem>.pem` and `<stem>.key`; the file paths and its DER.
+    fn cert(
+        dir: &std::path::Path,
+        stem: &str,
+        names: &[&str],
+        days: i64,
+    ) -> (String, String, Vec<u8>) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let end = chrono::Utc::now() + chrono::Duration::days(days);
+        use chrono::Datelike;
+        params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let c = params.self_signed(&key).unwrap();
+        let (cp, kp) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&cp, c.pem()).unwrap();
+        std::fs::write(&kp, key.serialize_pem()).unwrap();
+        (
+            cp.display().to_string(),
+            kp.display().to_string(),
+            c.der().to_vec(),
+        )
+    }
+
+    fn tls(default: &(String, String, Vec<u8>), sni: Vec<SniCertificate>) -> ListenerTls {
+        ListenerTls {
+            cert_file: default.0.clone(),
+            key_file: default.1.clone(),
+            sni,
+            http2: true,
+            client_ca_file: None,
+        }
+    }
+
+    fn sni(c: &(String, String, Vec<u8>), names: &[&str]) -> SniCertificate {
+        SniCertificate {
+            cert_file: c.0.clone(),
+            key_file: c.1.clone(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_exact_name_then_a_wildcard_then_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let default = cert(d, "default", &["default.test", "api.test"], 365);
+        let api = cert(d, "api", &["api.test"], 365);
+        let files = cert(d, "files", &["files.test"], 365);
+        let cfg = tls(
+            &default,
+            vec![sni(&api, &[]), sni(&files, &["*.files.test"])],
+        );
+        let set = CertSet::load("listeners.public.tls", &cfg, now()).unwrap();
+        let served = |name: Option<&str>| set.pick(name).cert[0].to_vec();
+        // The sni certificate claims api.test before the default does.
+        assert_eq!(served(Some("api.test")), api.2);
+        assert_eq!(served(Some("API.Test.")), api.2, "case and a trailing dot");
+        assert_eq!(served(Some("eu.files.test")), files.2);
+        // `names` replace the certificate's own: files.test itself is not one.
+        assert_eq!(served(Some("files.test")), default.2);
+        assert_eq!(served(Some("a.b.files.test")), default.2, "one label only");
+        assert_eq!(served(Some("default.test")), default.2);
+        assert_eq!(served(None), default.2);
+        assert!(set.warnings.is_empty());
+    }
+
+    #[test]
+    fn faults_name_their_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let good = cert(d, "good", &["good.test"], 365);
+        let soon = cert(d, "soon", &["soon.test"], 3);
+        let nameless = cert(d, "nameless", &[], 365);
+        let load = |cfg: &ListenerTls| CertSet::load("l", cfg, now());
+
+        let set = load(&tls(&good, vec![sni(&soon, &[])])).unwrap();
+        assert_eq!(set.warnings.len(), 1);
+        assert_eq!(set.warnings[0].path, "l.sni[0].cert_file");
+
+        let errs = load(&tls(&good, vec![sni(&nameless, &[])])).unwrap_err();
+        assert_eq!(errs[0].path, "l.sni[0].names", "{errs:?}");
+
+        let mismatched = (good.0.clone(), soon.1.clone(), vec![]);
+        let errs = load(&tls(&mismatched, vec![])).unwrap_err();
+        assert_eq!(errs[0].path, "l.key_file", "{errs:?}");
+        assert!(errs[0].message.contains("is not the key"), "{errs:?}");
+
+        // Every fault at once, each with its path.
+        let missing = (
+            d.join("none.pem").display().to_string(),
+            good.1.clone(),
+            vec![],
+        );
+        let errs = load(&tls(&missing, vec![sni(&mismatched, &["x.test"])])).unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["l.cert_file", "l.sni[0].key_file"]);
+    }
+}
