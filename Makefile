@@ -31,7 +31,7 @@ harness-smoke: prereqs
 	cargo build --bins --features harness-baseline
 	$(PY) benches/harness/run.py --smoke
 
-# Every fuzz target of fuzz/ for FUZZ_SECONDS each (default 600; CI runs 30).
+# Every fuzz target of fuzz/ for FUZZ_SECONDS each (default 600; CI runs 20).
 # Needs the nightly toolchain; installs cargo-fuzz when missing.
 FUZZ_SECONDS ?= 600
 fuzz: prereqs
