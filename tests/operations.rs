@@ -194,11 +194,16 @@ fn start_daemon(dir: &std::path::Path, bin: &std::path::Path) -> Daemon {
 }
 
 /// Requests keep being answered while `old` hands over and exits; how many.
-fn answered_through_hand_over(public: u16, old: i32) -> usize {
+/// `log`: the daemon's error log, shown when the hand-over never ends.
+fn answered_through_hand_over(public: u16, old: i32, log: &std::path::Path) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut answered = 0;
     while pid_alive(old) {
-        assert!(Instant::now() < deadline, "old process never exited");
+        assert!(
+            Instant::now() < deadline,
+            "old process never exited:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         assert_eq!(
             http_get_status(public, "/v1/x"),
             Some(401),
@@ -256,7 +261,8 @@ fn daemon_mode_and_graceful_upgrade_hand_over_the_sockets() {
         .args(["-QUIT", &old_pid.to_string()])
         .status()
         .unwrap();
-    let answered = answered_through_hand_over(d.public, old_pid);
+    let answered =
+        answered_through_hand_over(d.public, old_pid, &dir.path().join("data/error.log"));
     assert!(
         upgrader.wait().unwrap().success(),
         "the upgrading command failed"
@@ -335,7 +341,7 @@ fn sigusr2_upgrades_to_the_binary_now_on_disk() {
     std::fs::copy(env!("CARGO_BIN_EXE_kikaku-edge"), &staged).unwrap();
     std::fs::rename(&staged, &bin).unwrap();
     usr2(first);
-    let answered = answered_through_hand_over(d.public, first);
+    let answered = answered_through_hand_over(d.public, first, &dir.path().join("data/error.log"));
     let second = read_pid(&d.pid_file);
     assert!(second != first && pid_alive(second), "pid file: {second}");
     let exe = std::fs::read_link(format!("/proc/{second}/exe")).unwrap();

@@ -130,9 +130,19 @@ pub fn file_data_at(head: &[u8], boundary: &str) -> Scan {
 /// (the parser takes the first `name` it meets, even inside another
 /// parameter's value) and no escapes. Browsers, curl and Python `requests`
 /// write it so; anything else is left to the parser (`NoPlainLayout`). The
-/// `multipart_form` fuzz target found both a second header and a broken
-/// first `name` followed by `name="file"`, where a laxer reading disagreed.
+/// `multipart_form` fuzz target found a second header, a broken first
+/// `name` followed by `name="file"`, and a bare LF splitting one header
+/// line in two, where a laxer reading disagreed.
 fn field_name(headers: &[u8]) -> Option<&str> {
+    // The parser ends a header line at a bare LF too: read only blocks
+    // whose every CR and LF make a CRLF.
+    let bare = headers.iter().enumerate().any(|(i, &b)| {
+        (b == b'\n' && (i == 0 || headers[i - 1] != b'\r'))
+            || (b == b'\r' && headers.get(i + 1) != Some(&b'\n'))
+    });
+    if bare {
+        return None;
+    }
     let headers = std::str::from_utf8(headers).ok()?;
     let mut dispositions = headers.split("\r\n").filter_map(|line| {
         let (name, value) = line.split_once(':')?;
@@ -332,6 +342,9 @@ mod tests {
             "Content-Disposition: form-data; name=\"fi\\\"le\"",
             "Content-Disposition: form-data;on: form-da-ta; name=\"file\";pnnbin\r\nContent-Disposition: form-datA; name=\"key&\"",
             "Content-Disposition: form-data; name=\"file\"\r\nContent-Disposition: form-data; name=\"key\"",
+            // A bare LF: the parser sees two headers here and keeps the last.
+            "Content-Disposition: form-data; name=\"fi\nContent-Disposition: form-data; name=\"file\"",
+            "Content-Disposition: form-data; name=\"file\"\rX: y",
         ] {
             assert_eq!(field_name(header.as_bytes()), None, "{header}");
         }
