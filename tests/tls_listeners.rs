@@ -169,17 +169,19 @@ async fn sni_picks_each_certificate_and_real_clients_verify_it() {
         "import requests, sys\nr = requests.post('https://api.test:{port}/v1/images/generations', headers={{'Authorization': 'Bearer {}'}}, json={BODY}, verify=sys.argv[1])\nassert r.status_code == 200, (r.status_code, r.text)\nassert len(r.json()['data']) == 1, r.text\nprint('ok')\n",
         images::KEY
     );
+    run_python(&script, &ca.file, "");
+}
+
+/// Run a Python script (with `*.test` sent to loopback) given the CA file
+/// as its argument; it must succeed. `context` is shown when it does not.
+fn run_python(script: &str, ca: &Path, context: &str) {
     let out = tool("python3")
-        .args([
-            "-c",
-            &with_loopback_names(&script),
-            ca.file.to_str().unwrap(),
-        ])
+        .args(["-c", &with_loopback_names(script), ca.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}{}",
+        "{}{}\n{context}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -229,21 +231,7 @@ async fn http2_by_alpn_and_h2c_carry_the_image_route() {
         key = images::KEY,
         port = gw.public
     );
-    let out = tool("python3")
-        .args([
-            "-c",
-            &with_loopback_names(&script),
-            ca.file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        gw.stderr()
-    );
+    run_python(&script, &ca.file, &gw.stderr());
 
     // h2c (HTTP/2 with prior knowledge) on a plain-text listener.
     let plain = "listeners:\n  public: {address: '127.0.0.1:{PUBLIC}', h2c: true}\n  admin: {address: '127.0.0.1:{ADMIN}'}\ndata_dir: '{DATA}'\nserver: {threads: 2}\n";
