@@ -17,6 +17,7 @@ mod state;
 mod tls;
 mod types;
 mod uploads;
+mod upstream;
 mod validate;
 
 pub use admin::{AdminConfig, MIN_TOKEN_CHARS as MIN_ADMIN_TOKEN_CHARS};
@@ -31,6 +32,10 @@ pub use types::*;
 pub use uploads::{
     parse_allow_entry, parse_span, AllowEntry, AnonymousUploads, ByteSize, FileHostConfig, Span,
     UploadsConfig, UrlFetchConfig,
+};
+pub use upstream::{
+    Balance, EndpointConfig, HashOn, HealthCheckConfig, HealthCheckKind, Keepalive, LimitsConfig,
+    OutlierConfig, RetryBudgetConfig, RetryConfig, Timeouts, TlsConfig, UpstreamConfig,
 };
 pub use validate::{parse_sha256, parse_size, parse_time, quota_amount, split_host_port};
 

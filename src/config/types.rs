@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use kikaku_filters::{FilterConfig, KeyStatus, KeyType};
 use serde::Deserialize;
 
+use super::upstream::UpstreamConfig;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -273,139 +275,6 @@ impl Default for LoggingConfig {
             access_log: "stdout".into(),
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    pub endpoints: Vec<EndpointConfig>,
-    /// `round_robin` (weighted by `weight`) or `random` (weighted too).
-    #[serde(default)]
-    pub balance: Balance,
-    /// Present: connect with TLS, certificates verified.
-    pub tls: Option<TlsConfig>,
-    /// `Host` header sent upstream (default: the endpoint's host as written).
-    pub host: Option<String>,
-    #[serde(default)]
-    pub timeouts: Timeouts,
-    #[serde(default)]
-    pub keepalive: Keepalive,
-    pub health_check: Option<HealthCheckConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointConfig {
-    /// `HOST:PORT`; names are resolved when the config is loaded.
-    pub address: String,
-    #[serde(default = "one")]
-    pub weight: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Balance {
-    #[default]
-    RoundRobin,
-    Random,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Server name for SNI and certificate checks (default: the endpoint host).
-    pub sni: Option<String>,
-    /// Verify the certificate chain and host name (default true). Turning it
-    /// off is for test rigs only and is logged as a warning.
-    #[serde(default = "yes")]
-    pub verify: bool,
-    /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`): proxied routes, the
-    /// image route's Ark client and the storage backend's client speak it
-    /// when the upstream picks it. Default true.
-    #[serde(default = "yes")]
-    pub http2: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Timeouts {
-    pub connect_ms: u64,
-    /// Longest wait for the next bytes from upstream.
-    pub read_ms: u64,
-    pub write_ms: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect_ms: 5_000,
-            read_ms: 120_000,
-            write_ms: 120_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Keepalive {
-    pub enabled: bool,
-    /// Idle upstream connections are closed after this long.
-    pub idle_seconds: u64,
-}
-
-impl Default for Keepalive {
-    fn default() -> Self {
-        Keepalive {
-            enabled: true,
-            idle_seconds: 60,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheckConfig {
-    #[serde(default)]
-    pub kind: HealthCheckKind,
-    /// HTTP checks: the path to GET; any 2xx is healthy.
-    #[serde(default = "root_path")]
-    pub path: String,
-    #[serde(default = "five")]
-    pub interval_seconds: u64,
-    #[serde(default = "thousand")]
-    pub timeout_ms: u64,
-    /// Consecutive failures before an endpoint is taken out.
-    #[serde(default = "one")]
-    pub unhealthy_after: u32,
-    /// Consecutive successes before it is put back.
-    #[serde(default = "one")]
-    pub healthy_after: u32,
-}
-
-fn root_path() -> String {
-    "/".into()
-}
-fn five() -> u64 {
-    5
-}
-fn thousand() -> u64 {
-    1000
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthCheckKind {
-    #[default]
-    Tcp,
-    Http,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -34,6 +34,9 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             }
         }
     }
+    for (name, u) in &c.upstreams {
+        super::upstream::check(name, u, &mut errs);
+    }
     let mut err = |path: String, msg: &str| errs.push(ConfigError::new(path, msg));
     if let Some(admin) = &c.listeners.admin {
         if admin.address.parse::<SocketAddr>().is_err() {
@@ -140,53 +143,6 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
     }
     if c.data_dir.is_empty() {
         err("data_dir".into(), "must not be empty");
-    }
-
-    for (name, u) in &c.upstreams {
-        let p = format!("upstreams.{name}");
-        if u.endpoints.is_empty() {
-            err(format!("{p}.endpoints"), "needs at least one endpoint");
-        }
-        for (i, ep) in u.endpoints.iter().enumerate() {
-            if split_host_port(&ep.address).is_none() {
-                err(format!("{p}.endpoints[{i}].address"), "must be HOST:PORT");
-            }
-            if ep.weight == 0 {
-                err(format!("{p}.endpoints[{i}].weight"), "must be > 0");
-            }
-        }
-        if let Some(tls) = &u.tls {
-            if tls.sni.as_deref() == Some("") {
-                err(
-                    format!("{p}.tls.sni"),
-                    "must not be empty (an empty SNI turns certificate checks off)",
-                );
-            }
-            let ip_endpoint = u.endpoints.iter().any(|ep| {
-                split_host_port(&ep.address)
-                    .is_some_and(|(h, _)| h.parse::<std::net::IpAddr>().is_ok())
-            });
-            if tls.sni.is_none() && ip_endpoint {
-                err(
-                    format!("{p}.tls.sni"),
-                    "is required when an endpoint is an IP address",
-                );
-            }
-        }
-        if u.timeouts.connect_ms == 0 || u.timeouts.read_ms == 0 || u.timeouts.write_ms == 0 {
-            err(format!("{p}.timeouts"), "every timeout must be > 0");
-        }
-        if let Some(hc) = &u.health_check {
-            if hc.interval_seconds == 0 {
-                err(format!("{p}.health_check.interval_seconds"), "must be > 0");
-            }
-            if !hc.path.starts_with('/') {
-                err(format!("{p}.health_check.path"), "must start with /");
-            }
-            if hc.unhealthy_after == 0 || hc.healthy_after == 0 {
-                err(format!("{p}.health_check"), "thresholds must be > 0");
-            }
-        }
     }
 
     let mut route_names = HashSet::new();

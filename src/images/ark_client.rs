@@ -31,7 +31,8 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use super::ark_session::{send_negotiated, ArkSession};
-use crate::upstreams::Upstream;
+use super::ark_tries::{StartError, Started};
+use crate::upstreams::{Affinity, Upstream};
 
 pub const PATH: &str = "/api/v3/images/generations";
 
@@ -43,6 +44,8 @@ pub(super) const MAX_ANSWER_BYTES: usize = 512 << 20;
 pub enum ArkFailure {
     /// No healthy endpoint in the pool.
     NoEndpoint,
+    /// The pool's circuit breaker is full; try again after this long.
+    Full(std::time::Duration),
     /// Connect, reset or protocol failure.
     Transport(String),
     /// The upstream did not answer in time.
@@ -142,14 +145,13 @@ impl ArkClient {
             .get_or_init(|| HttpConnector::new(Some(self.options.clone())))
     }
 
-    pub(super) fn upstream(&self) -> &Upstream {
+    pub(super) fn upstream_arc(&self) -> &Arc<Upstream> {
         &self.upstream
     }
 
-    pub async fn generate(&self, body: &Value) -> Result<Value, ArkFailure> {
-        let (peer, host) = self.upstream.select().ok_or(ArkFailure::NoEndpoint)?;
+    pub async fn generate(&self, body: &Value, aff: &Affinity<'_>) -> Result<Value, ArkFailure> {
         let payload = serde_json::to_vec(body).map_err(|e| ArkFailure::BadBody(e.to_string()))?;
-        let ex = self.exchange(&peer, host, payload).await?;
+        let ex = self.exchange(aff, &payload).await?;
         if ex.status != 200 {
             return Err(ArkFailure::from_error_body(ex.status, &ex.body));
         }
@@ -201,12 +203,12 @@ impl ArkClient {
         &self,
         peer: &HttpPeer,
         host: &str,
-        payload: Vec<u8>,
-    ) -> Result<ArkSession, ArkFailure> {
+        payload: &[u8],
+    ) -> Result<ArkSession, StartError> {
         if self.upstream.http2() {
             return self.start_negotiated(peer, host, payload).await;
         }
-        let wire = self.request_wire(host, &payload)?;
+        let wire = self.request_wire(host, payload).map_err(StartError::Sent)?;
         self.start_h1(peer, &wire).await.map(ArkSession::H1)
     }
 
@@ -216,9 +218,11 @@ impl ArkClient {
         &self,
         peer: &HttpPeer,
         host: &str,
-        payload: Vec<u8>,
-    ) -> Result<ArkSession, ArkFailure> {
-        let bad = |e: Box<Error>| ArkFailure::Transport(format!("the request to Ark: {e}"));
+        payload: &[u8],
+    ) -> Result<ArkSession, StartError> {
+        let bad = |e: Box<Error>| {
+            StartError::Sent(ArkFailure::Transport(format!("the request to Ark: {e}")))
+        };
         let mut req = RequestHeader::build("POST", PATH.as_bytes(), Some(4)).map_err(bad)?;
         let len = payload.len().to_string();
         for (name, value) in [
@@ -229,12 +233,12 @@ impl ArkClient {
         ] {
             req.insert_header(name, value).map_err(bad)?;
         }
-        let payload = Bytes::from(payload);
+        let payload = Bytes::copy_from_slice(payload);
         let (mut s, reused) = self
             .http_connector()
             .get_http_session(peer)
             .await
-            .map_err(|e| failure(&e))?;
+            .map_err(|e| StartError::Connect(failure(&e)))?;
         match send_negotiated(&mut s, peer, &req, &payload).await {
             // A pooled connection the server has meanwhile closed: once more
             // on a new one (the request never reached Ark).
@@ -244,47 +248,41 @@ impl ArkClient {
                     .http_connector()
                     .get_http_session(peer)
                     .await
-                    .map_err(|e| failure(&e))?;
+                    .map_err(|e| StartError::Connect(failure(&e)))?;
                 send_negotiated(&mut s, peer, &req, &payload)
                     .await
-                    .map_err(|e| failure(&e))?;
+                    .map_err(|e| StartError::Sent(failure(&e)))?;
                 Ok(ArkSession::Negotiated(s))
             }
             r => r
                 .map(|()| ArkSession::Negotiated(s))
-                .map_err(|e| failure(&e)),
+                .map_err(|e| StartError::Sent(failure(&e))),
         }
     }
 
     /// [`start`](Self::start) over HTTP/1.1 on the client's own connections.
-    async fn start_h1(&self, peer: &HttpPeer, wire: &[u8]) -> Result<HttpSession, ArkFailure> {
-        let (stream, reused) = self
-            .connector()
-            .get_stream(peer)
-            .await
-            .map_err(|e| failure(&e))?;
+    async fn start_h1(&self, peer: &HttpPeer, wire: &[u8]) -> Result<HttpSession, StartError> {
+        let connect = |e: Box<Error>| StartError::Connect(failure(&e));
+        let sent = |e: Box<Error>| StartError::Sent(failure(&e));
+        let (stream, reused) = self.connector().get_stream(peer).await.map_err(connect)?;
         match self.send(peer, stream, wire).await {
             Err(e) if reused => {
                 log::debug!("pooled Ark connection failed before an answer ({e}); retrying");
-                let stream = self
-                    .connector()
-                    .new_stream(peer)
-                    .await
-                    .map_err(|e| failure(&e))?;
-                self.send(peer, stream, wire).await.map_err(|e| failure(&e))
+                let stream = self.connector().new_stream(peer).await.map_err(connect)?;
+                self.send(peer, stream, wire).await.map_err(sent)
             }
-            r => r.map_err(|e| failure(&e)),
+            r => r.map_err(sent),
         }
     }
 
     /// One request and its whole answer.
-    async fn exchange(
-        &self,
-        peer: &HttpPeer,
-        host: &str,
-        payload: Vec<u8>,
-    ) -> Result<Exchange, ArkFailure> {
-        let mut s = self.start(peer, host, payload).await?;
+    async fn exchange(&self, aff: &Affinity<'_>, payload: &[u8]) -> Result<Exchange, ArkFailure> {
+        let Started {
+            session: mut s,
+            peer,
+            attempt: _attempt,
+        } = self.start_tried(aff, payload).await?;
+        let peer = &peer;
         let status = s.status();
         let mut body = BytesMut::new();
         while let Some(chunk) = s.read_body().await.map_err(|e| failure(&e))? {
@@ -358,6 +356,14 @@ fn header_value_ok(v: &str) -> bool {
     v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
+/// What a failed call means for its endpoint's passive health.
+pub(super) fn failure_kind(f: &ArkFailure) -> crate::upstreams::Failure {
+    match f {
+        ArkFailure::Timeout => crate::upstreams::Failure::Timeout,
+        _ => crate::upstreams::Failure::Broken,
+    }
+}
+
 pub(super) fn failure(e: &Error) -> ArkFailure {
     match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -375,7 +381,7 @@ mod tests {
 
     fn client(yaml: &str, key: &str) -> Result<ArkClient, String> {
         let cfg: UpstreamConfig = serde_yaml::from_str(yaml).unwrap();
-        let up = Upstream::build("ark", &cfg).unwrap();
+        let up = Upstream::build("ark", &cfg, None).unwrap();
         ArkClient::new(Arc::new(up), key.into(), None)
     }
 

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 
 use super::ark_client::{failure, ArkClient, ArkFailure, MAX_ANSWER_BYTES};
 use super::ark_session::ArkSession;
+use super::ark_tries::Started;
 use super::sse::{self, Parser, SseError};
+use crate::upstreams::{Affinity, Attempt};
 
 /// The largest single event accepted (one 4K PNG as base64 fits several
 /// times over).
@@ -21,6 +23,8 @@ const MAX_EVENT_BYTES: usize = 128 << 20;
 pub struct ArkStream<'a> {
     client: &'a ArkClient,
     peer: HttpPeer,
+    /// The endpoint's place in flight, held while the stream is read.
+    _attempt: Attempt,
     /// `None` once the answer has been read to its end.
     session: Option<ArkSession>,
     parser: Parser,
@@ -35,14 +39,22 @@ impl ArkClient {
     /// Send `body` (with `stream: true`) and return the answer once its
     /// header says 200; any other status is read whole and returned as
     /// Ark's error.
-    pub async fn open(&self, body: &Value) -> Result<ArkStream<'_>, ArkFailure> {
-        let (peer, host) = self.upstream().select().ok_or(ArkFailure::NoEndpoint)?;
+    pub async fn open(
+        &self,
+        body: &Value,
+        aff: &Affinity<'_>,
+    ) -> Result<ArkStream<'_>, ArkFailure> {
         let payload = serde_json::to_vec(body).map_err(|e| ArkFailure::BadBody(e.to_string()))?;
-        let mut s = self.start(&peer, host, payload).await?;
+        let Started {
+            session: mut s,
+            peer,
+            attempt,
+        } = self.start_tried(aff, &payload).await?;
         let status = s.status();
         let mut stream = ArkStream {
             client: self,
             peer,
+            _attempt: attempt,
             session: None,
             parser: Parser::new(MAX_EVENT_BYTES),
             whole: None,

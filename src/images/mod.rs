@@ -8,12 +8,14 @@ pub mod api;
 pub mod ark_client;
 pub mod ark_session;
 pub mod ark_stream;
+mod ark_tries;
 pub mod response;
 pub mod sse;
 mod stream;
 
 use crate::gallery::Gallery;
 use crate::reply::Exchange;
+use crate::upstreams::Affinity;
 use kikaku_filters::clock::now_ms;
 use kikaku_filters::state::PendingRateLimit;
 use std::sync::Arc;
@@ -119,6 +121,8 @@ struct Who<'a> {
     started: Instant,
     deadline: Instant,
     asked: &'a Asked,
+    /// What the pool may hash to keep this key on one Ark endpoint.
+    aff: Affinity<'a>,
 }
 
 /// What the request produced, for the log.
@@ -184,6 +188,11 @@ impl ImageGeneration {
             started,
             deadline,
             asked: &asked,
+            aff: Affinity {
+                client_ip: ex.ctx.client_ip,
+                key: Some(&key.key_ref),
+                ..Affinity::default()
+            },
         };
         let result = match admitted {
             Ok((v, held)) if v.stream => self.stream(ex, &v, held, &who).await,
@@ -212,7 +221,7 @@ impl ImageGeneration {
     ) -> Result<(), GatewayError> {
         // A client that leaves stops the work; dropping `held` releases the quota.
         let answer = tokio::select! {
-            a = self.call(v, who.deadline) => a?,
+            a = self.call(v, who.deadline, &who.aff) => a?,
             true = client_gone(ex.session) => {
                 return Err(GatewayError::new(ErrorKind::ClientClosed, "The client closed the connection before the images were ready."));
             }
@@ -268,6 +277,7 @@ impl ImageGeneration {
             started,
             deadline: started,
             asked: &Asked::default(),
+            aff: Affinity::default(),
         };
         self.record(&who, outcome, None).await;
     }
@@ -407,11 +417,13 @@ impl ImageGeneration {
         &self,
         v: &Validated,
         deadline: Instant,
+        aff: &Affinity<'_>,
     ) -> Result<response::Answer, GatewayError> {
-        let mut first = tokio::time::timeout_at(deadline.into(), self.ark.generate(&v.ark_body))
-            .await
-            .unwrap_or(Err(ArkFailure::Timeout))
-            .map_err(upstream_error)?;
+        let mut first =
+            tokio::time::timeout_at(deadline.into(), self.ark.generate(&v.ark_body, aff))
+                .await
+                .unwrap_or(Err(ArkFailure::Timeout))
+                .map_err(upstream_error)?;
         let created = first["created"].as_u64().unwrap_or_else(|| now_ms() / 1000);
         let mut passed = response::Passed::from_ark(&first);
         let mut items: Vec<Item> = match first["data"].take() {
@@ -423,7 +435,7 @@ impl ImageGeneration {
         let missing = v.expected_images as usize - items.len();
         if v.batch && missing > 0 {
             let single = single_body(v);
-            let calls = (0..missing).map(|_| self.fallback(&single, deadline));
+            let calls = (0..missing).map(|_| self.fallback(&single, deadline, aff));
             for (item, tools) in join_all(calls).await {
                 items.push(item);
                 passed.add_tools(tools);
@@ -442,8 +454,9 @@ impl ImageGeneration {
         &self,
         single: &Value,
         deadline: Instant,
+        aff: &Affinity<'_>,
     ) -> (Item, Option<Map<String, Value>>) {
-        match tokio::time::timeout_at(deadline.into(), self.ark.generate(single)).await {
+        match tokio::time::timeout_at(deadline.into(), self.ark.generate(single, aff)).await {
             Ok(Ok(mut resp)) => {
                 let tools = response::Passed::from_ark(&resp).tool_usage;
                 let item = match resp["data"].take() {
@@ -483,6 +496,9 @@ fn upstream_error(f: ArkFailure) -> GatewayError {
     match f {
         ArkFailure::Timeout => GatewayError::new(ErrorKind::GatewayTimeout, msg),
         ArkFailure::NoEndpoint => GatewayError::new(ErrorKind::ServiceUnavailable, msg),
+        ArkFailure::Full(after) => {
+            GatewayError::new(ErrorKind::ServiceUnavailable, msg).with_retry_after(after)
+        }
         ArkFailure::Status {
             status: 400,
             code,

@@ -81,6 +81,7 @@ impl Item {
 pub fn describe(f: &ArkFailure) -> String {
     match f {
         ArkFailure::NoEndpoint => "No healthy image upstream endpoint.".into(),
+        ArkFailure::Full(_) => "The image upstream is at its limit of requests in flight.".into(),
         ArkFailure::Transport(m) => format!("The image upstream connection failed: {m}"),
         ArkFailure::Timeout => "The image upstream did not answer in time.".into(),
         ArkFailure::Status {

@@ -22,6 +22,7 @@ use super::response::{answer, Item, Passed};
 use super::sse;
 use super::{client_gone, single_body, upstream_error, HeldQuota, ImageGeneration, Outcome, Who};
 use crate::reply::Exchange;
+use crate::upstreams::Affinity;
 use kikaku_filters::clock::now_ms;
 use kikaku_filters::GatewayError;
 use std::time::Instant;
@@ -62,7 +63,7 @@ impl ImageGeneration {
         who: &Who<'_>,
     ) -> Result<(), GatewayError> {
         let (tx, mut rx) = mpsc::channel(4);
-        let produce = self.produce(v, who.deadline, tx);
+        let produce = self.produce(v, who.deadline, &who.aff, tx);
         tokio::pin!(produce);
         let mut produced = None;
         let mut watching = true;
@@ -191,14 +192,16 @@ impl ImageGeneration {
         &self,
         v: &Validated,
         deadline: Instant,
+        aff: &Affinity<'_>,
         tx: mpsc::Sender<Item>,
     ) -> Result<Passed, ArkFailure> {
         let expected = v.expected_images as usize;
         let mut passed = Passed::default();
         let mut sent = 0;
-        let mut upstream = tokio::time::timeout_at(deadline.into(), self.ark.open(&v.ark_body))
-            .await
-            .unwrap_or(Err(ArkFailure::Timeout))?;
+        let mut upstream =
+            tokio::time::timeout_at(deadline.into(), self.ark.open(&v.ark_body, aff))
+                .await
+                .unwrap_or(Err(ArkFailure::Timeout))?;
         let broke = loop {
             let next = tokio::time::timeout_at(deadline.into(), upstream.next()).await;
             match next.unwrap_or(Err(ArkFailure::Timeout)) {
@@ -225,7 +228,7 @@ impl ImageGeneration {
         if v.batch && sent < expected {
             let single = single_body(v);
             let mut calls: FuturesUnordered<_> = (sent..expected)
-                .map(|_| self.fallback(&single, deadline))
+                .map(|_| self.fallback(&single, deadline, aff))
                 .collect();
             while let Some((item, tools)) = calls.next().await {
                 passed.add_tools(tools);

@@ -55,12 +55,18 @@ impl ServeHttp for AdminApp {
             "/readyz" => {
                 let snap = self.holder.current();
                 let state_ok = self.holder.state().ready().await;
+                let pools = crate::proxy::health::pools(&snap);
+                let pools_ok = pools.iter().all(|(_, p)| p.ready);
                 let body = serde_json::json!({
-                    "ready": state_ok,
+                    "ready": state_ok && pools_ok,
                     "config_generation": snap.generation,
                     "state": self.holder.state().backend_name(),
+                    "upstreams": pools
+                        .into_iter()
+                        .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or_default()))
+                        .collect::<serde_json::Map<_, _>>(),
                 });
-                json(if state_ok { 200 } else { 503 }, body)
+                json(if state_ok && pools_ok { 200 } else { 503 }, body)
             }
             "/metrics" => {
                 let body = crate::proxy::metrics::render();

@@ -2,7 +2,8 @@
 //! public listener's sockets, one per thread (`public_listener`), the
 //! proxy phases (`phases`), route matching (`routing`), the compiled config
 //! (`snapshot`) and its hot reloads (`reload`), the handler registry
-//! (`handlers`), upstream health checks (`health`), the access log,
+//! (`handlers`), a proxied request's tries over its upstream's endpoints
+//! (`tries`), upstream health checks (`health`), the access log,
 //! metrics, the admin listener (`admin`) and the binary upgrade on
 //! SIGUSR2 (`upgrade`).
 
@@ -18,4 +19,5 @@ pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
+pub mod tries;
 pub mod upgrade;

@@ -17,6 +17,7 @@ use crate::proxy::metrics;
 use crate::proxy::reload::ConfigHolder;
 use crate::proxy::routing::{Route, RouteMatch, Signals, Target};
 use crate::proxy::snapshot::Snapshot;
+use crate::proxy::tries::{self, Tries};
 use crate::reply::error;
 use crate::reply::Exchange;
 
@@ -40,6 +41,8 @@ pub struct Ctx {
     pub upstream_latency: Option<Duration>,
     /// The route's handler ran (it records its own refusals).
     pub handler_ran: bool,
+    /// A proxied request's tries on its upstream's endpoints.
+    pub tries: Tries,
 }
 
 /// A path with `.` or `..` segments (also percent-encoded) is refused before
@@ -121,6 +124,7 @@ impl ProxyHttp for Gateway {
             upstream_sent: None,
             upstream_latency: None,
             handler_ran: false,
+            tries: Tries::default(),
         }
     }
 
@@ -236,7 +240,10 @@ impl ProxyHttp for Gateway {
             return self.answer(session, ctx, err, &[]).await;
         }
         match &route.target {
-            Target::Upstream(_) => Ok(false),
+            Target::Upstream(up) => {
+                tries::prepare(session, up);
+                Ok(false)
+            }
             Target::Handler(h) => {
                 ctx.handler_ran = true;
                 let mut ex = Exchange::new(session, &route.chain, &mut ctx.req);
@@ -251,29 +258,32 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let route = ctx
-            .route
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
-        let Target::Upstream(up) = &route.target else {
-            return Error::e_explain(ErrorType::InternalError, "route has no upstream");
-        };
-        match up.select() {
-            Some((peer, host)) => {
-                ctx.upstream_host = Some(host.to_string());
-                Ok(Box::new(peer))
-            }
-            None => {
-                ctx.error = Some(GatewayError::new(
-                    ErrorKind::ServiceUnavailable,
-                    format!("No healthy endpoint for upstream '{}'.", up.name),
-                ));
-                Error::e_explain(ErrorType::HTTPStatus(503), "no healthy upstream endpoint")
-            }
-        }
+        tries::pick(session, ctx)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        tries::connect_failed(ctx, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        tries::broke(session, ctx, e, client_reused)
     }
 
     async fn upstream_request_filter(
@@ -306,17 +316,20 @@ impl ProxyHttp for Gateway {
             route.chain.on_upstream_request(upstream, &ctx.req);
         }
         ctx.upstream_sent = Some(Instant::now());
+        if let Some(a) = ctx.tries.attempt.as_mut() {
+            a.sending();
+        }
         Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
-        Ok(())
+        tries::answered(session, resp, ctx)
     }
 
     async fn response_filter(

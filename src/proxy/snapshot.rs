@@ -59,13 +59,11 @@ impl Snapshot {
 
         let mut upstreams = HashMap::new();
         for (name, ucfg) in &config.upstreams {
-            let reused = previous
-                .and_then(|p| p.upstreams.get(name))
-                .filter(|u| u.config == *ucfg)
-                .cloned();
+            let before = previous.and_then(|p| p.upstreams.get(name));
+            let reused = before.filter(|u| u.config == *ucfg).cloned();
             match reused
                 .map(Ok)
-                .unwrap_or_else(|| Upstream::build(name, ucfg).map(Arc::new))
+                .unwrap_or_else(|| Upstream::build(name, ucfg, before.map(|u| &**u)).map(Arc::new))
             {
                 Ok(u) => {
                     upstreams.insert(name.clone(), u);

@@ -12,7 +12,7 @@ use sigv4::{self, SigningCredential, UNSIGNED_PAYLOAD};
 use crate::config::names::BucketMap;
 use crate::config::S3BackendConfig;
 use crate::s3_xml as xml;
-use crate::upstreams::Upstream;
+use crate::upstreams::{Affinity, Endpoint, Failure, PickError, Upstream};
 
 /// The credential the gateway signs backend requests with (and, for the
 /// embedded backend, the only one that backend accepts).
@@ -35,6 +35,8 @@ impl std::fmt::Debug for BackendCredential {
 pub enum BackendError {
     /// No healthy endpoint in the pool.
     NoEndpoint,
+    /// The pool's circuit breaker is full; try again after this long.
+    Full(std::time::Duration),
     Transport(String),
     Timeout,
     /// An answer that is not what S3 sends (e.g. unparsable XML).
@@ -47,6 +49,10 @@ impl std::fmt::Display for BackendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BackendError::NoEndpoint => write!(f, "no healthy storage backend endpoint"),
+            BackendError::Full(_) => write!(
+                f,
+                "the storage backend is at its limit of requests in flight"
+            ),
             BackendError::Transport(m) => write!(f, "storage backend: {m}"),
             BackendError::Timeout => write!(f, "storage backend timed out"),
             BackendError::BadAnswer(m) => write!(f, "storage backend answered badly: {m}"),
@@ -66,6 +72,9 @@ pub struct BackendRequest {
     /// (Range, If-*, Content-Type, ...) forwarded as they are.
     pub headers: Vec<(String, String)>,
     pub body: Option<reqwest::Body>,
+    /// What the pool's `hash_on: key` hashes: the key the call is made
+    /// for, so one customer's calls stick to one backend endpoint.
+    pub affinity: Option<String>,
 }
 
 impl BackendRequest {
@@ -77,6 +86,7 @@ impl BackendRequest {
             query: Vec::new(),
             headers: Vec::new(),
             body: None,
+            affinity: None,
         }
     }
 }
@@ -92,6 +102,12 @@ impl BackendRequest {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        self
+    }
+
+    /// The key the call is made for (its reference: see `affinity`).
+    pub fn for_key(mut self, key_ref: &str) -> Self {
+        self.affinity = Some(key_ref.to_string());
         self
     }
 
@@ -171,11 +187,64 @@ impl S3Backend {
     }
 
     /// Send one signed request; the answer's body is left to the caller.
-    pub async fn send(&self, req: BackendRequest) -> Result<reqwest::Response, BackendError> {
-        let ep = self
-            .upstream
-            .select_endpoint()
-            .ok_or(BackendError::NoEndpoint)?;
+    /// The endpoint is the pool's pick (`hash_on: key` hashes
+    /// `req.affinity`); a connection that cannot be made is retried on
+    /// another endpoint when the body can be sent again (none, or in
+    /// memory).
+    pub async fn send(&self, mut req: BackendRequest) -> Result<reqwest::Response, BackendError> {
+        let affinity = req.affinity.take();
+        let aff = Affinity {
+            key: affinity.as_deref(),
+            ..Affinity::default()
+        };
+        let mut tried = Vec::new();
+        let mut body = req.body.take();
+        loop {
+            let mut attempt = self.upstream.pick(&aff, &tried).map_err(|e| match e {
+                PickError::Full => BackendError::Full(self.upstream.retry_after()),
+                PickError::NoEndpoint => BackendError::NoEndpoint,
+            })?;
+            let again = match &body {
+                None => Some(None),
+                Some(b) => b.as_bytes().map(|b| Some(bytes::Bytes::copy_from_slice(b))),
+            };
+            let builder = self.signed(&req, attempt.endpoint(), body.take())?;
+            attempt.sending();
+            match builder.send().await {
+                Ok(resp) => {
+                    attempt.answered(resp.status().as_u16());
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    let why = if e.is_timeout() {
+                        Failure::Timeout
+                    } else if e.is_connect() {
+                        Failure::Connect
+                    } else {
+                        Failure::Broken
+                    };
+                    attempt.failed(why);
+                    tried.push(attempt.index());
+                    let retry = why == Failure::Connect
+                        && self.upstream.config.retry.retries > 0
+                        && again.is_some()
+                        && self.upstream.may_retry(&tried, why);
+                    match again {
+                        Some(b) if retry => body = b.map(reqwest::Body::from),
+                        _ => return Err(transport(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The request for one endpoint, signed.
+    fn signed(
+        &self,
+        req: &BackendRequest,
+        ep: &Endpoint,
+        body: Option<reqwest::Body>,
+    ) -> Result<reqwest::RequestBuilder, BackendError> {
         let client = self.clients.get(&ep.addr).ok_or(BackendError::NoEndpoint)?;
         let mut path = String::from("/");
         if let Some(b) = &req.bucket {
@@ -187,11 +256,11 @@ impl S3Backend {
         }
         let mut signed: Vec<(String, String)> = vec![("host".into(), ep.host_header.clone())];
         let mut unsigned: Vec<(String, String)> = Vec::new();
-        for (name, value) in req.headers {
+        for (name, value) in &req.headers {
             if name.starts_with("x-amz-") || name == "content-md5" {
-                signed.push((name, value));
+                signed.push((name.clone(), value.clone()));
             } else {
-                unsigned.push((name, value));
+                unsigned.push((name.clone(), value.clone()));
             }
         }
         let authorization = sigv4::sign_request(
@@ -228,15 +297,15 @@ impl S3Backend {
                 .collect();
             url.push_str(&q.join("&"));
         }
-        let mut builder = client.request(req.method, url);
+        let mut builder = client.request(req.method.clone(), url);
         for (name, value) in signed.iter().chain(unsigned.iter()) {
             builder = builder.header(name.as_str(), value.as_str());
         }
         builder = builder.header("authorization", authorization);
-        if let Some(body) = req.body {
+        if let Some(body) = body {
             builder = builder.body(body);
         }
-        builder.send().await.map_err(transport)
+        Ok(builder)
     }
 
     /// Send, and turn a non-2xx answer into [`BackendError::Status`].

@@ -236,6 +236,9 @@ pub fn backend_unavailable(e: BackendError) -> GatewayError {
     match e {
         BackendError::Timeout => GatewayError::new(ErrorKind::GatewayTimeout, e.to_string()),
         BackendError::NoEndpoint => GatewayError::new(ErrorKind::ServiceUnavailable, e.to_string()),
+        BackendError::Full(after) => {
+            GatewayError::new(ErrorKind::ServiceUnavailable, e.to_string()).with_retry_after(after)
+        }
         _ => GatewayError::new(ErrorKind::BadGateway, e.to_string()),
     }
 }

@@ -129,6 +129,7 @@ async fn pump_and_send(
         query: std::mem::take(&mut req.query),
         headers: std::mem::take(&mut req.headers),
         body: Some(body),
+        affinity: req.affinity.take(),
     };
     if expects_continue(session) {
         let _ = session.write_continue_response().await;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod flaky;
 pub mod images;
 pub mod redis;
 pub mod s3;

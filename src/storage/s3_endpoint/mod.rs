@@ -245,7 +245,7 @@ impl Call<'_> {
         );
         req.query = self.query.clone();
         req.headers = forward_headers(&self.req, streaming);
-        req
+        req.for_key(&self.key.key_ref)
     }
 
     /// How backend answers are relayed: bucket names turned back into the tenant's.
