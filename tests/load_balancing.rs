@@ -326,8 +326,8 @@ async fn a_dead_endpoint_is_ejected_and_serves_again_when_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_circuit_breaker_answers_503_when_full() {
     let (a, b) = (Flaky::start("a").await, Flaky::start("b").await);
-    a.delay(600);
-    b.delay(600);
+    a.delay(1000);
+    b.delay(1000);
     for (limits, ok_want) in [
         ("{max_in_flight: 3, retry_after_seconds: 2}", 3),
         ("{max_in_flight_per_endpoint: 1}", 2),

@@ -19,12 +19,12 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// A try on `index`, whose places in flight (the pool's and the
+    /// endpoint's) the caller has taken; they are given back on drop.
     pub(super) fn start(up: Arc<Upstream>, index: usize) -> Attempt {
         let m = &up.members[index];
-        m.state.in_flight.fetch_add(1, Relaxed);
         m.state.metrics.in_flight.inc();
         m.state.metrics.requests.inc();
-        up.shared.in_flight.fetch_add(1, Relaxed);
         Attempt {
             up,
             index,

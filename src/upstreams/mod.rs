@@ -196,27 +196,55 @@ impl Upstream {
     /// returned [`Attempt`] holds its place in flight until dropped.
     pub fn pick(self: &Arc<Self>, aff: &Affinity, tried: &[usize]) -> Result<Attempt, PickError> {
         let s = &self.shared;
-        if let Some(max) = self.config.limits.max_in_flight {
-            if s.in_flight.load(Relaxed) >= max {
-                s.metrics.overflow.inc();
-                return Err(PickError::Full);
-            }
+        let limits = &self.config.limits;
+        // Places are taken with one atomic step each, so two threads cannot
+        // both take the last one.
+        let before = s.in_flight.fetch_add(1, Relaxed);
+        if limits.max_in_flight.is_some_and(|max| before >= max) {
+            s.in_flight.fetch_sub(1, Relaxed);
+            s.metrics.overflow.inc();
+            return Err(PickError::Full);
         }
         let now = now_ms();
-        let view = Candidates {
-            up: self,
-            now,
-            tried,
-        };
-        let index = view.pick(&self.picker, &s.turn, aff).inspect_err(|e| {
-            if *e == PickError::Full {
-                s.metrics.overflow.inc();
+        let mut passed = tried.to_vec();
+        loop {
+            let view = Candidates {
+                up: self,
+                now,
+                tried: &passed,
+            };
+            let index = match view.pick(&self.picker, &s.turn, aff) {
+                Ok(i) => i,
+                Err(e) => {
+                    // Endpoints passed over for filling up make it a full pool.
+                    let e = if passed.len() > tried.len() {
+                        PickError::Full
+                    } else {
+                        e
+                    };
+                    s.in_flight.fetch_sub(1, Relaxed);
+                    if e == PickError::Full {
+                        s.metrics.overflow.inc();
+                    }
+                    return Err(e);
+                }
+            };
+            let state = &self.members[index].state;
+            let on_it = state.in_flight.fetch_add(1, Relaxed);
+            if limits
+                .max_in_flight_per_endpoint
+                .is_some_and(|max| on_it >= max)
+            {
+                // Filled up since it was looked at: pass it over.
+                state.in_flight.fetch_sub(1, Relaxed);
+                passed.push(index);
+                continue;
             }
-        })?;
-        if tried.is_empty() {
-            s.budget.request(now);
+            if tried.is_empty() {
+                s.budget.request(now);
+            }
+            return Ok(Attempt::start(self.clone(), index));
         }
-        Ok(Attempt::start(self.clone(), index))
     }
 
     /// Whether a retry after `tries` tries may go out now, for a failure of
