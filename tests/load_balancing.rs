@@ -116,6 +116,17 @@ async fn connect_failures_go_to_another_endpoint_with_no_client_errors() {
     let retries = gw.metric("kikaku_upstream_retries_total{reason=\"connect\",upstream=\"pool\"}");
     assert!(retries >= 100.0, "retries {retries}");
     assert_eq!(ups[0].hits(), 100);
+    // Each retry is counted on the endpoint that failed.
+    let per_endpoint: f64 = ups[1..]
+        .iter()
+        .map(|u| {
+            gw.metric(&format!(
+                "kikaku_upstream_endpoint_retries_total{{endpoint=\"{}\",upstream=\"pool\"}}",
+                u.address()
+            ))
+        })
+        .sum();
+    assert_eq!(per_endpoint, retries);
 
     // None left: the client is told 502, after one try on each.
     ups[0].kill();

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use sigv4::{self, SigningCredential, UNSIGNED_PAYLOAD};
 
 use crate::config::names::BucketMap;
@@ -72,6 +74,8 @@ pub struct BackendRequest {
     /// (Range, If-*, Content-Type, ...) forwarded as they are.
     pub headers: Vec<(String, String)>,
     pub body: Option<reqwest::Body>,
+    /// A body streamed from the client instead (`body` is then `None`).
+    pub pipe: Option<PipeBody>,
     /// What the pool's `hash_on: key` hashes: the key the call is made
     /// for, so one customer's calls stick to one backend endpoint.
     pub affinity: Option<String>,
@@ -86,6 +90,7 @@ impl BackendRequest {
             query: Vec::new(),
             headers: Vec::new(),
             body: None,
+            pipe: None,
             affinity: None,
         }
     }
@@ -122,6 +127,42 @@ impl BackendRequest {
             .push(("content-length".into(), body.len().to_string()));
         self.body = Some(reqwest::Body::from(body));
         self
+    }
+}
+
+/// A body the gateway streams as it reads it from its client. Until the
+/// backend has read any of it, it can be sent again: a connection that
+/// could not be made reads none, so such a PUT goes to another endpoint.
+#[derive(Clone)]
+pub struct PipeBody {
+    rx: Arc<Mutex<Option<PipeReceiver>>>,
+}
+
+type PipeReceiver = tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>;
+
+impl PipeBody {
+    pub fn new(rx: PipeReceiver) -> PipeBody {
+        PipeBody {
+            rx: Arc::new(Mutex::new(Some(rx))),
+        }
+    }
+
+    /// The body for one try: it takes the pipe when first read.
+    fn body(&self) -> reqwest::Body {
+        let slot = self.rx.clone();
+        let stream = futures_util::stream::unfold((slot, None), |(slot, rx)| async move {
+            let mut rx: PipeReceiver = match rx {
+                Some(rx) => rx,
+                None => slot.lock().take()?,
+            };
+            rx.recv().await.map(|item| (item, (slot, Some(rx))))
+        });
+        reqwest::Body::wrap_stream(stream)
+    }
+
+    /// Whether a try has begun reading it.
+    fn started(&self) -> bool {
+        self.rx.lock().is_none()
     }
 }
 
@@ -199,6 +240,7 @@ impl S3Backend {
         };
         let mut tried = Vec::new();
         let mut body = req.body.take();
+        let pipe = req.pipe.take();
         loop {
             let mut attempt = self.upstream.pick(&aff, &tried).map_err(|e| match e {
                 PickError::Full => BackendError::Full(self.upstream.retry_after()),
@@ -208,7 +250,11 @@ impl S3Backend {
                 None => Some(None),
                 Some(b) => b.as_bytes().map(|b| Some(bytes::Bytes::copy_from_slice(b))),
             };
-            let builder = self.signed(&req, attempt.endpoint(), body.take())?;
+            let this_try = match &pipe {
+                Some(p) => Some(p.body()),
+                None => body.take(),
+            };
+            let builder = self.signed(&req, attempt.endpoint(), this_try)?;
             attempt.sending();
             match builder.send().await {
                 Ok(resp) => {
@@ -225,9 +271,13 @@ impl S3Backend {
                     };
                     attempt.failed(why);
                     tried.push(attempt.index());
+                    let resendable = match &pipe {
+                        Some(p) => !p.started(),
+                        None => again.is_some(),
+                    };
                     let retry = why == Failure::Connect
                         && self.upstream.config.retry.retries > 0
-                        && again.is_some()
+                        && resendable
                         && self.upstream.may_retry(&tried, why);
                     match again {
                         Some(b) if retry => body = b.map(reqwest::Body::from),

@@ -204,7 +204,7 @@ impl StagedWriter<'_> {
         let mut req = BackendRequest::object(http::Method::PUT, &self.bucket, name)
             .with_header("content-type", &meta.content_type)
             .with_header("content-length", &size.to_string());
-        req.body = Some(body);
+        req.pipe = Some(body);
         let send = self.storage.backend.call(req);
         let feed = async {
             let fed = feed(field, form, &tx, size).await;

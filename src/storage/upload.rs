@@ -15,7 +15,7 @@ use bytes::Bytes;
 use kikaku_filters::{ErrorKind, GatewayError};
 use pingora::proxy::Session;
 
-use super::backend::{BackendError, BackendRequest, S3Backend};
+use super::backend::{BackendError, BackendRequest, PipeBody, S3Backend};
 use super::payload::PayloadVerifier;
 
 /// How many body pieces may wait between the client and the backend.
@@ -128,7 +128,8 @@ async fn pump_and_send(
         key: req.key.clone(),
         query: std::mem::take(&mut req.query),
         headers: std::mem::take(&mut req.headers),
-        body: Some(body),
+        body: None,
+        pipe: Some(body),
         affinity: req.affinity.take(),
     };
     if expects_continue(session) {
@@ -156,13 +157,10 @@ async fn pump_and_send(
 /// pieces; an `Err` sent into it breaks the request off before its end.
 pub fn body_pipe() -> (
     tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-    reqwest::Body,
+    PipeBody,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PIPE_DEPTH);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    (tx, reqwest::Body::wrap_stream(stream))
+    (tx, PipeBody::new(rx))
 }
 
 /// The client sent `Expect: 100-continue` and waits (curl: one second) for

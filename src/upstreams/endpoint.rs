@@ -50,6 +50,8 @@ pub struct EndpointMetrics {
     pub latency: Histogram,
     pub in_flight: IntGauge,
     pub ejections: IntCounter,
+    /// Retries of requests that failed here.
+    pub retries: IntCounter,
     pub available: IntGauge,
 }
 

@@ -64,6 +64,13 @@ static AVAILABLE: Lazy<IntGaugeVec> = Lazy::new(|| {
     )
     .expect("metric registers once")
 });
+static ENDPOINT_RETRIES: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "kikaku_upstream_endpoint_retries_total",
+        "Retries sent elsewhere after a try on this endpoint failed",
+        &["upstream", "endpoint"],
+    )
+});
 static RETRIES: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "kikaku_upstream_retries_total",
@@ -95,6 +102,7 @@ pub fn for_endpoint(upstream: &str, endpoint: &str) -> EndpointMetrics {
         latency: LATENCY.with_label_values(&l),
         in_flight: IN_FLIGHT.with_label_values(&l),
         ejections: EJECTIONS.with_label_values(&l),
+        retries: ENDPOINT_RETRIES.with_label_values(&l),
         available: AVAILABLE.with_label_values(&l),
     }
 }

@@ -267,6 +267,9 @@ impl Upstream {
             return false;
         }
         s.metrics.retries[why as usize].inc();
+        if let Some(m) = tried.last().and_then(|&i| self.members.get(i)) {
+            m.state.metrics.retries.inc();
+        }
         true
     }
 

@@ -112,6 +112,16 @@ impl StorageGateway {
 
     /// `state`: a `state:` section (default: embedded).
     pub fn start_with(backend: Backend, state: &str) -> StorageGateway {
+        Self::start_full(backend, state, &[], "")
+    }
+
+    /// The backend pool with endpoints `before` the backend (e.g. dead
+    /// ports) and `pool` settings added to it.
+    pub fn start_pool(backend: Backend, before: &[u16], pool: &str) -> StorageGateway {
+        Self::start_full(backend, "", before, pool)
+    }
+
+    fn start_full(backend: Backend, state: &str, before: &[u16], pool: &str) -> StorageGateway {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = write_cert(dir.path());
         let moto = (backend == Backend::Moto).then(Moto::start);
@@ -141,9 +151,9 @@ storage:
   backend: {{upstream: s3, access_key_id: {BACKEND_ID}, secret_access_key: {BACKEND_SECRET}}}
 {embedded}upstreams:
   s3:
-    endpoints: [{{address: '127.0.0.1:{backend_port}'}}]
+    endpoints: [{endpoints}]
     timeouts: {{connect_ms: 2000, read_ms: 120000, write_ms: 120000}}
-routes:
+{pool}routes:
   - name: s3
     match: {{path_prefix: /, sigv4: true}}
     filters:
@@ -163,6 +173,12 @@ routes:
 {keys}",
             cert = cert.display(),
             key = key.display(),
+            endpoints = before
+                .iter()
+                .chain([&backend_port])
+                .map(|p| format!("{{address: '127.0.0.1:{p}'}}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         let gw = Gateway::start_in(dir, &body, free_port(), free_port());
         wait_for_port(backend_port);
