@@ -9,21 +9,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::flaky::Flaky;
+use common::flaky::{endpoints, Flaky};
 use common::{client, Gateway};
 
 fn gateway(pool: &str) -> Gateway {
     Gateway::with(&format!(
         "upstreams:\n  pool:\n{pool}routes:\n  - name: open\n    match: {{path_prefix: /}}\n    upstream: pool\n"
     ))
-}
-
-fn endpoints(ups: &[&Flaky]) -> String {
-    let list: Vec<String> = ups
-        .iter()
-        .map(|u| format!("{{address: '{}'}}", u.address()))
-        .collect();
-    format!("    endpoints: [{}]\n", list.join(", "))
 }
 
 /// One GET: its status and the server that answered (when one did).
@@ -67,11 +59,7 @@ async fn spread(gw: &Gateway, workers: usize, requests: usize) -> HashMap<String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn least_conn_and_peak_ewma_move_load_off_the_slow_endpoint() {
-    let (a, b, slow) = (
-        Flaky::start("a").await,
-        Flaky::start("b").await,
-        Flaky::start("slow").await,
-    );
+    let [a, b, slow] = Flaky::several(["a", "b", "slow"]).await;
     slow.delay(150);
     let mut shares = Vec::new();
     for balance in ["round_robin", "least_conn", "peak_ewma"] {
@@ -93,12 +81,7 @@ async fn least_conn_and_peak_ewma_move_load_off_the_slow_endpoint() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_failures_go_to_another_endpoint_with_no_client_errors() {
-    let ups = [
-        Flaky::start("a").await,
-        Flaky::start("b").await,
-        Flaky::start("c").await,
-        Flaky::start("d").await,
-    ];
+    let ups = Flaky::several(["a", "b", "c", "d"]).await;
     ups[1].kill();
     ups[2].kill();
     ups[3].kill();
@@ -385,13 +368,7 @@ async fn the_circuit_breaker_answers_503_when_full() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn consistent_hashing_keeps_keys_when_one_of_five_goes() {
-    let ups = [
-        Flaky::start("a").await,
-        Flaky::start("b").await,
-        Flaky::start("c").await,
-        Flaky::start("d").await,
-        Flaky::start("e").await,
-    ];
+    let ups = Flaky::several(["a", "b", "c", "d", "e"]).await;
     let all: Vec<&Flaky> = ups.iter().collect();
     let pool = |list: &[&Flaky]| {
         format!(

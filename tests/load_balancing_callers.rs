@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::flaky::Flaky;
+use common::flaky::{endpoints, Flaky};
 use common::s3::{Backend, StorageGateway};
 use common::{client, free_port, header, images, Gateway};
 use serde_json::json;
@@ -61,7 +61,9 @@ fn storage_calls_go_around_a_dead_endpoint() {
     let g = StorageGateway::start_pool(
         Backend::Embedded,
         &[free_port()],
-        "    balance: consistent_hash\n    hash_on: key\n    outlier: {enabled: false}\n",
+        // Passive health as shipped: the dead one is ejected after five
+        // refusals, each retried elsewhere.
+        "    balance: consistent_hash\n    hash_on: key\n",
     );
     let out = g.scenario("basic");
     assert!(out.contains("scenario basic: ok"), "{out}");
@@ -73,24 +75,16 @@ fn storage_calls_go_around_a_dead_endpoint() {
 }
 
 fn pool_config(ups: &[&Flaky], extra: &str) -> String {
-    let list: Vec<String> = ups
-        .iter()
-        .map(|u| format!("{{address: '{}'}}", u.address()))
-        .collect();
     format!(
-        "{}upstreams:\n  pool:\n    endpoints: [{}]\n    outlier: {{consecutive_failures: 2, base_ejection_ms: 3000}}\n    retry: {{retries: 0}}\n{extra}routes:\n  - name: open\n    match: {{path_prefix: /}}\n    upstream: pool\n",
+        "{}upstreams:\n  pool:\n{}    outlier: {{consecutive_failures: 2, base_ejection_ms: 3000}}\n    retry: {{retries: 0}}\n{extra}routes:\n  - name: open\n    match: {{path_prefix: /}}\n    upstream: pool\n",
         header(),
-        list.join(", ")
+        endpoints(ups)
     )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_keeps_the_state_of_the_endpoints_it_keeps() {
-    let (a, b, c) = (
-        Flaky::start("a").await,
-        Flaky::start("b").await,
-        Flaky::start("c").await,
-    );
+    let [a, b, c] = Flaky::several(["a", "b", "c"]).await;
     let gw = Gateway::start(&pool_config(&[&a, &b], ""));
     let http = client();
     a.answer(503);
@@ -115,14 +109,7 @@ async fn a_reload_keeps_the_state_of_the_endpoints_it_keeps() {
         assert_eq!(r.status(), 200);
     }
     assert_eq!(a.hits(), a_before, "a was sent requests while ejected");
-    let readyz: serde_json::Value = client()
-        .get(gw.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let readyz = common::json_at(&gw.admin_url("/readyz")).await;
     assert_eq!(readyz["upstreams"]["pool"]["endpoints"][a.address()], false);
     assert_eq!(readyz["upstreams"]["pool"]["endpoints"][c.address()], true);
     // And it comes back when its time is up.

@@ -14,7 +14,6 @@ before/after comparison) and the table is printed, not written.
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -87,18 +86,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", action="append", default=[],
                     help="NAME=PATH (repeatable); default the release build, as kikaku-edge")
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", default=str(h.ROOT / "BENCHMARKS.md"))
+    h.scenario_args(ap)
     args = ap.parse_args()
     bins = dict(b.split("=", 1) for b in args.bin) or {"kikaku-edge": str(h.BIN)}
-    tmp = tempfile.mkdtemp(prefix="kikaku-access-log-")
-    procs = []
-    try:
-        rows = scenario(bins, tmp, procs, args.seconds, args.rounds)
-    finally:
-        for p in reversed(procs):
-            p.stop()
+    rows = h.run_scenario("kikaku-access-log-", scenario, bins, args)
     lines = section(rows)
     if len(bins) > 1:
         print("\n".join(lines))

@@ -13,7 +13,6 @@ balancing (a before/after comparison of round robin).
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -92,18 +91,10 @@ def section(rows):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", action="append", default=[], help="NAME=PATH (repeatable): another build's round robin")
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", default=str(h.ROOT / "BENCHMARKS.md"))
+    h.scenario_args(ap)
     args = ap.parse_args()
     bins = dict(b.split("=", 1) for b in args.bin)
-    tmp = tempfile.mkdtemp(prefix="kikaku-balancing-")
-    procs = []
-    try:
-        rows = scenario(bins, tmp, procs, args.seconds, args.rounds)
-    finally:
-        for p in reversed(procs):
-            p.stop()
+    rows = h.run_scenario("kikaku-balancing-", scenario, bins, args)
     lines = section(rows)
     detail = f", {args.rounds} rounds of {args.seconds} s"
     if bins:

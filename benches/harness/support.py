@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -195,6 +196,25 @@ def rounds(points, n, measure):
         for key in points:
             got[key].append(measure(key))
     return {key: median_of(runs) for key, runs in got.items()}
+
+
+def scenario_args(ap):
+    """The options every separately run scenario takes: --seconds, --rounds, --out."""
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+
+
+def run_scenario(prefix, scenario, bins, args):
+    """`scenario(bins, tmp, procs, seconds, rounds)` in a fresh temporary
+    directory; every process it started is stopped, whatever happens."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    procs = []
+    try:
+        return scenario(bins, tmp, procs, args.seconds, args.rounds)
+    finally:
+        for p in reversed(procs):
+            p.stop()
 
 
 def write_section(out, begin, end, lines, number, script, detail=""):

@@ -60,6 +60,18 @@ impl Flaky {
         f
     }
 
+    /// One started upstream per id, in order.
+    pub async fn several<const N: usize>(ids: [&'static str; N]) -> [Flaky; N] {
+        let mut ups = Vec::new();
+        for id in ids {
+            ups.push(Flaky::start(id).await);
+        }
+        match ups.try_into() {
+            Ok(all) => all,
+            Err(_) => unreachable!("one per id"),
+        }
+    }
+
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -140,4 +152,14 @@ async fn answer(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap())
+}
+
+/// `endpoints: [...]` of a pool of these upstreams, as a YAML line of the
+/// pool's block.
+pub fn endpoints(ups: &[&Flaky]) -> String {
+    let list: Vec<String> = ups
+        .iter()
+        .map(|u| format!("{{address: '{}'}}", u.address()))
+        .collect();
+    format!("    endpoints: [{}]\n", list.join(", "))
 }

@@ -465,6 +465,18 @@ pub async fn get_json(url: &str, key: &str) -> serde_json::Value {
         .unwrap()
 }
 
+/// The JSON at `url` (GET, no key), whatever the status.
+pub async fn json_at(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The body at `url` (GET, no key).
 pub async fn get_bytes(url: &str) -> bytes::Bytes {
     client()
