@@ -34,10 +34,11 @@ pub use uploads::{
     UploadsConfig, UrlFetchConfig,
 };
 pub use upstream::{
-    Balance, EndpointConfig, HashOn, HealthCheckConfig, HealthCheckKind, Keepalive, LimitsConfig,
-    OutlierConfig, RetryBudgetConfig, RetryConfig, Timeouts, TlsConfig, UpstreamConfig,
+    split_host_port, Balance, EndpointConfig, HashOn, HealthCheckConfig, HealthCheckKind,
+    Keepalive, LimitsConfig, OutlierConfig, RetryBudgetConfig, RetryConfig, Timeouts, TlsConfig,
+    UpstreamConfig,
 };
-pub use validate::{parse_sha256, parse_size, parse_time, quota_amount, split_host_port};
+pub use validate::{parse_sha256, parse_size, parse_time, quota_amount};
 
 /// One problem in a config file, with the YAML path it belongs to
 /// (`routes[2].filters[1].rate_limit.per_minute: must be > 0`).

@@ -6,7 +6,6 @@
 
 use serde::Deserialize;
 
-use super::validate::split_host_port;
 use super::ConfigError;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -354,6 +353,20 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Split `host:port` (IPv6 as `[::1]:80`).
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    Some((host, port))
+}
+
 /// Checks serde cannot make, each with its path (`upstreams.NAME...`).
 pub(super) fn check(name: &str, u: &UpstreamConfig, errs: &mut Vec<ConfigError>) {
     let p = format!("upstreams.{name}");
@@ -530,5 +543,16 @@ mod tests {
             assert!(e.iter().any(|x| x.starts_with(want)), "{want} not in {e:?}");
         }
         assert!(errors("endpoints: [{address: 'a:1'}]").is_empty());
+    }
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(
+            split_host_port("ark.example.com:443"),
+            Some(("ark.example.com", 443))
+        );
+        assert_eq!(split_host_port("[::1]:80"), Some(("::1", 80)));
+        assert_eq!(split_host_port("nohost"), None);
+        assert_eq!(split_host_port(":80"), None);
     }
 }

@@ -403,20 +403,6 @@ fn check_key(
     }
 }
 
-/// Split `host:port` (IPv6 as `[::1]:80`).
-pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() || port == 0 {
-        return None;
-    }
-    Some((host, port))
-}
-
 /// A SHA-256 written as 64 hex digits (`key_sha256`).
 pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     kikaku_filters::keys::parse_hex32(hex)
@@ -492,16 +478,5 @@ mod tests {
         assert_eq!(parse_time("1970-01-02").unwrap(), 86_400);
         assert_eq!(parse_time("1970-01-01T00:01:00Z").unwrap(), 60);
         assert!(parse_time("yesterday").is_none());
-    }
-
-    #[test]
-    fn host_ports() {
-        assert_eq!(
-            split_host_port("ark.example.com:443"),
-            Some(("ark.example.com", 443))
-        );
-        assert_eq!(split_host_port("[::1]:80"), Some(("::1", 80)));
-        assert_eq!(split_host_port("nohost"), None);
-        assert_eq!(split_host_port(":80"), None);
     }
 }

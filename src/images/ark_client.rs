@@ -20,19 +20,16 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector as HttpConnector;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType};
-use pingora_http::RequestHeader;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use super::ark_session::{send_negotiated, ArkSession};
-use super::ark_tries::{StartError, Started};
-use crate::upstreams::{Affinity, Upstream};
+use super::ark_session::ArkSession;
+use crate::upstreams::Upstream;
 
 pub const PATH: &str = "/api/v3/images/generations";
 
@@ -78,9 +75,9 @@ impl ArkFailure {
 }
 
 pub struct ArkClient {
-    upstream: Arc<Upstream>,
+    pub(super) upstream: Arc<Upstream>,
     /// `Bearer <Ark key>`, checked to be a valid header value.
-    authorization: String,
+    pub(super) authorization: String,
     /// Pingora's transport connectors (TLS with the server's CA file, and a
     /// pool of idle connections per endpoint), one per worker thread: a
     /// connection is registered with the reactor of the runtime that opened
@@ -103,12 +100,6 @@ fn thread_slot() -> usize {
         static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % CONNECTOR_SLOTS;
     }
     SLOT.with(|s| *s)
-}
-
-/// A finished exchange: status and the whole body.
-struct Exchange {
-    status: u16,
-    body: BytesMut,
 }
 
 impl ArkClient {
@@ -134,33 +125,15 @@ impl ArkClient {
     }
 
     /// This thread's connector.
-    fn connector(&self) -> &TransportConnector {
+    pub(super) fn connector(&self) -> &TransportConnector {
         self.connectors[thread_slot()]
             .get_or_init(|| TransportConnector::new(Some(self.options.clone())))
     }
 
     /// This thread's HTTP connector (negotiated calls).
-    fn http_connector(&self) -> &HttpConnector {
+    pub(super) fn http_connector(&self) -> &HttpConnector {
         self.http_connectors[thread_slot()]
             .get_or_init(|| HttpConnector::new(Some(self.options.clone())))
-    }
-
-    pub(super) fn upstream_arc(&self) -> &Arc<Upstream> {
-        &self.upstream
-    }
-
-    pub async fn generate(&self, body: &Value, aff: &Affinity<'_>) -> Result<Value, ArkFailure> {
-        let payload = serde_json::to_vec(body).map_err(|e| ArkFailure::BadBody(e.to_string()))?;
-        let ex = self.exchange(aff, &payload).await?;
-        if ex.status != 200 {
-            return Err(ArkFailure::from_error_body(ex.status, &ex.body));
-        }
-        let v: Value =
-            serde_json::from_slice(&ex.body).map_err(|e| ArkFailure::BadBody(e.to_string()))?;
-        if !v["data"].is_array() {
-            return Err(ArkFailure::BadBody("no data array".into()));
-        }
-        Ok(v)
     }
 
     /// The whole request as it goes on the wire: header lines, then the body.
@@ -195,106 +168,6 @@ impl ArkClient {
         Ok(wire)
     }
 
-    /// Send one request and read the answer's header. A pooled connection
-    /// the server has meanwhile closed fails before any answer arrives; the
-    /// request is then sent once more on a new connection (it never
-    /// reached Ark).
-    pub(super) async fn start(
-        &self,
-        peer: &HttpPeer,
-        host: &str,
-        payload: &[u8],
-    ) -> Result<ArkSession, StartError> {
-        if self.upstream.http2() {
-            return self.start_negotiated(peer, host, payload).await;
-        }
-        let wire = self.request_wire(host, payload).map_err(StartError::Sent)?;
-        self.start_h1(peer, &wire).await.map(ArkSession::H1)
-    }
-
-    /// [`start`](Self::start) over a negotiated protocol: the same request
-    /// as a `RequestHeader`, on Pingora's HTTP connector.
-    async fn start_negotiated(
-        &self,
-        peer: &HttpPeer,
-        host: &str,
-        payload: &[u8],
-    ) -> Result<ArkSession, StartError> {
-        let bad = |e: Box<Error>| {
-            StartError::Sent(ArkFailure::Transport(format!("the request to Ark: {e}")))
-        };
-        let mut req = RequestHeader::build("POST", PATH.as_bytes(), Some(4)).map_err(bad)?;
-        let len = payload.len().to_string();
-        for (name, value) in [
-            ("host", host),
-            ("authorization", self.authorization.as_str()),
-            ("content-type", "application/json"),
-            ("content-length", len.as_str()),
-        ] {
-            req.insert_header(name, value).map_err(bad)?;
-        }
-        let payload = Bytes::copy_from_slice(payload);
-        let (mut s, reused) = self
-            .http_connector()
-            .get_http_session(peer)
-            .await
-            .map_err(|e| StartError::Connect(failure(&e)))?;
-        match send_negotiated(&mut s, peer, &req, &payload).await {
-            // A pooled connection the server has meanwhile closed: once more
-            // on a new one (the request never reached Ark).
-            Err(e) if reused => {
-                log::debug!("pooled Ark connection failed before an answer ({e}); retrying");
-                let (mut s, _) = self
-                    .http_connector()
-                    .get_http_session(peer)
-                    .await
-                    .map_err(|e| StartError::Connect(failure(&e)))?;
-                send_negotiated(&mut s, peer, &req, &payload)
-                    .await
-                    .map_err(|e| StartError::Sent(failure(&e)))?;
-                Ok(ArkSession::Negotiated(s))
-            }
-            r => r
-                .map(|()| ArkSession::Negotiated(s))
-                .map_err(|e| StartError::Sent(failure(&e))),
-        }
-    }
-
-    /// [`start`](Self::start) over HTTP/1.1 on the client's own connections.
-    async fn start_h1(&self, peer: &HttpPeer, wire: &[u8]) -> Result<HttpSession, StartError> {
-        let connect = |e: Box<Error>| StartError::Connect(failure(&e));
-        let sent = |e: Box<Error>| StartError::Sent(failure(&e));
-        let (stream, reused) = self.connector().get_stream(peer).await.map_err(connect)?;
-        match self.send(peer, stream, wire).await {
-            Err(e) if reused => {
-                log::debug!("pooled Ark connection failed before an answer ({e}); retrying");
-                let stream = self.connector().new_stream(peer).await.map_err(connect)?;
-                self.send(peer, stream, wire).await.map_err(sent)
-            }
-            r => r.map_err(sent),
-        }
-    }
-
-    /// One request and its whole answer.
-    async fn exchange(&self, aff: &Affinity<'_>, payload: &[u8]) -> Result<Exchange, ArkFailure> {
-        let Started {
-            session: mut s,
-            peer,
-            attempt: _attempt,
-        } = self.start_tried(aff, payload).await?;
-        let peer = &peer;
-        let status = s.status();
-        let mut body = BytesMut::new();
-        while let Some(chunk) = s.read_body().await.map_err(|e| failure(&e))? {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(ArkFailure::BadBody("answer larger than 512 MiB".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        self.release(s, peer).await;
-        Ok(Exchange { status, body })
-    }
-
     /// Give a finished session's connection back to the pool when it can
     /// be reused.
     pub(super) async fn release(&self, s: ArkSession, peer: &HttpPeer) {
@@ -318,7 +191,7 @@ impl ArkClient {
     }
 
     /// Write the request and read the answer's header on `stream`.
-    async fn send(
+    pub(super) async fn send(
         &self,
         peer: &HttpPeer,
         mut stream: pingora::protocols::Stream,

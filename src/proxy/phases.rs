@@ -20,6 +20,7 @@ use crate::proxy::snapshot::Snapshot;
 use crate::proxy::tries::{self, Tries};
 use crate::reply::error;
 use crate::reply::Exchange;
+use crate::upstreams::Upstream;
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -43,6 +44,16 @@ pub struct Ctx {
     pub handler_ran: bool,
     /// A proxied request's tries on its upstream's endpoints.
     pub tries: Tries,
+}
+
+impl Ctx {
+    /// The route's upstream, when it proxies.
+    fn upstream(&self) -> Option<Arc<Upstream>> {
+        match self.route.as_ref().map(|r| &r.target) {
+            Some(Target::Upstream(up)) => Some(up.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// A path with `.` or `..` segments (also percent-encoded) is refused before
@@ -261,7 +272,22 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        tries::pick(session, ctx)
+        let up = ctx
+            .upstream()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no upstream"))?;
+        match ctx.tries.pick(session, &up, &ctx.req) {
+            Ok((peer, host)) => {
+                ctx.upstream_host = Some(host);
+                Ok(peer)
+            }
+            Err(err) => {
+                ctx.error = Some(err);
+                Error::e_explain(
+                    ErrorType::HTTPStatus(503),
+                    "no upstream endpoint to send to",
+                )
+            }
+        }
     }
 
     fn fail_to_connect(
@@ -271,7 +297,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         e: Box<Error>,
     ) -> Box<Error> {
-        tries::connect_failed(ctx, e)
+        let up = ctx.upstream();
+        ctx.tries.connect_failed(up.as_deref(), e)
     }
 
     fn error_while_proxy(
@@ -283,7 +310,8 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let e = e.more_context(format!("Peer: {peer}"));
-        tries::broke(session, ctx, e, client_reused)
+        let up = ctx.upstream();
+        ctx.tries.broke(session, up.as_deref(), e, client_reused)
     }
 
     async fn upstream_request_filter(
@@ -316,9 +344,7 @@ impl ProxyHttp for Gateway {
             route.chain.on_upstream_request(upstream, &ctx.req);
         }
         ctx.upstream_sent = Some(Instant::now());
-        if let Some(a) = ctx.tries.attempt.as_mut() {
-            a.sending();
-        }
+        ctx.tries.sending();
         Ok(())
     }
 
@@ -329,7 +355,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
-        tries::answered(session, resp, ctx)
+        let up = ctx.upstream();
+        ctx.tries.answered(session, up.as_deref(), resp)
     }
 
     async fn response_filter(

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
-use prometheus::{Histogram, IntCounter, IntGauge};
 
-use super::metrics;
+use super::metrics::{self, EndpointMetrics};
 
 static EPOCH: Lazy<Instant> = Lazy::new(Instant::now);
 
@@ -41,18 +40,6 @@ impl Failure {
             Failure::Status => "5xx",
         }
     }
-}
-
-/// Handles on the endpoint's series, looked up once.
-pub struct EndpointMetrics {
-    pub requests: IntCounter,
-    pub errors: [IntCounter; 4],
-    pub latency: Histogram,
-    pub in_flight: IntGauge,
-    pub ejections: IntCounter,
-    /// Retries of requests that failed here.
-    pub retries: IntCounter,
-    pub available: IntGauge,
 }
 
 pub struct EndpointState {

@@ -3,11 +3,9 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, HistogramVec,
-    IntCounter, IntCounterVec, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Histogram,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
-
-use super::endpoint::EndpointMetrics;
 
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -92,6 +90,18 @@ static OVERFLOW: Lazy<IntCounterVec> = Lazy::new(|| {
         &["upstream"],
     )
 });
+
+/// Handles on the endpoint's series, looked up once.
+pub struct EndpointMetrics {
+    pub requests: IntCounter,
+    pub errors: [IntCounter; 4],
+    pub latency: Histogram,
+    pub in_flight: IntGauge,
+    pub ejections: IntCounter,
+    /// Retries of requests that failed here.
+    pub retries: IntCounter,
+    pub available: IntGauge,
+}
 
 pub fn for_endpoint(upstream: &str, endpoint: &str) -> EndpointMetrics {
     let l = [upstream, endpoint];
