@@ -194,7 +194,15 @@ impl Candidates<'_> {
     }
 
     fn round_robin(&self, seq: &[u16], turn: &AtomicUsize) -> Option<usize> {
-        let start = turn.fetch_add(1, Relaxed);
+        // A retry walks on from where the turn stands without moving it:
+        // were it moved, the endpoint after the failed one would be skipped
+        // by the next request, and with two endpoints every request would
+        // start on the failing one.
+        let start = if self.tried.is_empty() {
+            turn.fetch_add(1, Relaxed)
+        } else {
+            turn.load(Relaxed)
+        };
         let mut rng = None;
         for step in 0..seq.len() {
             let i = seq[(start + step) % seq.len()] as usize;
@@ -302,6 +310,80 @@ fn hash_input<'a>(on: &HashOn, aff: &Affinity<'a>, buf: &'a mut [u8; 16]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn pool(extra: &str) -> Arc<Upstream> {
+        let yaml = format!(
+            "endpoints: [{{address: '127.0.0.1:1'}}, {{address: '127.0.0.1:2'}}, {{address: '127.0.0.1:3'}}]\n{extra}"
+        );
+        let cfg = serde_yaml::from_str(&yaml).unwrap();
+        Arc::new(Upstream::build("t", &cfg, None).unwrap())
+    }
+
+    fn picks(up: &Arc<Upstream>, n: usize, aff: &Affinity) -> Vec<usize> {
+        (0..n).map(|_| up.pick(aff, &[]).unwrap().index()).collect()
+    }
+
+    #[test]
+    fn a_retry_does_not_move_round_robins_turn() {
+        let up = pool("");
+        let first = up.pick(&Affinity::default(), &[]).unwrap();
+        assert_eq!(first.index(), 0);
+        // The retry after 0 goes to 1, and the next request still gets 1.
+        assert_eq!(up.pick(&Affinity::default(), &[0]).unwrap().index(), 1);
+        assert_eq!(picks(&up, 3, &Affinity::default()), [1, 2, 0]);
+    }
+
+    #[test]
+    fn least_conn_takes_the_least_loaded() {
+        let up = pool("balance: least_conn");
+        let aff = Affinity::default();
+        let held: Vec<_> = (0..3).map(|_| up.pick(&aff, &[]).unwrap()).collect();
+        let mut busy: Vec<usize> = held.iter().map(|a| a.index()).collect();
+        busy.sort();
+        assert_eq!(busy, [0, 1, 2], "one each first");
+        let extra = up.pick(&aff, &[]).unwrap();
+        let loaded = extra.index();
+        // Two on `loaded` now: the next goes elsewhere, whatever the turn.
+        for _ in 0..5 {
+            assert_ne!(up.pick(&aff, &[]).unwrap().index(), loaded);
+        }
+    }
+
+    #[test]
+    fn consistent_hash_walks_on_past_a_tried_endpoint() {
+        let up = pool("balance: consistent_hash\nhash_on: key");
+        let aff = Affinity {
+            key: Some("customer-7"),
+            ..Affinity::default()
+        };
+        let home = picks(&up, 1, &aff)[0];
+        assert_eq!(picks(&up, 20, &aff), vec![home; 20]);
+        let next = up.pick(&aff, &[home]).unwrap().index();
+        assert_ne!(next, home);
+        assert_eq!(up.pick(&aff, &[home]).unwrap().index(), next);
+        // No key: spread in turn.
+        let spread = picks(&up, 3, &Affinity::default());
+        let mut sorted = spread.clone();
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2]);
+    }
+
+    #[test]
+    fn the_breaker_counts_places_until_they_are_given_back() {
+        let up = pool("limits: {max_in_flight: 2}");
+        let aff = Affinity::default();
+        let (a, b) = (up.pick(&aff, &[]).unwrap(), up.pick(&aff, &[]).unwrap());
+        assert_eq!(up.pick(&aff, &[]).err(), Some(PickError::Full));
+        drop(a);
+        let c = up.pick(&aff, &[]).unwrap();
+        drop((b, c));
+        let up = pool("limits: {max_in_flight_per_endpoint: 1}");
+        let held: Vec<_> = (0..3).map(|_| up.pick(&aff, &[]).unwrap()).collect();
+        assert_eq!(up.pick(&aff, &[]).err(), Some(PickError::Full));
+        drop(held);
+        assert!(up.pick(&aff, &[]).is_ok());
+    }
 
     #[test]
     fn smooth_round_robin_spreads_by_weight() {
