@@ -11,6 +11,8 @@ Starts the simulator (natively) and the release gateway under
 sends 300 warm-up requests, zeroes the counters, sends N (default 2,000) with
 oha over 8 connections, and dumps. Prints instructions per request and leaves
 the profile in target/callgrind.<route>.out* for `callgrind_annotate`.
+`--endpoints N` puts N simulators in the pool, `--pool YAML` adds settings
+to it (`--pool '{balance: least_conn}'`).
 Counts user-space instructions only: system calls, and the kernel's share of
 each, are not in it (use the harness's CPU µs/request for those), and a
 `rep movsb` copy counts one instruction per byte.
@@ -37,6 +39,8 @@ def main():
     ap.add_argument("route", choices=["image", "pass"])
     ap.add_argument("-n", type=int, default=2000, help="requests counted")
     ap.add_argument("--bin", default=str(support.BIN))
+    ap.add_argument("--endpoints", type=int, default=1, help="simulators in the upstream pool")
+    ap.add_argument("--pool", default="{}", help="YAML settings added to the pool (e.g. '{balance: least_conn}')")
     args = ap.parse_args()
     out = support.ROOT / "target" / f"callgrind.{args.route}.out"
     for f in glob.glob(f"{out}*"):
@@ -44,15 +48,19 @@ def main():
     tmp = tempfile.mkdtemp(prefix="kikaku-callgrind-")
     procs = []
     try:
-        sim = support.free_port()
-        procs.append(support.Proc([args.bin, "sim-ark", "--listen", f"127.0.0.1:{sim}"]))
-        support.wait_port(sim)
+        sims = [support.free_port() for _ in range(args.endpoints)]
+        for sim in sims:
+            procs.append(support.Proc([args.bin, "sim-ark", "--listen", f"127.0.0.1:{sim}"]))
+            support.wait_port(sim)
+        sim = sims[0]
         pub, adm = support.free_port(), support.free_port()
         d = Path(tmp) / "gw"
         d.mkdir()
         conf = support.gateway_conf(d, pub, adm, sim)
         cfg = yaml.safe_load(conf.read_text())
         cfg["server"] = {"threads": 1}
+        cfg["upstreams"]["ark"]["endpoints"] = [{"address": f"127.0.0.1:{p}"} for p in sims]
+        cfg["upstreams"]["ark"].update(yaml.safe_load(args.pool))
         conf.write_text(yaml.safe_dump(cfg))
         gw = support.Proc(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                        args.bin, "serve", "-c", str(conf)])

@@ -10,6 +10,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::endpoint::{now_ms, Failure};
 use super::{Endpoint, Member, Upstream};
+use crate::config::Balance;
 
 pub struct Attempt {
     up: Arc<Upstream>,
@@ -22,9 +23,7 @@ impl Attempt {
     /// A try on `index`, whose places in flight (the pool's and the
     /// endpoint's) the caller has taken; they are given back on drop.
     pub(super) fn start(up: Arc<Upstream>, index: usize) -> Attempt {
-        let m = &up.members[index];
-        m.state.metrics.in_flight.inc();
-        m.state.metrics.requests.inc();
+        up.members[index].state.metrics.requests.inc();
         Attempt {
             up,
             index,
@@ -65,7 +64,11 @@ impl Attempt {
         self.settled = true;
         let now = now_ms();
         let state = &self.member().state;
-        state.observe_latency(self.sent.elapsed(), now, self.up.config.ewma_decay_ms);
+        let latency = self.sent.elapsed();
+        state.metrics.latency.observe(latency.as_secs_f64());
+        if self.up.config.balance == Balance::PeakEwma {
+            state.observe_latency(latency, now, self.up.config.ewma_decay_ms);
+        }
         if status >= 500 && self.up.config.outlier.on_5xx {
             self.count_failure(Failure::Status, now);
         } else {
@@ -112,7 +115,8 @@ impl Drop for Attempt {
     fn drop(&mut self) {
         let m = &self.up.members[self.index];
         m.state.in_flight.fetch_sub(1, Relaxed);
-        m.state.metrics.in_flight.dec();
-        self.up.shared.in_flight.fetch_sub(1, Relaxed);
+        if self.up.config.limits.max_in_flight.is_some() {
+            self.up.shared.in_flight.fetch_sub(1, Relaxed);
+        }
     }
 }

@@ -161,7 +161,6 @@ impl EndpointState {
         };
         self.ewma_ns.store(next.to_bits(), Relaxed);
         self.ewma_at.store(now, Relaxed);
-        self.metrics.latency.observe(latency.as_secs_f64());
     }
 
     /// The estimate now: it decays while no answer comes, so an endpoint

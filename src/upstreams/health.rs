@@ -86,12 +86,17 @@ impl Upstream {
         self.refresh_gauges();
     }
 
-    /// `kikaku_upstream_endpoint_available`, brought up to date (an
-    /// ejection ends by time alone).
+    /// The endpoints' gauges brought up to date, once a second:
+    /// `available` (an ejection ends by time alone) and `in_flight` (read
+    /// from the count the picks keep, rather than kept twice).
     pub fn refresh_gauges(&self) {
         let now = now_ms();
         for m in &self.members {
-            m.state.metrics.available.set(m.state.available(now) as i64);
+            let metrics = &m.state.metrics;
+            metrics.available.set(m.state.available(now) as i64);
+            metrics
+                .in_flight
+                .set(m.state.in_flight.load(std::sync::atomic::Ordering::Relaxed) as i64);
         }
     }
 }

@@ -42,7 +42,7 @@ static LATENCY: Lazy<HistogramVec> = Lazy::new(|| {
 static IN_FLIGHT: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
         "kikaku_upstream_endpoint_in_flight",
-        "Tries in flight on an endpoint",
+        "Tries in flight on an endpoint (sampled each second)",
         &["upstream", "endpoint"]
     )
     .expect("metric registers once")

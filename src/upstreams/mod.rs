@@ -198,12 +198,14 @@ impl Upstream {
         let s = &self.shared;
         let limits = &self.config.limits;
         // Places are taken with one atomic step each, so two threads cannot
-        // both take the last one.
-        let before = s.in_flight.fetch_add(1, Relaxed);
-        if limits.max_in_flight.is_some_and(|max| before >= max) {
-            s.in_flight.fetch_sub(1, Relaxed);
-            s.metrics.overflow.inc();
-            return Err(PickError::Full);
+        // both take the last one. The pool's count is kept only under a
+        // limit: every count is a cache line the worker threads share.
+        if let Some(max) = limits.max_in_flight {
+            if s.in_flight.fetch_add(1, Relaxed) >= max {
+                s.in_flight.fetch_sub(1, Relaxed);
+                s.metrics.overflow.inc();
+                return Err(PickError::Full);
+            }
         }
         let now = now_ms();
         let mut passed = tried.to_vec();
@@ -222,7 +224,9 @@ impl Upstream {
                     } else {
                         e
                     };
-                    s.in_flight.fetch_sub(1, Relaxed);
+                    if limits.max_in_flight.is_some() {
+                        s.in_flight.fetch_sub(1, Relaxed);
+                    }
                     if e == PickError::Full {
                         s.metrics.overflow.inc();
                     }
