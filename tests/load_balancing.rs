@@ -249,8 +249,12 @@ async fn ejection_and_slow_start_follow_the_schedule() {
     let (early, n1) = share(&seen, 1050, 1550, "a");
     let (late, n2) = share(&seen, 2600, 3300, "a");
     eprintln!("a's share: {early:.3} of {n1} early in slow start, {late:.3} of {n2} after it");
-    assert!(early > 0.02 && early < 0.3, "early {early}");
+    // Ramping: well under its half early on (about 0.1 to 0.2 expected;
+    // a slow machine sends few requests in that window, so no floor), about
+    // half once slow start is over.
+    assert!(early < 0.3, "early {early}");
     assert!(late > 0.4 && late < 0.6, "late {late}");
+    assert!(late > early + 0.15, "early {early}, late {late}");
     let series = format!(
         "kikaku_upstream_endpoint_ejections_total{{endpoint=\"{}\",upstream=\"pool\"}}",
         a.address()
@@ -285,13 +289,20 @@ async fn a_dead_endpoint_is_ejected_and_serves_again_when_back() {
     ));
     let http = client();
     a.kill();
+    let t0 = Instant::now();
     for _ in 0..50 {
         let (status, server) = get(&http, &gw.url("/x"), None).await;
         assert_eq!((status, server.as_deref()), (200, Some("b")));
     }
-    // Connect failures count toward ejection: a was tried twice, then left alone.
+    // Connect failures count toward ejection: a was tried twice, then left
+    // alone for 500 ms (twice more each time it is back, on a slow machine).
+    let spells = 1 + t0.elapsed().as_millis() as u64 / 500;
     let refused = gw.metric("kikaku_upstream_retries_total{reason=\"connect\",upstream=\"pool\"}");
-    assert!(refused <= 3.0, "{refused} retries");
+    assert!(
+        refused <= 2.0 * spells as f64,
+        "{refused} retries in {spells} spell(s)"
+    );
+    assert!(refused >= 2.0, "{refused}");
     // Both down: /readyz turns not-ready once the checks see it.
     b.kill();
     let ready = |want: u16| {
@@ -475,4 +486,37 @@ async fn consistent_hashing_keeps_keys_when_one_of_five_goes() {
     );
     assert!(kept_n as f64 >= 0.9 * others as f64);
     assert_eq!(moved, c_users);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hashing_on_the_key_keeps_each_customer_on_one_endpoint() {
+    let ups = Flaky::several(["a", "b", "c", "d", "e"]).await;
+    let keys: Vec<String> = (0..12)
+        .map(|i| format!("kikaku_lb_customer_{i:02}"))
+        .collect();
+    let mut yaml = format!(
+        "upstreams:\n  pool:\n{}    balance: consistent_hash\n    hash_on: key\nroutes:\n{}keys:\n",
+        endpoints(&ups.iter().collect::<Vec<_>>()),
+        common::authed_route("open", "/", "image", "upstream: pool")
+    );
+    for k in &keys {
+        yaml += &format!("  - {{key: {k}, owner: {k}, rate_limit_per_minute: 100000}}\n");
+    }
+    let gw = Gateway::with(&yaml);
+    let http = client();
+    let mut homes = HashMap::new();
+    for round in 0..5 {
+        for k in &keys {
+            let r = http.get(gw.url("/x")).bearer_auth(k).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let v: serde_json::Value = r.json().await.unwrap();
+            let server = v["server"].as_str().unwrap().to_string();
+            let home = homes.entry(k.clone()).or_insert_with(|| server.clone());
+            assert_eq!(*home, server, "{k} moved in round {round}");
+        }
+    }
+    // The keys are spread, not all on one endpoint.
+    let used: std::collections::HashSet<_> = homes.values().collect();
+    eprintln!("12 keys on {} endpoints: {homes:?}", used.len());
+    assert!(used.len() >= 3, "{homes:?}");
 }
