@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::{client, free_port, jpeg_dimensions, wait_for_port};
+use common::{client, jpeg_dimensions, spawn_listening};
 use serde_json::{json, Value};
 
 struct Sim(Child, u16);
@@ -17,15 +17,15 @@ impl Drop for Sim {
 }
 
 fn sim(args: &[&str]) -> Sim {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kikaku-edge"))
-        .args(["sim-ark", "--listen", &format!("127.0.0.1:{port}")])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
+    let (child, port) = spawn_listening(|port| {
+        Command::new(env!("CARGO_BIN_EXE_kikaku-edge"))
+            .args(["sim-ark", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
     Sim(child, port)
 }
 

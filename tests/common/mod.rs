@@ -121,6 +121,30 @@ pub fn listens(pid: u32, port: u16) -> bool {
         .any(|(p, inode)| *p == port && inodes.contains(inode))
 }
 
+/// Start a server on a free port (`start` spawns it on the port given) and
+/// wait until that very process listens there. Should the child exit first
+/// (another process took the port between `free_port` and its bind), it is
+/// tried again on another port.
+pub fn spawn_listening(mut start: impl FnMut(u16) -> Child) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = start(port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if listens(child.id(), port) {
+                return (child, port);
+            }
+            if matches!(child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("no server came up on a free port in 5 tries");
+}
+
 /// The keys every test config carries.
 pub fn test_keys() -> String {
     format!(
