@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::flaky::{endpoints, Flaky};
 use common::{client, Gateway};
+use reqwest::Method;
 
 fn gateway(pool: &str) -> Gateway {
     Gateway::with(&format!(
@@ -28,6 +29,28 @@ async fn get(http: &reqwest::Client, url: &str, header: Option<&str>) -> (u16, O
     let status = r.status().as_u16();
     let body: serde_json::Value = r.json().await.unwrap_or_default();
     (status, body["server"].as_str().map(str::to_string))
+}
+
+/// Ten requests of this method with a body of `size` bytes, one after
+/// another: each status and JSON answer.
+async fn answers(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    size: usize,
+) -> Vec<(u16, serde_json::Value)> {
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let r = http
+            .request(method.clone(), url)
+            .body(vec![7u8; size])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        got.push((status, r.json().await.unwrap_or_default()));
+    }
+    got
 }
 
 /// `requests` GETs from `workers` concurrent clients; answers by server.
@@ -131,43 +154,17 @@ async fn status_retries_are_for_idempotent_methods_and_kept_bodies() {
         assert_eq!((status, server.as_deref()), (200, Some("good")));
     }
     // A PUT whose body fits the retry buffer goes again, whole.
-    let mut put_ok = 0;
-    for _ in 0..10 {
-        let r = http
-            .put(gw.url("/x"))
-            .body(vec![7u8; 10_000])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: serde_json::Value = r.json().await.unwrap();
+    for (status, v) in answers(&http, Method::PUT, &gw.url("/x"), 10_000).await {
+        assert_eq!(status, 200);
         assert_eq!(v["received"], 10_000);
-        put_ok += 1;
     }
-    assert_eq!(put_ok, 10);
+    let seen_503 = |got: &[(u16, serde_json::Value)]| got.iter().filter(|(s, _)| *s == 503).count();
     // POST is not retried: half of them see the 503.
-    let mut seen_503 = 0;
-    for _ in 0..10 {
-        let r = http.post(gw.url("/x")).body("{}").send().await.unwrap();
-        if r.status() == 503 {
-            seen_503 += 1;
-        }
-    }
-    assert_eq!(seen_503, 5);
+    let posts = answers(&http, Method::POST, &gw.url("/x"), 2).await;
+    assert_eq!(seen_503(&posts), 5);
     // A body past the 64 KiB buffer that went upstream is not sent again.
     let before = bad.hits() + good.hits();
-    let mut big_503 = 0;
-    for _ in 0..10 {
-        let r = http
-            .put(gw.url("/x"))
-            .body(vec![7u8; 200_000])
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 503 {
-            big_503 += 1;
-        }
-    }
+    let big_503 = seen_503(&answers(&http, Method::PUT, &gw.url("/x"), 200_000).await);
     assert_eq!(big_503, 5);
     assert_eq!(bad.hits() + good.hits() - before, 10);
     let refused =

@@ -169,9 +169,9 @@ impl ArkClient {
                 PickError::NoEndpoint => ArkFailure::NoEndpoint,
             })?;
             let peer = attempt.peer();
-            let host = attempt.endpoint().host_header.clone();
             attempt.sending();
-            let (why, err) = match self.start(&peer, &host, payload).await {
+            let host = &attempt.endpoint().host_header;
+            let (why, err) = match self.start(&peer, host, payload).await {
                 Ok(session) => {
                     let status = session.status();
                     attempt.answered(status);

@@ -6,11 +6,9 @@ use prometheus::{
     HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
-/// Latency buckets in seconds: 0.5 ms up to the 120 s image deadline.
-const BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0, 120.0,
-];
+/// Latency buckets: 0.5 ms up to the 120 s image deadline, as the
+/// upstream endpoints' histograms have them.
+use crate::upstreams::LATENCY_BUCKETS as BUCKETS;
 
 pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(

@@ -46,13 +46,12 @@ pub struct Ctx {
     pub tries: Tries,
 }
 
-impl Ctx {
-    /// The route's upstream, when it proxies.
-    fn upstream(&self) -> Option<Arc<Upstream>> {
-        match self.route.as_ref().map(|r| &r.target) {
-            Some(Target::Upstream(up)) => Some(up.clone()),
-            _ => None,
-        }
+/// The route's upstream, when it proxies. (A function of the field, not
+/// of `Ctx`, so the tries can be borrowed beside it.)
+fn upstream_of(route: &Option<Arc<Route>>) -> Option<&Arc<Upstream>> {
+    match route.as_ref().map(|r| &r.target) {
+        Some(Target::Upstream(up)) => Some(up),
+        _ => None,
     }
 }
 
@@ -272,10 +271,9 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let up = ctx
-            .upstream()
+        let up = upstream_of(&ctx.route)
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "route has no upstream"))?;
-        match ctx.tries.pick(session, &up, &ctx.req) {
+        match ctx.tries.pick(session, up, &ctx.req) {
             Ok((peer, host)) => {
                 ctx.upstream_host = Some(host);
                 Ok(peer)
@@ -297,8 +295,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         e: Box<Error>,
     ) -> Box<Error> {
-        let up = ctx.upstream();
-        ctx.tries.connect_failed(up.as_deref(), e)
+        let up = upstream_of(&ctx.route).map(|u| &**u);
+        ctx.tries.connect_failed(up, e)
     }
 
     fn error_while_proxy(
@@ -310,8 +308,8 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let e = e.more_context(format!("Peer: {peer}"));
-        let up = ctx.upstream();
-        ctx.tries.broke(session, up.as_deref(), e, client_reused)
+        let up = upstream_of(&ctx.route).map(|u| &**u);
+        ctx.tries.broke(session, up, e, client_reused)
     }
 
     async fn upstream_request_filter(
@@ -355,8 +353,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
-        let up = ctx.upstream();
-        ctx.tries.answered(session, up.as_deref(), resp)
+        let up = upstream_of(&ctx.route).map(|u| &**u);
+        ctx.tries.answered(session, up, resp)
     }
 
     async fn response_filter(

@@ -73,7 +73,8 @@ pub struct BackendRequest {
     /// Lower-case names; `x-amz-*` and `content-md5` are signed, the rest
     /// (Range, If-*, Content-Type, ...) forwarded as they are.
     pub headers: Vec<(String, String)>,
-    pub body: Option<reqwest::Body>,
+    /// A body held in memory (sent again as it is when a retry needs it).
+    pub body: Option<bytes::Bytes>,
     /// A body streamed from the client instead (`body` is then `None`).
     pub pipe: Option<PipeBody>,
     /// What the pool's `hash_on: key` hashes: the key the call is made
@@ -125,7 +126,7 @@ impl BackendRequest {
     pub fn with_body(mut self, body: bytes::Bytes) -> Self {
         self.headers
             .push(("content-length".into(), body.len().to_string()));
-        self.body = Some(reqwest::Body::from(body));
+        self.body = Some(body);
         self
     }
 }
@@ -230,8 +231,8 @@ impl S3Backend {
     /// Send one signed request; the answer's body is left to the caller.
     /// The endpoint is the pool's pick (`hash_on: key` hashes
     /// `req.affinity`); a connection that cannot be made is retried on
-    /// another endpoint when the body can be sent again (none, or in
-    /// memory).
+    /// another endpoint when the body can be sent again (none, in memory,
+    /// or a pipe nothing has read yet).
     pub async fn send(&self, mut req: BackendRequest) -> Result<reqwest::Response, BackendError> {
         let affinity = req.affinity.take();
         let aff = Affinity {
@@ -239,20 +240,17 @@ impl S3Backend {
             ..Affinity::default()
         };
         let mut tried = Vec::new();
-        let mut body = req.body.take();
+        let body = req.body.take();
         let pipe = req.pipe.take();
         loop {
             let mut attempt = self.upstream.pick(&aff, &tried).map_err(|e| match e {
                 PickError::Full => BackendError::Full(self.upstream.retry_after()),
                 PickError::NoEndpoint => BackendError::NoEndpoint,
             })?;
-            let again = match &body {
-                None => Some(None),
-                Some(b) => b.as_bytes().map(|b| Some(bytes::Bytes::copy_from_slice(b))),
-            };
             let this_try = match &pipe {
                 Some(p) => Some(p.body()),
-                None => body.take(),
+                // A second reference to the same bytes, not a copy.
+                None => body.clone().map(reqwest::Body::from),
             };
             let builder = self.signed(&req, attempt.endpoint(), this_try)?;
             attempt.sending();
@@ -271,17 +269,13 @@ impl S3Backend {
                     };
                     attempt.failed(why);
                     tried.push(attempt.index());
-                    let resendable = match &pipe {
-                        Some(p) => !p.started(),
-                        None => again.is_some(),
-                    };
+                    let resendable = pipe.as_ref().is_none_or(|p| !p.started());
                     let retry = why == Failure::Connect
                         && self.upstream.config.retry.retries > 0
                         && resendable
                         && self.upstream.may_retry(&tried, why);
-                    match again {
-                        Some(b) if retry => body = b.map(reqwest::Body::from),
-                        _ => return Err(transport(e)),
+                    if !retry {
+                        return Err(transport(e));
                     }
                 }
             }

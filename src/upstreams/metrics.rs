@@ -7,7 +7,9 @@ use prometheus::{
     HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
-const BUCKETS: &[f64] = &[
+/// Latency buckets in seconds, 0.5 ms up to the 120 s image deadline:
+/// the gateway's request and upstream histograms use them too.
+pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 120.0,
 ];
@@ -35,7 +37,7 @@ static LATENCY: Lazy<HistogramVec> = Lazy::new(|| {
         "kikaku_upstream_endpoint_latency_seconds",
         "Time from sending a try to its response header",
         &["upstream", "endpoint"],
-        BUCKETS.to_vec()
+        LATENCY_BUCKETS.to_vec()
     )
     .expect("metric registers once")
 });

@@ -34,6 +34,7 @@ use budget::RetryBudget;
 pub use endpoint::Failure;
 use endpoint::{now_ms, EndpointState};
 use metrics::PoolMetrics;
+pub use metrics::LATENCY_BUCKETS;
 pub use pick::{Affinity, PickError};
 use pick::{Candidates, Picker};
 
@@ -244,7 +245,8 @@ impl Upstream {
                 passed.push(index);
                 continue;
             }
-            if tried.is_empty() {
+            // The budget counts requests only where retries can draw on it.
+            if tried.is_empty() && self.config.retry.retries > 0 {
                 s.budget.request(now);
             }
             return Ok(Attempt::start(self.clone(), index));

@@ -193,7 +193,7 @@ pub(super) async fn complete(call: &Call<'_>, ex: &mut Exchange<'_>) -> Result<(
     let mut req = call.to_backend(false);
     req.headers
         .push(("content-length".into(), body.len().to_string()));
-    req.body = Some(reqwest::Body::from(body));
+    req.body = Some(body);
     let (status, bytes) = call.storage.send_read(req).await?;
     // S3 may answer 200 with an <Error> document.
     let failed = !(200..300).contains(&status)

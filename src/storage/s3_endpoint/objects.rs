@@ -214,7 +214,7 @@ pub(super) async fn delete_many(
     let mut req = call.to_backend(false);
     req.headers
         .push(("content-length".into(), body.len().to_string()));
-    req.body = Some(reqwest::Body::from(body));
+    req.body = Some(body);
     let (status, bytes) = call.storage.send_read(req).await?;
     if (200..300).contains(&status) {
         let subject = call.subject();
